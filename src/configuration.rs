@@ -1,0 +1,571 @@
+//! Typed settings: a YAML file layered under `SNOWGATE__SECTION__KEY` environment variables
+//! (the `config` crate). Secrets are wrapped in [`Secret`] and may be given as `<key>_file`.
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Secret(String::deserialize(d)?))
+    }
+}
+
+/// A duration written as `"30s"`, `"5m"`, `"250ms"` or a bare number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Float(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
+            Raw::Float(s) if s >= 0.0 && s.is_finite() => Ok(Dur(Duration::from_secs_f64(s))),
+            Raw::Float(_) => Err(serde::de::Error::custom("a duration cannot be negative")),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(t)
+        .map_err(|_| format!("`{t}` is not a duration (write e.g. \"30s\", \"5m\" or 30)"))
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub callback: CallbackSettings,
+    pub servicenow: ServiceNowSettings,
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub outbox: OutboxSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests before exiting.
+    pub shutdown_timeout: Dur,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            // Gate requests are a few KiB; 256 KiB leaves room for large changeRequestDetails.
+            max_body_bytes: 256 * 1024,
+            shutdown_timeout: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbackSettings {
+    /// What ServiceNow can reach; the callback URL is `<this>sn-devops/pipeline_<uuid>`.
+    pub public_base_url: Option<String>,
+    pub basic_auth: Option<BasicAuth>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: Secret,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceNowAuth {
+    /// v2 API, `Authorization: sn_devops.DevOpsToken <tool_id>:<token>`.
+    Token,
+    /// v1 API, Basic user + password.
+    Basic,
+    /// OAuth 2 password grant (change mode).
+    Oauth,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StepMapping {
+    /// Do not touch step mappings (the orchestration task must exist in ServiceNow).
+    Off,
+    /// `GET stepMapping` before registering; an invalid step fails the gate.
+    Validate,
+    /// `POST stepMapping` before registering (creates the orchestration task).
+    Create,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMode {
+    Devops,
+    Change,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceNowSettings {
+    pub instance_url: String,
+    pub tool_id: String,
+    pub auth: ServiceNowAuth,
+    pub token: Secret,
+    pub token_file: Option<PathBuf>,
+    pub user: String,
+    pub password: Secret,
+    pub password_file: Option<PathBuf>,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub client_secret_file: Option<PathBuf>,
+    pub timeout: Dur,
+    pub connect_timeout: Dur,
+    pub poll_interval: Dur,
+    pub max_requests_per_second: u32,
+    pub default_mode: GateMode,
+    pub step_mapping: StepMapping,
+    pub proxy: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// How long a registration is retried on transient errors before the gate fails.
+    pub register_give_up_after: Dur,
+}
+
+impl Default for ServiceNowSettings {
+    fn default() -> Self {
+        Self {
+            instance_url: String::new(),
+            tool_id: String::new(),
+            auth: ServiceNowAuth::Token,
+            token: Secret::default(),
+            token_file: None,
+            user: String::new(),
+            password: Secret::default(),
+            password_file: None,
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            client_secret_file: None,
+            timeout: Dur(Duration::from_secs(30)),
+            connect_timeout: Dur(Duration::from_secs(5)),
+            poll_interval: Dur(Duration::from_secs(60)),
+            max_requests_per_second: 20,
+            default_mode: GateMode::Devops,
+            step_mapping: StepMapping::Off,
+            proxy: None,
+            ca_file: None,
+            register_give_up_after: Dur(Duration::from_secs(3600)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    pub url: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://snowgate.db".into(),
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The SQLite file named by `sqlite://<path>`.
+    pub fn sqlite_path(&self) -> Result<PathBuf, String> {
+        match self.url.strip_prefix("sqlite://") {
+            Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+            _ => Err(format!(
+                "`{}` is not a supported store URL (this build supports sqlite://<path>)",
+                self.url
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub disabled: bool,
+    pub pipeline_tokens: Vec<NamedToken>,
+    pub operator_tokens: Vec<NamedToken>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    pub name: String,
+    #[serde(default)]
+    pub token: Secret,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Retry schedule of the outbox (registrations, acknowledgements).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSettings {
+    pub initial_backoff: Dur,
+    pub max_backoff: Dur,
+    /// Attempts after which an action is given up and recorded as failed.
+    pub max_attempts: u32,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Dur(Duration::from_secs(1)),
+            max_backoff: Dur(Duration::from_secs(300)),
+            max_attempts: 50,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `snowgate=debug,actix_web=info`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key and its environment-variable form.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// `servicenow.token` → `SNOWGATE__SERVICENOW__TOKEN`.
+pub fn env_name(key: &str) -> String {
+    format!("SNOWGATE__{}", key.replace('.', "__").to_uppercase())
+}
+
+fn key_problem(key: &str, problem: &str) -> String {
+    format!("{key} ({}) {problem}", env_name(key))
+}
+
+impl Settings {
+    /// Load `file` (optional) and the `SNOWGATE__*` environment, resolve `*_file` secrets.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError(format!(
+                    "the file {} does not exist",
+                    f.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(f).format(config::FileFormat::Yaml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SNOWGATE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError(describe_config_error(&e)))?;
+        let mut settings: Settings = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError(describe_config_error(&e)))?;
+        settings.resolve_secret_files()?;
+        Ok(settings)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        fn read(key: &str, file: &Option<PathBuf>, target: &mut Secret) -> Result<(), ConfigError> {
+            if let Some(path) = file {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(key_problem(
+                        &format!("{key}_file"),
+                        &format!("names {} which cannot be read: {e}", path.display()),
+                    ))
+                })?;
+                *target = Secret::new(text.trim().to_string());
+            }
+            Ok(())
+        }
+        let sn = &mut self.servicenow;
+        read("servicenow.token", &sn.token_file, &mut sn.token)?;
+        read("servicenow.password", &sn.password_file, &mut sn.password)?;
+        read(
+            "servicenow.client_secret",
+            &sn.client_secret_file,
+            &mut sn.client_secret,
+        )?;
+        if let Some(b) = &mut self.callback.basic_auth {
+            read(
+                "callback.basic_auth.password",
+                &b.password_file,
+                &mut b.password,
+            )?;
+        }
+        for t in self
+            .auth
+            .pipeline_tokens
+            .iter_mut()
+            .chain(self.auth.operator_tokens.iter_mut())
+        {
+            read("auth.*_tokens[].token", &t.token_file, &mut t.token)?;
+        }
+        Ok(())
+    }
+
+    /// Every problem that stops `serve`, each naming its key and environment variable.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let sn = &self.servicenow;
+        if sn.instance_url.is_empty() {
+            out.push(key_problem("servicenow.instance_url", "is missing"));
+        } else if url::Url::parse(&sn.instance_url)
+            .map(|u| !matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(true)
+        {
+            out.push(key_problem(
+                "servicenow.instance_url",
+                "must be an http(s) URL such as https://example.service-now.com",
+            ));
+        }
+        if sn.tool_id.is_empty() {
+            out.push(key_problem(
+                "servicenow.tool_id",
+                "is missing (the sys_id of the Jenkins tool record)",
+            ));
+        }
+        match sn.auth {
+            ServiceNowAuth::Token if sn.token.is_empty() => out.push(key_problem(
+                "servicenow.token",
+                "is missing (auth: token needs the tool's DevOps token)",
+            )),
+            ServiceNowAuth::Basic | ServiceNowAuth::Oauth => {
+                if sn.user.is_empty() {
+                    out.push(key_problem("servicenow.user", "is missing"));
+                }
+                if sn.password.is_empty() {
+                    out.push(key_problem("servicenow.password", "is missing"));
+                }
+                if sn.auth == ServiceNowAuth::Oauth {
+                    out.push(key_problem(
+                        "servicenow.auth",
+                        "is `oauth`, which is only used by change mode; this build supports `token` and `basic`",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if sn.max_requests_per_second == 0 {
+            out.push(key_problem(
+                "servicenow.max_requests_per_second",
+                "must be at least 1",
+            ));
+        }
+        match &self.callback.public_base_url {
+            None => out.push(key_problem(
+                "callback.public_base_url",
+                "is missing (the URL ServiceNow uses to reach snowgate, ending with /)",
+            )),
+            Some(u) => {
+                if let Err(p) = check_base_url(u) {
+                    out.push(key_problem("callback.public_base_url", &p));
+                }
+            }
+        }
+        if let Some(b) = &self.callback.basic_auth {
+            if b.user.is_empty() || b.password.is_empty() {
+                out.push(key_problem(
+                    "callback.basic_auth",
+                    "needs both user and password",
+                ));
+            }
+        }
+        if let Err(p) = self.store.sqlite_path() {
+            out.push(key_problem("store.url", &p));
+        }
+        if !self.auth.disabled
+            && self.auth.pipeline_tokens.is_empty()
+            && self.auth.operator_tokens.is_empty()
+        {
+            out.push(format!(
+                "{} and {} are empty: set tokens, or `auth.disabled: true` ({}) to run without authentication",
+                key_problem("auth.pipeline_tokens", ""),
+                key_problem("auth.operator_tokens", ""),
+                env_name("auth.disabled")
+            ));
+        }
+        for t in self
+            .auth
+            .pipeline_tokens
+            .iter()
+            .chain(self.auth.operator_tokens.iter())
+        {
+            if t.token.expose().len() < 16 {
+                out.push(format!(
+                    "auth token `{}` is shorter than 16 characters; use a long random token",
+                    t.name
+                ));
+            }
+        }
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            out.push(key_problem(
+                "server.bind",
+                "must be an address such as 127.0.0.1:8080",
+            ));
+        }
+        out
+    }
+}
+
+/// The callback base must be an absolute http(s) URL ending with `/` (the path is appended).
+pub fn check_base_url(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("`{u}` must be an http or https URL"));
+    }
+    if !u.ends_with('/') {
+        return Err(format!("`{u}` must end with `/`"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("`{u}` must not carry a query or fragment"));
+    }
+    Ok(())
+}
+
+fn describe_config_error(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    // The config crate names the key as `for key "servicenow.timeout"`; add its env form.
+    if let Some(start) = text.find("for key `").or_else(|| text.find("for key \"")) {
+        let rest = &text[start + 9..];
+        if let Some(end) = rest.find(['`', '"']) {
+            let key = &rest[..end];
+            return format!("{text} (environment variable {})", env_name(key));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("12").unwrap(), Duration::from_secs(12));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2-hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+    }
+
+    #[test]
+    fn env_names_follow_the_double_underscore_form() {
+        assert_eq!(
+            env_name("servicenow.instance_url"),
+            "SNOWGATE__SERVICENOW__INSTANCE_URL"
+        );
+    }
+
+    #[test]
+    fn base_url_needs_a_trailing_slash() {
+        assert!(check_base_url("https://x.example/").is_ok());
+        assert!(check_base_url("https://x.example/app").is_err());
+        assert!(check_base_url("ftp://x.example/").is_err());
+    }
+
+    #[test]
+    fn the_example_configuration_has_only_known_keys() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        let s = Settings::load(Some(&path)).expect("config.example.yaml loads");
+        assert_eq!(s.servicenow.tool_id, "1c219f7e8708f1508ca933383cbb3543");
+        assert_eq!(s.servicenow.timeout.0, Duration::from_secs(30));
+        assert_eq!(s.auth.operator_tokens[0].name, "alice");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let dir = std::env::temp_dir().join(format!("snowgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.yaml");
+        std::fs::write(&path, "servicenow:\n  instance_ur: x\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("instance_ur"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_configuration_names_every_missing_key() {
+        let problems = Settings::default().problems().join("\n");
+        for key in [
+            "SNOWGATE__SERVICENOW__INSTANCE_URL",
+            "SNOWGATE__SERVICENOW__TOOL_ID",
+            "SNOWGATE__SERVICENOW__TOKEN",
+            "SNOWGATE__CALLBACK__PUBLIC_BASE_URL",
+            "SNOWGATE__AUTH__DISABLED",
+        ] {
+            assert!(problems.contains(key), "{key} missing from {problems}");
+        }
+    }
+}

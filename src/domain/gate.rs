@@ -1,0 +1,237 @@
+//! Gate states and the pure transition rules (SPEC §2 "Gate states").
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::names::CallbackToken;
+use super::request::GateSpec;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateState {
+    Registering,
+    Pending,
+    Approved,
+    NotControlled,
+    Rejected,
+    Canceled,
+    Failed,
+    TimedOut,
+    Resumed,
+    Aborted,
+}
+
+pub const ALL_STATES: [GateState; 10] = [
+    GateState::Registering,
+    GateState::Pending,
+    GateState::Approved,
+    GateState::NotControlled,
+    GateState::Rejected,
+    GateState::Canceled,
+    GateState::Failed,
+    GateState::TimedOut,
+    GateState::Resumed,
+    GateState::Aborted,
+];
+
+/// The states a gate can still leave.
+pub const OPEN_STATES: [GateState; 2] = [GateState::Registering, GateState::Pending];
+
+impl GateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateState::Registering => "registering",
+            GateState::Pending => "pending",
+            GateState::Approved => "approved",
+            GateState::NotControlled => "not_controlled",
+            GateState::Rejected => "rejected",
+            GateState::Canceled => "canceled",
+            GateState::Failed => "failed",
+            GateState::TimedOut => "timed_out",
+            GateState::Resumed => "resumed",
+            GateState::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GateState> {
+        ALL_STATES.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !OPEN_STATES.contains(&self)
+    }
+}
+
+impl std::fmt::Display for GateState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("the gate is already {0}")]
+    AlreadyTerminal(GateState),
+    #[error("a gate cannot move from {from} to {to}")]
+    NotAllowed { from: GateState, to: GateState },
+}
+
+/// The states from which `to` may be entered. The store uses this list in its
+/// compare-and-set (`UPDATE … WHERE state IN (…)`).
+pub fn sources_of(to: GateState) -> &'static [GateState] {
+    match to {
+        GateState::Registering => &[],
+        GateState::Pending => &[GateState::Registering],
+        // A callback may beat the registration reply, so every decision is allowed from
+        // `registering` as well as from `pending`.
+        _ => &OPEN_STATES,
+    }
+}
+
+/// Pure rule: may a gate in `from` move to `to`?
+pub fn transition(from: GateState, to: GateState) -> Result<GateState, TransitionError> {
+    if sources_of(to).contains(&from) {
+        Ok(to)
+    } else if from.is_terminal() {
+        Err(TransitionError::AlreadyTerminal(from))
+    } else {
+        Err(TransitionError::NotAllowed { from, to })
+    }
+}
+
+/// The change request ServiceNow linked to the gate, as far as snowgate knows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRequest {
+    pub number: Option<String>,
+    pub sys_id: Option<String>,
+    pub url: Option<String>,
+    pub state: Option<String>,
+    pub planned_start_date: Option<String>,
+    pub planned_end_date: Option<String>,
+    pub approvers: Option<String>,
+    pub assignment_group: Option<String>,
+    pub comments: Option<String>,
+}
+
+/// A gate as stored.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    pub id: Uuid,
+    pub state: GateState,
+    pub proceed: Option<bool>,
+    pub message: String,
+    pub spec: GateSpec,
+    pub callback_token: CallbackToken,
+    pub change_request: Option<ChangeRequest>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decided_by: Option<String>,
+}
+
+/// How a gate is shown by every gate endpoint (SPEC §3 "Gate representation").
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateView<'a> {
+    pub id: Uuid,
+    pub state: GateState,
+    pub proceed: Option<bool>,
+    pub message: &'a str,
+    pub mode: &'static str,
+    pub job_url: &'a str,
+    pub build_number: &'a str,
+    pub stage_name: &'a str,
+    pub branch_name: Option<&'a str>,
+    pub build_url: Option<&'a str>,
+    pub change_request: Option<&'a ChangeRequest>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<&'a str>,
+    pub links: Links,
+}
+
+#[derive(Serialize)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub wait: String,
+    pub events: String,
+}
+
+pub fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Gate {
+    pub fn view(&self) -> GateView<'_> {
+        GateView {
+            id: self.id,
+            state: self.state,
+            proceed: self.proceed,
+            message: &self.message,
+            mode: "devops",
+            job_url: &self.spec.job_url,
+            build_number: &self.spec.build_number,
+            stage_name: &self.spec.stage_name,
+            branch_name: self.spec.branch_name.as_deref(),
+            build_url: self.spec.build_url.as_deref(),
+            change_request: self.change_request.as_ref(),
+            created_at: timestamp(&self.created_at),
+            updated_at: timestamp(&self.updated_at),
+            decided_at: self.decided_at.as_ref().map(timestamp),
+            decided_by: self.decided_by.as_deref(),
+            links: Links {
+                self_: format!("/api/v1/gates/{}", self.id),
+                wait: format!("/api/v1/gates/{}/wait", self.id),
+                events: format!("/api/v1/gates/{}/events", self.id),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_gates_accept_every_decision() {
+        for to in ALL_STATES.into_iter().filter(|s| s.is_terminal()) {
+            assert_eq!(transition(GateState::Pending, to), Ok(to));
+            assert_eq!(transition(GateState::Registering, to), Ok(to));
+        }
+    }
+
+    #[test]
+    fn terminal_gates_accept_nothing() {
+        for from in ALL_STATES.into_iter().filter(|s| s.is_terminal()) {
+            for to in ALL_STATES {
+                assert_eq!(
+                    transition(from, to),
+                    Err(TransitionError::AlreadyTerminal(from))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pending_is_entered_only_from_registering() {
+        assert!(transition(GateState::Registering, GateState::Pending).is_ok());
+        assert_eq!(
+            transition(GateState::Pending, GateState::Pending),
+            Err(TransitionError::NotAllowed {
+                from: GateState::Pending,
+                to: GateState::Pending
+            })
+        );
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in ALL_STATES {
+            assert_eq!(GateState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(GateState::parse("bogus"), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! The gate, its states and the validated values it is made of.
+pub mod gate;
+pub mod names;
+pub mod request;
+
+pub use gate::{ChangeRequest, Gate, GateState, TransitionError};
+pub use names::CallbackToken;
+pub use request::{FieldError, GateSpec};

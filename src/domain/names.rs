@@ -1,0 +1,143 @@
+//! Jenkins-compatible names and URLs, exactly as the official plugin builds them (SPEC §2).
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// The secret part of a callback URL: `pipeline_<uuid v4>` (122 random bits).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallbackToken(String);
+
+impl CallbackToken {
+    pub fn generate() -> Self {
+        CallbackToken(format!("pipeline_{}", Uuid::new_v4()))
+    }
+
+    /// A token read back from the store.
+    pub fn from_stored(s: String) -> Self {
+        CallbackToken(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The lookup key kept in the store's index: a SHA-256 of the token, so the index
+    /// lookup never compares the secret itself.
+    pub fn lookup_hash(raw: &str) -> String {
+        hex::encode(Sha256::digest(raw.as_bytes()))
+    }
+
+    /// Constant-time comparison with a presented token.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+
+    /// A log-safe form: the first characters only.
+    pub fn redacted(&self) -> String {
+        crate::telemetry::redact(&self.0)
+    }
+}
+
+impl fmt::Debug for CallbackToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallbackToken({})", self.redacted())
+    }
+}
+
+/// Stage task URL: the job URL with its last `/` replaced by `#<stage>/`
+/// (`https://ci/job/folder/job/app/` + `Deploy` → `https://ci/job/folder/job/app#Deploy/`).
+pub fn stage_task_url(job_url: &str, stage_path: &str) -> String {
+    let base = job_url.strip_suffix('/').unwrap_or(job_url);
+    format!("{base}#{stage_path}/")
+}
+
+/// The `/job/<name>` segments of a Jenkins job URL, each decoded once (Jenkins renders
+/// `feature/x` as `feature%2Fx` in the job name and `feature%252Fx` in the URL).
+pub fn job_segments(job_url: &str) -> Vec<String> {
+    let path = match url::Url::parse(job_url) {
+        Ok(u) => u.path().to_string(),
+        Err(_) => job_url.to_string(),
+    };
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i + 1 < parts.len() {
+        if parts[i] == "job" {
+            names.push(
+                percent_decode_str(parts[i + 1])
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            );
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// The short job name the plugin sends as `orchestrationTaskName` in the changeControl POST:
+/// the last job segment, or for a multibranch branch job the multibranch project's name.
+pub fn short_job_name(job_url: &str, multibranch: bool) -> String {
+    let segs = job_segments(job_url);
+    let idx = if multibranch && segs.len() >= 2 {
+        segs.len() - 2
+    } else {
+        segs.len().saturating_sub(1)
+    };
+    segs.get(idx).cloned().unwrap_or_default()
+}
+
+/// The full pipeline name (`folder/app`), without the branch job for multibranch pipelines;
+/// this is what changeInfo's `pipelineName` carries.
+pub fn pipeline_name(job_url: &str, multibranch: bool) -> String {
+    let mut segs = job_segments(job_url);
+    if multibranch && segs.len() >= 2 {
+        segs.pop();
+    }
+    segs.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_task_url_puts_the_stage_after_a_hash() {
+        assert_eq!(
+            stage_task_url("https://ci/job/folder/job/app/", "Deploy"),
+            "https://ci/job/folder/job/app#Deploy/"
+        );
+        assert_eq!(
+            stage_task_url("https://ci/job/app", "Deploy/Prod"),
+            "https://ci/job/app#Deploy/Prod/"
+        );
+    }
+
+    #[test]
+    fn job_names_come_from_the_job_segments() {
+        let url = "https://ci.example.com/job/folder/job/app/";
+        assert_eq!(short_job_name(url, false), "app");
+        assert_eq!(pipeline_name(url, false), "folder/app");
+        let mb = "https://ci.example.com/job/mb/job/feature%252Fx/";
+        assert_eq!(short_job_name(mb, true), "mb");
+        assert_eq!(pipeline_name(mb, true), "mb");
+        assert_eq!(job_segments(mb), vec!["mb", "feature%2Fx"]);
+        assert_eq!(short_job_name("https://ci/job/my%20app/", false), "my app");
+    }
+
+    #[test]
+    fn callback_tokens_are_long_random_and_compared_whole() {
+        let a = CallbackToken::generate();
+        let b = CallbackToken::generate();
+        assert_ne!(a, b);
+        assert!(a.expose().starts_with("pipeline_"));
+        assert_eq!(a.expose().len(), "pipeline_".len() + 36);
+        assert!(a.matches(a.expose()));
+        assert!(!a.matches(&a.expose()[..20]));
+        assert!(!format!("{a:?}").contains(&a.expose()[12..]));
+    }
+}

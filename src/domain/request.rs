@@ -1,0 +1,463 @@
+//! Parsing an open-gate request into a [`GateSpec`]: every field checked once, by name
+//! (SPEC §3 "Pipeline endpoints"). After this, nothing re-checks a field.
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A request field that is missing, of the wrong type or out of bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, problem: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// `stageName` may hold at most this many characters (the seed's `stageName` limit).
+pub const MAX_STAGE_NAME: usize = 160;
+pub const MAX_URL: usize = 2048;
+pub const MAX_NAME: usize = 255;
+pub const MAX_MESSAGE: usize = 4000;
+/// Longest timeout or polling interval accepted: 30 days.
+pub const MAX_SECS: u64 = 30 * 24 * 3600;
+/// Fields ServiceNow refuses in `changeRequestDetails.attributes` (seed, POST changeControl).
+pub const FORBIDDEN_ATTRIBUTES: [&str; 5] =
+    ["impact", "number", "risk", "risk_impact_analysis", "sys_id"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerType {
+    User,
+    Scm,
+    Upstream,
+}
+
+impl TriggerType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerType::User => "user",
+            TriggerType::Scm => "scm",
+            TriggerType::Upstream => "upstream",
+        }
+    }
+}
+
+/// A validated gate request, stored with the gate (it is what registration and the
+/// acknowledgement send to ServiceNow).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateSpec {
+    pub job_url: String,
+    pub build_number: String,
+    pub stage_name: String,
+    pub build_url: Option<String>,
+    pub branch_name: Option<String>,
+    pub is_multi_branch: bool,
+    pub parent_stage_name: Option<String>,
+    pub parent_stage_url: Option<String>,
+    pub parent_stage_id: Option<String>,
+    pub trigger_type: TriggerType,
+    pub upstream_task_execution_url: Option<String>,
+    pub task_execution_url: Option<String>,
+    pub message: Option<String>,
+    pub change_request_details: Option<Value>,
+    pub input_id: Option<String>,
+    pub polling_interval_secs: Option<u64>,
+    pub change_creation_timeout_secs: Option<u64>,
+    pub abort_on_change_creation_failure: bool,
+    pub change_step_timeout_secs: Option<u64>,
+    pub abort_on_change_step_timeout: bool,
+    pub ignore_errors: bool,
+}
+
+impl GateSpec {
+    /// The stage path used in task URLs and names: nested stages are joined with `/`.
+    pub fn stage_path(&self) -> String {
+        match &self.parent_stage_name {
+            Some(p) if !self.stage_name.starts_with(&format!("{p}/")) => {
+                format!("{p}/{}", self.stage_name)
+            }
+            _ => self.stage_name.clone(),
+        }
+    }
+
+    /// `taskExecutionURL`: given by the pipeline, else the build URL.
+    pub fn task_execution_url(&self) -> Option<&str> {
+        self.task_execution_url
+            .as_deref()
+            .or(self.build_url.as_deref())
+    }
+
+    /// Parse the JSON body of `POST /api/v1/gates`.
+    pub fn parse(body: &Value) -> Result<GateSpec, FieldError> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
+        let f = Fields(obj);
+        let job_url = f.url("jobUrl")?.ok_or_else(|| f.missing("jobUrl"))?;
+        let build_number = f
+            .build_number("buildNumber")?
+            .ok_or_else(|| f.missing("buildNumber"))?;
+        let stage_name = f
+            .string("stageName", MAX_STAGE_NAME)?
+            .ok_or_else(|| f.missing("stageName"))?;
+        let trigger_type = match f.string("triggerType", 16)?.as_deref() {
+            None | Some("user") => TriggerType::User,
+            Some("scm") => TriggerType::Scm,
+            Some("upstream") => TriggerType::Upstream,
+            Some(other) => {
+                return Err(FieldError::new(
+                    "triggerType",
+                    format!("must be user, scm or upstream, not `{other}`"),
+                ))
+            }
+        };
+        let upstream_task_execution_url = f.url("upstreamTaskExecutionUrl")?;
+        if trigger_type == TriggerType::Upstream && upstream_task_execution_url.is_none() {
+            return Err(FieldError::new(
+                "upstreamTaskExecutionUrl",
+                "is required when triggerType is upstream",
+            ));
+        }
+        let change_request_details = f.change_request_details("changeRequestDetails")?;
+        let input_id = match obj.get("input") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(i)) => {
+                Some(Fields(i).input_id("input.id")?.ok_or_else(|| {
+                    FieldError::new("input.id", "is required when input is given")
+                })?)
+            }
+            Some(_) => {
+                return Err(FieldError::new(
+                    "input",
+                    "must be an object like {\"id\": \"SnowgateApproval\"}",
+                ))
+            }
+        };
+        match f.string("mode", 16)?.as_deref() {
+            None | Some("devops") => {}
+            Some("change") => {
+                return Err(FieldError::new(
+                    "mode",
+                    "`change` (Change Management API gating) is not available in this build yet; use `devops`",
+                ))
+            }
+            Some(other) => {
+                return Err(FieldError::new(
+                    "mode",
+                    format!("must be devops or change, not `{other}`"),
+                ))
+            }
+        }
+        Ok(GateSpec {
+            job_url,
+            build_number,
+            stage_name,
+            build_url: f.url("buildUrl")?,
+            branch_name: f.string("branchName", MAX_NAME)?,
+            is_multi_branch: f.boolean("isMultiBranch")?.unwrap_or(false),
+            parent_stage_name: f.string("parentStageName", MAX_STAGE_NAME)?,
+            parent_stage_url: f.url("parentStageUrl")?,
+            parent_stage_id: f.string("parentStageId", MAX_NAME)?,
+            trigger_type,
+            upstream_task_execution_url,
+            task_execution_url: f.url("taskExecutionUrl")?,
+            message: f.string("message", MAX_MESSAGE)?,
+            change_request_details,
+            input_id,
+            polling_interval_secs: f.seconds("pollingIntervalSecs")?,
+            change_creation_timeout_secs: f.seconds("changeCreationTimeoutSecs")?,
+            abort_on_change_creation_failure: f
+                .boolean("abortOnChangeCreationFailure")?
+                .unwrap_or(true),
+            change_step_timeout_secs: f.seconds("changeStepTimeoutSecs")?,
+            abort_on_change_step_timeout: f.boolean("abortOnChangeStepTimeout")?.unwrap_or(true),
+            ignore_errors: f.boolean("ignoreErrors")?.unwrap_or(false),
+        })
+    }
+}
+
+/// Typed access to the fields of a JSON object, each error naming its field.
+pub struct Fields<'a>(pub &'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn missing(&self, name: &str) -> FieldError {
+        FieldError::new(name, "is required")
+    }
+
+    /// A string of 1..=`max` characters; `null` counts as absent.
+    pub fn string(&self, name: &str, max: usize) -> Result<Option<String>, FieldError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => {
+                let len = s.chars().count();
+                if s.trim().is_empty() {
+                    Err(FieldError::new(name, "must not be empty"))
+                } else if len > max {
+                    Err(FieldError::new(
+                        name,
+                        format!("is {len} characters long; at most {max} are allowed"),
+                    ))
+                } else if s.chars().any(|c| c.is_control()) {
+                    Err(FieldError::new(name, "must not contain control characters"))
+                } else {
+                    Ok(Some(s.clone()))
+                }
+            }
+            Some(other) => Err(FieldError::new(
+                name,
+                format!("must be a string, not {}", kind(other)),
+            )),
+        }
+    }
+
+    /// An absolute http(s) URL.
+    pub fn url(&self, name: &str) -> Result<Option<String>, FieldError> {
+        let Some(s) = self.string(name, MAX_URL)? else {
+            return Ok(None);
+        };
+        match url::Url::parse(&s) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(s)),
+            _ => Err(FieldError::new(name, "must be an absolute http(s) URL")),
+        }
+    }
+
+    /// A Jenkins build number: digits, given as a string or a number.
+    fn build_number(&self, name: &str) -> Result<Option<String>, FieldError> {
+        let text = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.trim().to_string(),
+            Some(other) => {
+                return Err(FieldError::new(
+                    name,
+                    format!("must be a string or a number, not {}", kind(other)),
+                ))
+            }
+        };
+        if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(FieldError::new(
+                name,
+                "must be a build number made of digits, e.g. \"42\"",
+            ));
+        }
+        Ok(Some(text))
+    }
+
+    /// `true`/`false`, also as the strings the plugin uses (`"true"`).
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, FieldError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s == "true" => Ok(Some(true)),
+            Some(Value::String(s)) if s == "false" => Ok(Some(false)),
+            Some(other) => Err(FieldError::new(
+                name,
+                format!("must be true or false, not {}", kind(other)),
+            )),
+        }
+    }
+
+    /// Whole seconds, as a number or a numeric string (the plugin's parameters are strings);
+    /// 0 means "off", as in the plugin.
+    fn seconds(&self, name: &str) -> Result<Option<u64>, FieldError> {
+        let n = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(other) => {
+                return Err(FieldError::new(
+                    name,
+                    format!("must be a whole number of seconds, not {}", kind(other)),
+                ))
+            }
+        };
+        match n {
+            Some(0) => Ok(None),
+            Some(n) if n <= MAX_SECS => Ok(Some(n)),
+            Some(_) => Err(FieldError::new(
+                name,
+                format!("must be at most {MAX_SECS} seconds"),
+            )),
+            None => Err(FieldError::new(
+                name,
+                "must be a whole, non-negative number of seconds",
+            )),
+        }
+    }
+
+    fn input_id(&self, name: &str) -> Result<Option<String>, FieldError> {
+        let key = name.rsplit('.').next().unwrap_or(name);
+        let v = match self.0.get(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(FieldError::new(
+                    name,
+                    format!("must be a string, not {}", kind(other)),
+                ))
+            }
+        };
+        if v.is_empty()
+            || v.len() > 64
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(FieldError::new(
+                name,
+                "must be 1 to 64 letters, digits, `_` or `-`",
+            ));
+        }
+        Ok(Some(v))
+    }
+
+    fn change_request_details(&self, name: &str) -> Result<Option<Value>, FieldError> {
+        let details = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(o)) => o,
+            Some(other) => {
+                return Err(FieldError::new(
+                    name,
+                    format!("must be an object, not {}", kind(other)),
+                ))
+            }
+        };
+        match details.get("attributes") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(attrs)) => {
+                if let Some(bad) = FORBIDDEN_ATTRIBUTES
+                    .iter()
+                    .find(|k| attrs.contains_key(**k))
+                {
+                    return Err(FieldError::new(
+                        &format!("{name}.attributes.{bad}"),
+                        format!(
+                            "ServiceNow does not allow setting `{bad}` (forbidden: {})",
+                            FORBIDDEN_ATTRIBUTES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Some(other) => {
+                return Err(FieldError::new(
+                    &format!("{name}.attributes"),
+                    format!("must be an object, not {}", kind(other)),
+                ))
+            }
+        }
+        for flag in ["setCloseCode", "autoCloseChange"] {
+            if let Some(v) = details.get(flag) {
+                if !v.is_boolean() && !v.is_null() {
+                    return Err(FieldError::new(
+                        &format!("{name}.{flag}"),
+                        "must be true or false",
+                    ));
+                }
+            }
+        }
+        Ok(Some(Value::Object(details.clone())))
+    }
+}
+
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({"jobUrl": "https://ci.example.com/job/app/", "buildNumber": 42, "stageName": "Deploy"})
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut b = base();
+        b[field] = value;
+        b
+    }
+
+    #[test]
+    fn a_minimal_request_parses_with_the_plugin_defaults() {
+        let s = GateSpec::parse(&base()).unwrap();
+        assert_eq!(s.build_number, "42");
+        assert_eq!(s.trigger_type, TriggerType::User);
+        assert!(s.abort_on_change_creation_failure && s.abort_on_change_step_timeout);
+        assert!(!s.ignore_errors);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let cases = [
+            (json!({"buildNumber": 1, "stageName": "x"}), "jobUrl"),
+            (with("jobUrl", json!("not a url")), "jobUrl"),
+            (with("buildNumber", json!("4x")), "buildNumber"),
+            (with("buildNumber", json!(true)), "buildNumber"),
+            (with("stageName", json!("s".repeat(161))), "stageName"),
+            (with("stageName", json!(5)), "stageName"),
+            (with("triggerType", json!("cron")), "triggerType"),
+            (
+                with("triggerType", json!("upstream")),
+                "upstreamTaskExecutionUrl",
+            ),
+            (
+                with("changeRequestDetails", json!("x")),
+                "changeRequestDetails",
+            ),
+            (
+                with("pollingIntervalSecs", json!(-1)),
+                "pollingIntervalSecs",
+            ),
+            (with("ignoreErrors", json!("yes")), "ignoreErrors"),
+            (with("input", json!({"id": "has space"})), "input.id"),
+            (with("mode", json!("other")), "mode"),
+        ];
+        for (body, field) in cases {
+            let err = GateSpec::parse(&body).unwrap_err();
+            assert_eq!(err.field, field, "{body}");
+        }
+    }
+
+    #[test]
+    fn forbidden_attributes_are_refused() {
+        for key in FORBIDDEN_ATTRIBUTES {
+            let body = with("changeRequestDetails", json!({"attributes": {key: "x"}}));
+            let err = GateSpec::parse(&body).unwrap_err();
+            assert_eq!(err.field, format!("changeRequestDetails.attributes.{key}"));
+        }
+    }
+
+    #[test]
+    fn nested_stages_join_with_a_slash() {
+        let s = GateSpec::parse(&with("parentStageName", json!("Deploy"))).unwrap();
+        assert_eq!(s.stage_path(), "Deploy/Deploy");
+        let mut b = base();
+        b["stageName"] = json!("Prod");
+        b["parentStageName"] = json!("Deploy");
+        assert_eq!(GateSpec::parse(&b).unwrap().stage_path(), "Deploy/Prod");
+    }
+
+    #[test]
+    fn numbers_may_come_as_numeric_strings() {
+        let s = GateSpec::parse(&with("changeStepTimeoutSecs", json!("120"))).unwrap();
+        assert_eq!(s.change_step_timeout_secs, Some(120));
+        let s = GateSpec::parse(&with("changeStepTimeoutSecs", json!("0"))).unwrap();
+        assert_eq!(s.change_step_timeout_secs, None);
+    }
+}

@@ -1,0 +1,12 @@
+//! snowgate: a sidecar that puts Jenkins pipeline stages under ServiceNow change control.
+pub mod configuration;
+pub mod decisions;
+pub mod domain;
+pub mod routes;
+pub mod servicenow;
+pub mod simulator;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod waiters;
+pub mod workers;

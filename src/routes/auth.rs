@@ -1,0 +1,86 @@
+//! Bearer tokens with two scopes (SPEC §3): pipeline and operator.
+use actix_web::HttpRequest;
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::configuration::{AuthSettings, Secret};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Pipeline,
+    Operator,
+}
+
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub name: String,
+    pub scope: Scope,
+}
+
+#[derive(Clone)]
+pub struct Tokens {
+    disabled: bool,
+    entries: Vec<(String, Secret, Scope)>,
+}
+
+impl Tokens {
+    pub fn from_settings(s: &AuthSettings) -> Tokens {
+        let mut entries = Vec::new();
+        for t in &s.pipeline_tokens {
+            entries.push((t.name.clone(), t.token.clone(), Scope::Pipeline));
+        }
+        for t in &s.operator_tokens {
+            entries.push((t.name.clone(), t.token.clone(), Scope::Operator));
+        }
+        Tokens {
+            disabled: s.disabled,
+            entries,
+        }
+    }
+
+    fn identify(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+        if self.disabled {
+            return Ok(Principal {
+                name: "anonymous".into(),
+                scope: Scope::Operator,
+            });
+        }
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized)?;
+        // Compare against every token in constant time; do not stop at the first match.
+        let mut found: Option<Principal> = None;
+        for (name, token, scope) in &self.entries {
+            let eq: bool = token.expose().as_bytes().ct_eq(presented.as_bytes()).into();
+            if eq && found.as_ref().is_none_or(|p| p.scope == Scope::Pipeline) {
+                found = Some(Principal {
+                    name: name.clone(),
+                    scope: *scope,
+                });
+            }
+        }
+        found.ok_or(ApiError::Unauthorized)
+    }
+
+    /// Any valid token.
+    pub fn pipeline(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+        self.identify(req)
+    }
+
+    /// An operator token; a pipeline token gets 403.
+    pub fn operator(&self, req: &HttpRequest, action: &'static str) -> Result<Principal, ApiError> {
+        let p = self.identify(req)?;
+        if p.scope == Scope::Operator {
+            Ok(p)
+        } else {
+            Err(ApiError::Forbidden(action))
+        }
+    }
+}

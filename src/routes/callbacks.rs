@@ -1,0 +1,242 @@
+//! The ServiceNow-facing callback `/sn-devops/{token}`, with the official Jenkins plugin's
+//! semantics and replies (SPEC §3): a notice records the CR and keeps the gate pending; a
+//! decision is stored durably, then answered, then acknowledged through the outbox.
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::body::read_limited;
+use super::ApiError;
+use crate::domain::{ChangeRequest, GateState};
+use crate::startup::AppState;
+use crate::store::{NewOutbox, OutboxKind, Transition, TransitionOutcome};
+use crate::telemetry::redact;
+
+/// The header the plugin answers with; ServiceNow records it.
+pub const RESULT_HEADER: (&str, &str) = ("Result", "Jenkins webhook triggered successfully");
+
+/// What a callback body says.
+#[derive(Debug, PartialEq)]
+pub enum CallbackBody {
+    /// `changeRequestId` present: a CR was created or updated; the gate stays pending.
+    Notice(ChangeRequest),
+    Decision {
+        to: GateState,
+        comments: String,
+    },
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Classify a callback body exactly as the plugin does: `succeeded` (exact) → approved,
+/// `canceled` → canceled, `isError: true` → failed, anything else (even unparseable) → rejected.
+pub fn classify(body: &str) -> CallbackBody {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let Some(v) = parsed.filter(Value::is_object) else {
+        return CallbackBody::Decision {
+            to: GateState::Rejected,
+            comments: "ServiceNow sent a decision snowgate could not read; treated as rejected"
+                .into(),
+        };
+    };
+    if v.get("changeRequestId").is_some() {
+        let config_message = v.get("configResult").and_then(|c| text(c, "message"));
+        return CallbackBody::Notice(ChangeRequest {
+            number: text(&v, "changeRequestId"),
+            url: text(&v, "changeRequestUrl"),
+            comments: text(&v, "changeComments").or(config_message),
+            ..ChangeRequest::default()
+        });
+    }
+    let comments = text(&v, "changeComments").unwrap_or_default();
+    let is_error = matches!(v.get("isError"), Some(Value::Bool(true)))
+        || matches!(v.get("isError"), Some(Value::String(s)) if s == "true");
+    let to = if is_error {
+        GateState::Failed
+    } else {
+        match v.get("result").and_then(Value::as_str) {
+            Some("succeeded") => GateState::Approved,
+            Some("canceled") => GateState::Canceled,
+            _ => GateState::Rejected,
+        }
+    };
+    CallbackBody::Decision { to, comments }
+}
+
+fn check_basic_auth(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some((user, password)) = &state.callback_auth else {
+        return Ok(());
+    };
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .unwrap_or("");
+    if bool::from(expected.as_bytes().ct_eq(presented.trim().as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+fn decision_message(to: GateState, comments: &str, ignore_errors: bool) -> (Option<bool>, String) {
+    let with = |s: &str| {
+        if comments.is_empty() {
+            s.to_string()
+        } else {
+            format!("{s}: {comments}")
+        }
+    };
+    match to {
+        GateState::Approved => (Some(true), with("Approved in ServiceNow")),
+        GateState::Canceled => (Some(false), with("Job was canceled")),
+        GateState::Failed if ignore_errors => (
+            Some(true),
+            with("ServiceNow reported an error (ignoreErrors: the stage proceeds)"),
+        ),
+        GateState::Failed => (Some(false), with("ServiceNow reported an error")),
+        _ => (Some(false), with("Job was not approved for execution")),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(token = %redact(&path)))]
+pub async fn callback(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_basic_auth(&req, &state)?;
+    let bytes = read_limited(&req, payload, state.max_body).await?;
+    let token = path.into_inner();
+    let gate = if token.len() <= 128 {
+        state.store.gate_by_token(&token).await?
+    } else {
+        None
+    };
+    let Some(gate) = gate else {
+        tracing::warn!("callback for an unknown token");
+        return Err(ApiError::Gone("no gate waits for this callback".into()));
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Gone("the callback body is empty".into()));
+    }
+    let body = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::BadRequest("the callback body is not UTF-8 text".into()))?;
+    match classify(body) {
+        CallbackBody::Notice(cr) => {
+            let number = cr.number.clone().unwrap_or_default();
+            let comments = cr.comments.clone();
+            let mut merged = gate.change_request.clone().unwrap_or_default();
+            merged.number = cr.number.or(merged.number);
+            merged.url = cr.url.or(merged.url);
+            merged.comments = cr.comments.or(merged.comments);
+            let message = format!(
+                "Waiting for approval of {number}{}",
+                comments.map(|c| format!(" ({c})")).unwrap_or_default()
+            );
+            state
+                .store
+                .note_change_request(gate.id, merged, "servicenow", message)
+                .await?;
+            tracing::info!(gate_id = %gate.id, change_request = %number, "change request notice");
+            Ok(HttpResponse::Ok()
+                .insert_header(RESULT_HEADER)
+                .json(json!({"message": RESULT_HEADER.1})))
+        }
+        CallbackBody::Decision { to, comments } => {
+            let (proceed, message) = decision_message(to, &comments, gate.spec.ignore_errors);
+            let mut cr = gate.change_request.clone().unwrap_or_default();
+            if !comments.is_empty() {
+                cr.comments = Some(comments);
+            }
+            let outcome = state
+                .decider
+                .decide(Transition {
+                    gate_id: gate.id,
+                    to,
+                    proceed,
+                    message,
+                    actor: "servicenow".into(),
+                    event_kind: "decided",
+                    change_request: Some(cr),
+                    outbox: vec![NewOutbox {
+                        kind: OutboxKind::Acknowledge,
+                        payload: json!({}),
+                    }],
+                })
+                .await?;
+            match outcome {
+                TransitionOutcome::Applied(_) => Ok(HttpResponse::Ok()
+                    .insert_header(RESULT_HEADER)
+                    .json(json!({"message": RESULT_HEADER.1}))),
+                // The same decision again: answer as the first time (ServiceNow retries).
+                TransitionOutcome::Conflict(current) if current.state == to => {
+                    Ok(HttpResponse::Ok()
+                        .insert_header(RESULT_HEADER)
+                        .json(json!({"message": RESULT_HEADER.1})))
+                }
+                TransitionOutcome::Conflict(current) => Err(ApiError::Conflict(format!(
+                    "the gate was already decided ({}); this callback says {to}",
+                    current.state
+                ))),
+                TransitionOutcome::NotFound => {
+                    Err(ApiError::Gone("no gate waits for this callback".into()))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(body: &str) -> GateState {
+        match classify(body) {
+            CallbackBody::Decision { to, .. } => to,
+            CallbackBody::Notice(_) => panic!("a notice"),
+        }
+    }
+
+    #[test]
+    fn decisions_follow_the_plugin() {
+        assert_eq!(to(r#"{"result":"succeeded"}"#), GateState::Approved);
+        assert_eq!(to(r#"{"result":"Succeeded"}"#), GateState::Rejected);
+        assert_eq!(to(r#"{"result":"canceled"}"#), GateState::Canceled);
+        assert_eq!(to(r#"{"result":"rejected"}"#), GateState::Rejected);
+        assert_eq!(
+            to(r#"{"result":"failed","isError":true}"#),
+            GateState::Failed
+        );
+        assert_eq!(
+            to(r#"{"result":"succeeded","isError":"true"}"#),
+            GateState::Failed
+        );
+        assert_eq!(to("not json"), GateState::Rejected);
+        assert_eq!(to("[1]"), GateState::Rejected);
+    }
+
+    #[test]
+    fn a_body_with_change_request_id_is_a_notice() {
+        let n = classify(
+            r#"{"changeRequestId":"CHG0030001","changeRequestUrl":"https://x/y","changeComments":"created","configResult":{"message":""}}"#,
+        );
+        let CallbackBody::Notice(cr) = n else {
+            panic!("not a notice")
+        };
+        assert_eq!(cr.number.as_deref(), Some("CHG0030001"));
+        assert_eq!(cr.url.as_deref(), Some("https://x/y"));
+        assert_eq!(cr.comments.as_deref(), Some("created"));
+    }
+}

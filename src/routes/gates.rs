@@ -1,0 +1,193 @@
+//! Pipeline endpoints: open, read, wait for, list gates and read their audit trail.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use uuid::Uuid;
+
+use super::body::json_body;
+use super::ApiError;
+use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
+use crate::startup::AppState;
+use crate::workers::outbox::Outbox;
+
+/// How long `POST /gates` waits for the first registration attempt before answering with
+/// the gate still `registering` (the attempt goes on, and retries come from the outbox).
+const FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(5);
+pub const DEFAULT_WAIT_SECS: u64 = 30;
+pub const MAX_WAIT_SECS: u64 = 300;
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+pub fn gate_json(gate: &Gate) -> HttpResponse {
+    HttpResponse::Ok().json(gate.view())
+}
+
+pub fn query_map(req: &HttpRequest) -> HashMap<String, String> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+pub fn parse_gate_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::NotFound(format!(
+            "no gate `{}`",
+            raw.chars().take(64).collect::<String>()
+        ))
+    })
+}
+
+pub async fn load_gate(state: &AppState, raw: &str) -> Result<Gate, ApiError> {
+    let id = parse_gate_id(raw)?;
+    state
+        .store
+        .gate(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no gate {id}")))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn open(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.pipeline(&req)?;
+    let body = json_body(&req, payload, state.max_body).await?;
+    let spec = GateSpec::parse(&body)?;
+    let opened = state
+        .store
+        .open_gate(spec, CallbackToken::generate(), Outbox::claim_duration())
+        .await?;
+    let mut gate = opened.gate;
+    if let Some(item) = opened.register_item {
+        tracing::info!(gate_id = %gate.id, job = %gate.spec.job_url, build = %gate.spec.build_number, stage = %gate.spec.stage_name, "gate opened");
+        // The first registration attempt runs now, so the answer usually already says
+        // `pending` or `not_controlled`; it is a task so a slow ServiceNow cannot hold the reply.
+        let outbox = state.outbox.clone();
+        let attempt = tokio::spawn(async move { outbox.attempt(item).await });
+        if tokio::time::timeout(FIRST_ATTEMPT_WAIT, attempt)
+            .await
+            .is_ok()
+        {
+            if let Some(g) = state.store.gate(gate.id).await? {
+                gate = g;
+            }
+        }
+    }
+    let status = if opened.created {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(HttpResponse::build(status)
+        .insert_header(("Location", format!("/api/v1/gates/{}", gate.id)))
+        .json(gate.view()))
+}
+
+#[tracing::instrument(skip_all, fields(gate_id = %path))]
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.pipeline(&req)?;
+    Ok(gate_json(&load_gate(&state, &path).await?))
+}
+
+/// Long-poll: answers as soon as the gate is terminal, else at the timeout (or at shutdown)
+/// with the gate as it is. A per-gate subscription wakes it; there is no polling loop.
+#[tracing::instrument(skip_all, fields(gate_id = %path))]
+pub async fn wait(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.pipeline(&req)?;
+    let q = query_map(&req);
+    let secs = match q.get("timeout") {
+        None => DEFAULT_WAIT_SECS,
+        Some(t) => t
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s <= MAX_WAIT_SECS)
+            .ok_or_else(|| {
+                ApiError::InvalidField(crate::domain::FieldError::new(
+                    "timeout",
+                    format!("must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"),
+                ))
+            })?,
+    };
+    let id = parse_gate_id(&path)?;
+    // Subscribe before reading, so a decision committed in between still wakes us.
+    let mut sub = state.waiters.subscribe(id);
+    let gate = state
+        .store
+        .gate(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no gate {id}")))?;
+    if gate.state.is_terminal() || secs == 0 || state.waiters.shutdown().is_set() {
+        return Ok(gate_json(&gate));
+    }
+    tokio::select! {
+        decided = sub.decided() => {
+            if let Some(g) = decided {
+                return Ok(gate_json(&g));
+            }
+        }
+        _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+        _ = state.waiters.shutdown().wait() => {}
+    }
+    drop(sub);
+    let gate = state.store.gate(id).await?.unwrap_or(gate);
+    Ok(gate_json(&gate))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.tokens.pipeline(&req)?;
+    let q = query_map(&req);
+    let filter = match q.get("state") {
+        None => None,
+        Some(s) => Some(GateState::parse(s).ok_or_else(|| {
+            ApiError::InvalidField(crate::domain::FieldError::new(
+                "state",
+                format!(
+                    "`{}` is not a gate state",
+                    s.chars().take(40).collect::<String>()
+                ),
+            ))
+        })?),
+    };
+    let limit = match q.get("limit") {
+        None => DEFAULT_LIST_LIMIT,
+        Some(l) => l
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::InvalidField(crate::domain::FieldError::new(
+                    "limit",
+                    format!("must be a number from 1 to {MAX_LIST_LIMIT}"),
+                ))
+            })?,
+    };
+    let gates = state.store.list_gates(filter, limit).await?;
+    let views: Vec<_> = gates.iter().map(Gate::view).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "gates": views, "count": views.len() })))
+}
+
+#[tracing::instrument(skip_all, fields(gate_id = %path))]
+pub async fn events(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.pipeline(&req)?;
+    let gate = load_gate(&state, &path).await?;
+    let events = state.store.events(gate.id).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "gateId": gate.id, "events": events })))
+}

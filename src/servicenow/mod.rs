@@ -1,0 +1,4 @@
+//! Typed clients for ServiceNow.
+pub mod devops;
+
+pub use devops::{DevOpsClient, ServiceNowError};

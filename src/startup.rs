@@ -1,0 +1,178 @@
+//! `Application::build` wires the store, clients, routes and workers and binds the listener
+//! (port 0 in tests); `main` and every test go through it.
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use tokio::sync::Notify;
+
+use crate::configuration::{Secret, Settings};
+use crate::decisions::Decider;
+use crate::routes::{self, auth::Tokens};
+use crate::servicenow::DevOpsClient;
+use crate::store::{GateStore, SqliteStore};
+use crate::waiters::{ShutdownFlag, Waiters};
+use crate::workers::outbox::Outbox;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub store: Arc<dyn GateStore>,
+    pub decider: Decider,
+    pub waiters: Arc<Waiters>,
+    pub outbox: Outbox,
+    pub tokens: Tokens,
+    pub callback_auth: Option<(String, Secret)>,
+    pub max_body: usize,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    shutdown: ShutdownFlag,
+    shutdown_timeout: Duration,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// Validate settings, open the store, bind, and start the workers.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let problems = settings.problems();
+        if !problems.is_empty() {
+            anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
+        }
+        let path = settings
+            .store
+            .sqlite_path()
+            .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+        let store: Arc<dyn GateStore> = Arc::new(SqliteStore::open(&path)?);
+        let listener = TcpListener::bind(&settings.server.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
+        Self::build_with(settings, store, listener).await
+    }
+
+    pub async fn build_with(
+        settings: Settings,
+        store: Arc<dyn GateStore>,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
+        let port = listener.local_addr()?.port();
+        let waiters = Waiters::new();
+        let wakeup = Arc::new(Notify::new());
+        let decider = Decider::new(store.clone(), waiters.clone(), wakeup.clone());
+        let servicenow = DevOpsClient::new(&settings.servicenow)?;
+        let outbox = Outbox {
+            store: store.clone(),
+            decider: decider.clone(),
+            servicenow,
+            settings: settings.outbox.clone(),
+            step_mapping: settings.servicenow.step_mapping,
+            register_give_up_after: settings.servicenow.register_give_up_after.0,
+            callback_base: settings
+                .callback
+                .public_base_url
+                .clone()
+                .unwrap_or_default(),
+            wakeup: wakeup.clone(),
+        };
+        let shutdown = waiters.shutdown().clone();
+        let workers = vec![tokio::spawn(outbox.clone().run(shutdown.clone()))];
+        let counts = store.count_by_state().await?;
+        let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
+        tracing::info!(gates = %summary.join(" "), "store loaded");
+
+        let state = web::Data::new(AppState {
+            store,
+            decider,
+            waiters,
+            outbox,
+            tokens: Tokens::from_settings(&settings.auth),
+            callback_auth: settings
+                .callback
+                .basic_auth
+                .as_ref()
+                .map(|b| (b.user.clone(), b.password.clone())),
+            max_body: settings.server.max_body_bytes,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(
+                    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                        .exclude("/healthz")
+                        .exclude_regex("^/sn-devops/"),
+                )
+                .route("/healthz", web::get().to(routes::health::healthz))
+                .route("/readyz", web::get().to(routes::health::readyz))
+                .service(
+                    web::scope("/api/v1")
+                        .route("/gates", web::post().to(routes::gates::open))
+                        .route("/gates", web::get().to(routes::gates::list))
+                        .route("/gates/{id}", web::get().to(routes::gates::get))
+                        .route("/gates/{id}/wait", web::get().to(routes::gates::wait))
+                        .route("/gates/{id}/events", web::get().to(routes::gates::events))
+                        .route(
+                            "/gates/{id}/resume",
+                            web::post().to(routes::operator::resume),
+                        )
+                        .route("/gates/{id}/abort", web::post().to(routes::operator::abort)),
+                )
+                // Any method, like the plugin's root action.
+                .route(
+                    "/sn-devops/{token}",
+                    web::route().to(routes::callbacks::callback),
+                )
+                .default_service(web::to(routes::error::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout.0.as_secs().max(1))
+        // Long-polls hold connections for minutes; keep-alive must not cut them.
+        .client_request_timeout(Duration::from_secs(10))
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            shutdown,
+            shutdown_timeout: settings.server.shutdown_timeout.0,
+            workers,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            server: self.server.handle(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// Serve until stopped through an [`AppHandle`].
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.shutdown.trigger();
+        for w in self.workers {
+            let _ = tokio::time::timeout(self.shutdown_timeout, w).await;
+        }
+        result
+    }
+}
+
+/// Stops a running application gracefully: open long-polls answer with the current gate,
+/// the listener closes, in-flight requests (and their store writes) finish.
+#[derive(Clone)]
+pub struct AppHandle {
+    server: ServerHandle,
+    shutdown: ShutdownFlag,
+}
+
+impl AppHandle {
+    pub async fn stop(&self) {
+        self.shutdown.trigger();
+        self.server.stop(true).await;
+    }
+}

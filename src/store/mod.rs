@@ -1,0 +1,169 @@
+//! The gate store: one trait, used by everything above it; SQLite is the embedded backend.
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// One row of a gate's audit trail.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub kind: String,
+    pub from_state: Option<GateState>,
+    pub to_state: Option<GateState>,
+    pub message: String,
+}
+
+/// What the outbox worker must do (and retry) on behalf of a gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// Register the gate with ServiceNow (step mapping, changeControl POST).
+    Register,
+    /// Acknowledge a callback: `PUT …/orchestration/changeControl/{token}`.
+    Acknowledge,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Register => "register",
+            OutboxKind::Acknowledge => "acknowledge",
+        }
+    }
+    pub fn parse(s: &str) -> Option<OutboxKind> {
+        match s {
+            "register" => Some(OutboxKind::Register),
+            "acknowledge" => Some(OutboxKind::Acknowledge),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewOutbox {
+    pub kind: OutboxKind,
+    pub payload: Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub gate_id: Uuid,
+    pub kind: OutboxKind,
+    pub payload: Value,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How an outbox attempt ended.
+#[derive(Clone, Debug)]
+pub enum OutboxResult {
+    Done { message: String },
+    Retry { after: Duration, error: String },
+    GiveUp { error: String },
+}
+
+/// A state change, applied as one compare-and-set with its event and outbox rows.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub gate_id: Uuid,
+    pub to: GateState,
+    pub proceed: Option<bool>,
+    pub message: String,
+    /// Who decided: `servicenow`, `operator:<name>`, `snowgate`.
+    pub actor: String,
+    pub event_kind: &'static str,
+    /// Replaces the gate's change request data when given.
+    pub change_request: Option<ChangeRequest>,
+    pub outbox: Vec<NewOutbox>,
+}
+
+#[derive(Debug)]
+pub enum TransitionOutcome {
+    Applied(Gate),
+    /// The gate was not in a state the transition may leave; here it is as it is.
+    Conflict(Gate),
+    NotFound,
+}
+
+/// What opening a gate produced.
+#[derive(Debug)]
+pub struct Opened {
+    pub gate: Gate,
+    pub created: bool,
+    /// The registration outbox row of a new gate, claimed for the caller's first attempt.
+    pub register_item: Option<OutboxItem>,
+}
+
+#[async_trait]
+pub trait GateStore: Send + Sync + 'static {
+    /// Insert a gate with its `opened` event and `register` outbox row, or return the existing
+    /// gate for the same (jobUrl, buildNumber, stageName). The new outbox row is claimed for
+    /// `claim` so the caller can make the first attempt itself.
+    async fn open_gate(
+        &self,
+        spec: GateSpec,
+        token: CallbackToken,
+        claim: Duration,
+    ) -> Result<Opened, StoreError>;
+    async fn gate(&self, id: Uuid) -> Result<Option<Gate>, StoreError>;
+    async fn gate_by_token(&self, raw_token: &str) -> Result<Option<Gate>, StoreError>;
+    async fn list_gates(
+        &self,
+        state: Option<GateState>,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError>;
+    async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError>;
+    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError>;
+    /// Update CR data of a gate (e.g. a notice callback) and log an event, without a state change.
+    async fn note_change_request(
+        &self,
+        id: Uuid,
+        cr: ChangeRequest,
+        actor: &str,
+        message: String,
+    ) -> Result<Option<Gate>, StoreError>;
+    /// Claim up to `limit` due outbox rows for `lease`.
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Record an attempt's result (and its event row).
+    async fn finish_outbox(
+        &self,
+        item: &OutboxItem,
+        result: OutboxResult,
+    ) -> Result<(), StoreError>;
+    /// When the next outbox row falls due, if any.
+    async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Gate counts per state.
+    async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}

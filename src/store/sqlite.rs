@@ -1,0 +1,742 @@
+//! SQLite backend: one file in WAL mode with `synchronous=FULL`, versioned migrations,
+//! one writer thread that commits concurrent writes together (group commit: one fsync for
+//! many decisions, each caller answered only after the commit that holds its data), and a
+//! small pool of read connections.
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{
+    Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind, OutboxResult, StoreError,
+    Transition, TransitionOutcome,
+};
+use crate::domain::gate::{sources_of, timestamp};
+use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
+
+/// Versioned schema: entry `i` moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE gates (
+    id              TEXT PRIMARY KEY,
+    job_url         TEXT NOT NULL,
+    build_number    TEXT NOT NULL,
+    stage_name      TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    proceed         INTEGER,
+    message         TEXT NOT NULL,
+    spec            TEXT NOT NULL,
+    callback_token  TEXT NOT NULL,
+    token_hash      TEXT NOT NULL UNIQUE,
+    change_request  TEXT,
+    created_at      TEXT NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    updated_at      TEXT NOT NULL,
+    decided_at      TEXT,
+    decided_by      TEXT,
+    UNIQUE (job_url, build_number, stage_name)
+);
+CREATE INDEX gates_state ON gates (state, created_ms);
+CREATE INDEX gates_created ON gates (created_ms);
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    gate_id     TEXT NOT NULL REFERENCES gates (id),
+    at          TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    from_state  TEXT,
+    to_state    TEXT,
+    message     TEXT NOT NULL
+);
+CREATE INDEX events_gate ON events (gate_id, id);
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    gate_id         TEXT NOT NULL REFERENCES gates (id),
+    kind            TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    due_ms          INTEGER NOT NULL,
+    claimed_until   INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX outbox_due ON outbox (due_ms);
+"#];
+
+/// Largest number of writes committed together.
+const MAX_BATCH: usize = 512;
+/// Read connections kept open between uses.
+const MAX_IDLE_READERS: usize = 16;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk (WAL fsynced) before any reply that depends on it.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut applied = 0;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![i as i64 + 1, timestamp(&Utc::now())],
+        )?;
+        tx.commit()?;
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file and apply pending migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+            }
+        }
+        let mut conn = open_connection(path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let applied = migrate(&mut conn)?;
+        if applied > 0 {
+            tracing::info!(path = %path.display(), applied, "store migrations applied");
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("snowgate-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(tx),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Run `f` in the writer's transaction; resolves once the batch holding it is committed.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let out = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(out);
+            });
+            (ok, reply)
+        });
+        self.inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store writer dropped the request".into()))?
+    }
+
+    /// Run `f` on a read connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&inner.path)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut r) = inner.readers.lock() {
+                if r.len() < MAX_IDLE_READERS {
+                    r.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            for job in batch {
+                // Run nothing; answer every caller with the error.
+                drop(job);
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        for job in batch {
+            if conn.execute_batch("SAVEPOINT job").is_err() {
+                continue;
+            }
+            match std::panic::catch_unwind(AssertUnwindSafe(|| job(&conn))) {
+                Ok((ok, reply)) => {
+                    if !ok {
+                        let _ = conn.execute_batch("ROLLBACK TO job");
+                    }
+                    replies.push(reply);
+                }
+                Err(_) => {
+                    tracing::error!("store: a write panicked; its changes are rolled back");
+                    let _ = conn.execute_batch("ROLLBACK TO job");
+                }
+            }
+            let _ = conn.execute_batch("RELEASE job");
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "store: commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}
+
+const GATE_COLUMNS: &str = "id, state, proceed, message, spec, callback_token, change_request, \
+     created_at, updated_at, decided_at, decided_by";
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp `{s}`: {e}")))
+}
+
+fn gate_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Gate, StoreError>> {
+    let id: String = row.get(0)?;
+    let state: String = row.get(1)?;
+    let proceed: Option<bool> = row.get(2)?;
+    let message: String = row.get(3)?;
+    let spec: String = row.get(4)?;
+    let token: String = row.get(5)?;
+    let cr: Option<String> = row.get(6)?;
+    let created_at: String = row.get(7)?;
+    let updated_at: String = row.get(8)?;
+    let decided_at: Option<String> = row.get(9)?;
+    let decided_by: Option<String> = row.get(10)?;
+    Ok((|| {
+        Ok(Gate {
+            id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            state: GateState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown state `{state}`")))?,
+            proceed,
+            message,
+            spec: serde_json::from_str::<GateSpec>(&spec)
+                .map_err(|e| StoreError::Corrupt(format!("gate spec: {e}")))?,
+            callback_token: CallbackToken::from_stored(token),
+            change_request: match cr {
+                Some(c) => Some(
+                    serde_json::from_str::<ChangeRequest>(&c)
+                        .map_err(|e| StoreError::Corrupt(format!("change request: {e}")))?,
+                ),
+                None => None,
+            },
+            created_at: parse_time(&created_at)?,
+            updated_at: parse_time(&updated_at)?,
+            decided_at: decided_at.as_deref().map(parse_time).transpose()?,
+            decided_by,
+        })
+    })())
+}
+
+fn load_gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {GATE_COLUMNS} FROM gates WHERE id = ?1"),
+        params![id],
+        gate_from_row,
+    )
+    .optional()?
+    .transpose()
+}
+
+fn insert_event(
+    conn: &Connection,
+    gate_id: &str,
+    actor: &str,
+    kind: &str,
+    from: Option<GateState>,
+    to: Option<GateState>,
+    message: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO events (gate_id, at, actor, kind, from_state, to_state, message) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            gate_id,
+            timestamp(&Utc::now()),
+            actor,
+            kind,
+            from.map(|s| s.as_str()),
+            to.map(|s| s.as_str()),
+            message
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_outbox(
+    conn: &Connection,
+    gate_id: &str,
+    item: &NewOutbox,
+    claimed_until: i64,
+) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO outbox (gate_id, kind, payload, due_ms, claimed_until, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            gate_id,
+            item.kind.as_str(),
+            item.payload.to_string(),
+            now_ms(),
+            claimed_until,
+            timestamp(&Utc::now())
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<Result<OutboxItem, StoreError>> {
+    let id: i64 = row.get(0)?;
+    let gate_id: String = row.get(1)?;
+    let kind: String = row.get(2)?;
+    let payload: String = row.get(3)?;
+    let attempts: i64 = row.get(4)?;
+    let created_at: String = row.get(5)?;
+    Ok((|| {
+        Ok(OutboxItem {
+            id,
+            gate_id: Uuid::parse_str(&gate_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            kind: OutboxKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("outbox kind `{kind}`")))?,
+            payload: serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+            attempts: attempts as u32,
+            created_at: parse_time(&created_at)?,
+        })
+    })())
+}
+
+#[async_trait]
+impl GateStore for SqliteStore {
+    async fn open_gate(
+        &self,
+        spec: GateSpec,
+        token: CallbackToken,
+        claim: Duration,
+    ) -> Result<Opened, StoreError> {
+        self.write(move |conn| {
+            let existing: Option<String> = conn
+                .query_row(
+                    "SELECT id FROM gates WHERE job_url = ?1 AND build_number = ?2 AND stage_name = ?3",
+                    params![spec.job_url, spec.build_number, spec.stage_name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = existing {
+                let gate = load_gate(conn, &id)?
+                    .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+                return Ok(Opened { gate, created: false, register_item: None });
+            }
+            let id = Uuid::new_v4();
+            let id_s = id.to_string();
+            let now = Utc::now();
+            let spec_json = serde_json::to_string(&spec)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            conn.execute(
+                "INSERT INTO gates (id, job_url, build_number, stage_name, state, proceed, message, \
+                 spec, callback_token, token_hash, created_at, created_ms, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?10, ?11, ?10)",
+                params![
+                    id_s,
+                    spec.job_url,
+                    spec.build_number,
+                    spec.stage_name,
+                    GateState::Registering.as_str(),
+                    "Registering the stage with ServiceNow",
+                    spec_json,
+                    token.expose(),
+                    CallbackToken::lookup_hash(token.expose()),
+                    timestamp(&now),
+                    now.timestamp_millis()
+                ],
+            )?;
+            insert_event(
+                conn,
+                &id_s,
+                "pipeline",
+                "opened",
+                None,
+                Some(GateState::Registering),
+                &format!(
+                    "gate opened for {} build {} stage {}",
+                    spec.job_url, spec.build_number, spec.stage_name
+                ),
+            )?;
+            let item = NewOutbox { kind: OutboxKind::Register, payload: serde_json::json!({}) };
+            let claimed_until = now_ms() + claim.as_millis() as i64;
+            let outbox_id = insert_outbox(conn, &id_s, &item, claimed_until)?;
+            let gate = load_gate(conn, &id_s)?
+                .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+            Ok(Opened {
+                register_item: Some(OutboxItem {
+                    id: outbox_id,
+                    gate_id: id,
+                    kind: OutboxKind::Register,
+                    payload: item.payload,
+                    attempts: 0,
+                    created_at: gate.created_at,
+                }),
+                gate,
+                created: true,
+            })
+        })
+        .await
+    }
+
+    async fn gate(&self, id: Uuid) -> Result<Option<Gate>, StoreError> {
+        self.read(move |conn| load_gate(conn, &id.to_string()))
+            .await
+    }
+
+    async fn gate_by_token(&self, raw_token: &str) -> Result<Option<Gate>, StoreError> {
+        let hash = CallbackToken::lookup_hash(raw_token);
+        let raw = raw_token.to_string();
+        self.read(move |conn| {
+            let gate = conn
+                .query_row(
+                    &format!("SELECT {GATE_COLUMNS} FROM gates WHERE token_hash = ?1"),
+                    params![hash],
+                    gate_from_row,
+                )
+                .optional()?
+                .transpose()?;
+            // The index lookup is by hash; the token itself is compared in constant time.
+            Ok(gate.filter(|g| g.callback_token.matches(&raw)))
+        })
+        .await
+    }
+
+    async fn list_gates(
+        &self,
+        state: Option<GateState>,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        self.read(move |conn| {
+            let mut out = Vec::new();
+            let mut push = |row: &Row<'_>| -> rusqlite::Result<()> {
+                out.push(gate_from_row(row)?);
+                Ok(())
+            };
+            match state {
+                Some(s) => {
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {GATE_COLUMNS} FROM gates WHERE state = ?1 ORDER BY created_ms DESC, id LIMIT ?2"
+                    ))?;
+                    let mut rows = stmt.query(params![s.as_str(), limit])?;
+                    while let Some(r) = rows.next()? {
+                        push(r)?;
+                    }
+                }
+                None => {
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {GATE_COLUMNS} FROM gates ORDER BY created_ms DESC, id LIMIT ?1"
+                    ))?;
+                    let mut rows = stmt.query(params![limit])?;
+                    while let Some(r) = rows.next()? {
+                        push(r)?;
+                    }
+                }
+            }
+            out.into_iter().collect()
+        })
+        .await
+    }
+
+    async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, at, actor, kind, from_state, to_state, message FROM events \
+                 WHERE gate_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![id.to_string()], |r| {
+                let from: Option<String> = r.get(4)?;
+                let to: Option<String> = r.get(5)?;
+                Ok(Event {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    kind: r.get(3)?,
+                    from_state: from.as_deref().and_then(GateState::parse),
+                    to_state: to.as_deref().and_then(GateState::parse),
+                    message: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
+        self.write(move |conn| {
+            let id = t.gate_id.to_string();
+            let Some(before) = load_gate(conn, &id)? else {
+                return Ok(TransitionOutcome::NotFound);
+            };
+            let sources = sources_of(t.to);
+            if !sources.contains(&before.state) {
+                return Ok(TransitionOutcome::Conflict(before));
+            }
+            let placeholders = sources
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect::<Vec<_>>()
+                .join(",");
+            let now = timestamp(&Utc::now());
+            let terminal = t.to.is_terminal();
+            let cr_json = match &t.change_request {
+                Some(cr) => Some(
+                    serde_json::to_string(cr).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ),
+                None => None,
+            };
+            // Compare-and-set: touches exactly one row, or none when someone else decided first.
+            let changed = conn.execute(
+                &format!(
+                    "UPDATE gates SET state = ?1, proceed = ?2, message = ?3, updated_at = ?4, \
+                     decided_at = CASE WHEN ?5 THEN ?4 ELSE decided_at END, \
+                     decided_by = CASE WHEN ?5 THEN ?6 ELSE decided_by END, \
+                     change_request = COALESCE(?7, change_request) \
+                     WHERE id = ?8 AND state IN ({placeholders})"
+                ),
+                params![
+                    t.to.as_str(),
+                    t.proceed,
+                    t.message,
+                    now,
+                    terminal,
+                    t.actor,
+                    cr_json,
+                    id
+                ],
+            )?;
+            if changed != 1 {
+                let current = load_gate(conn, &id)?
+                    .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+                return Ok(TransitionOutcome::Conflict(current));
+            }
+            insert_event(
+                conn,
+                &id,
+                &t.actor,
+                t.event_kind,
+                Some(before.state),
+                Some(t.to),
+                &t.message,
+            )?;
+            for item in &t.outbox {
+                insert_outbox(conn, &id, item, 0)?;
+            }
+            let after =
+                load_gate(conn, &id)?.ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+            Ok(TransitionOutcome::Applied(after))
+        })
+        .await
+    }
+
+    async fn note_change_request(
+        &self,
+        id: Uuid,
+        cr: ChangeRequest,
+        actor: &str,
+        message: String,
+    ) -> Result<Option<Gate>, StoreError> {
+        let actor = actor.to_string();
+        self.write(move |conn| {
+            let id_s = id.to_string();
+            let cr_json =
+                serde_json::to_string(&cr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let changed = conn.execute(
+                "UPDATE gates SET change_request = ?1, updated_at = ?2, \
+                 message = CASE WHEN state IN ('registering','pending') THEN ?3 ELSE message END \
+                 WHERE id = ?4",
+                params![cr_json, timestamp(&Utc::now()), message, id_s],
+            )?;
+            if changed == 0 {
+                return Ok(None);
+            }
+            insert_event(conn, &id_s, &actor, "change_request", None, None, &message)?;
+            load_gate(conn, &id_s)
+        })
+        .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, gate_id, kind, payload, attempts, created_at FROM outbox \
+                 WHERE due_ms <= ?1 AND claimed_until <= ?1 ORDER BY due_ms LIMIT ?2",
+            )?;
+            let items = stmt
+                .query_map(params![now, limit], outbox_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
+            let until = now + lease.as_millis() as i64;
+            for item in &items {
+                conn.execute(
+                    "UPDATE outbox SET claimed_until = ?1 WHERE id = ?2",
+                    params![until, item.id],
+                )?;
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn finish_outbox(
+        &self,
+        item: &OutboxItem,
+        result: OutboxResult,
+    ) -> Result<(), StoreError> {
+        let item = item.clone();
+        self.write(move |conn| {
+            let gate_id = item.gate_id.to_string();
+            let kind = item.kind.as_str();
+            match &result {
+                OutboxResult::Done { message } => {
+                    conn.execute("DELETE FROM outbox WHERE id = ?1", params![item.id])?;
+                    insert_event(conn, &gate_id, "snowgate", &format!("{kind}_done"), None, None, message)?;
+                }
+                OutboxResult::Retry { after, error } => {
+                    conn.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, due_ms = ?1, claimed_until = 0, last_error = ?2 WHERE id = ?3",
+                        params![now_ms() + after.as_millis() as i64, error, item.id],
+                    )?;
+                    insert_event(
+                        conn,
+                        &gate_id,
+                        "snowgate",
+                        &format!("{kind}_retry"),
+                        None,
+                        None,
+                        &format!("attempt {} failed: {error}; retrying in {:.1}s", item.attempts + 1, after.as_secs_f64()),
+                    )?;
+                }
+                OutboxResult::GiveUp { error } => {
+                    conn.execute("DELETE FROM outbox WHERE id = ?1", params![item.id])?;
+                    insert_event(conn, &gate_id, "snowgate", &format!("{kind}_failed"), None, None, error)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|conn| {
+            let ms: Option<i64> = conn.query_row(
+                "SELECT MIN(MAX(due_ms, claimed_until)) FROM outbox",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(ms.and_then(|m| Utc.timestamp_millis_opt(m).single()))
+        })
+        .await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT state, COUNT(*) FROM gates GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (s, n) = row?;
+                if let Some(state) = GateState::parse(&s) {
+                    out.push((state, n as u64));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok(())
+        })
+        .await?;
+        // The writer must be alive too.
+        self.write(|_| Ok(())).await
+    }
+}

@@ -1,0 +1,2 @@
+//! Background work: the outbox (registrations and acknowledgements, retried from the store).
+pub mod outbox;

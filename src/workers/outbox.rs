@@ -1,0 +1,316 @@
+//! The outbox worker: every outbound action that must happen is a row in the store, attempted
+//! until it succeeds or fails for good, with capped exponential backoff and jitter. Attempts
+//! are recorded in the gate's event log. Rows claimed by a process that died are taken up
+//! again when their claim expires.
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::configuration::{OutboxSettings, StepMapping};
+use crate::decisions::Decider;
+use crate::domain::{Gate, GateState};
+use crate::servicenow::devops::Registration;
+use crate::servicenow::{DevOpsClient, ServiceNowError};
+use crate::store::{
+    GateStore, NewOutbox, OutboxItem, OutboxKind, OutboxResult, StoreError, Transition,
+};
+use crate::waiters::ShutdownFlag;
+
+/// How long a claimed row stays ours; longer than any single attempt can take.
+const CLAIM: Duration = Duration::from_secs(120);
+/// Rows attempted at the same time.
+const CONCURRENCY: usize = 32;
+
+#[derive(Clone)]
+pub struct Outbox {
+    pub store: Arc<dyn GateStore>,
+    pub decider: Decider,
+    pub servicenow: DevOpsClient,
+    pub settings: OutboxSettings,
+    pub step_mapping: StepMapping,
+    pub register_give_up_after: Duration,
+    pub callback_base: String,
+    pub wakeup: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn claim_duration() -> Duration {
+        CLAIM
+    }
+
+    /// The callback URL ServiceNow calls for this gate.
+    pub fn callback_url(&self, gate: &Gate) -> String {
+        format!(
+            "{}sn-devops/{}",
+            self.callback_base,
+            gate.callback_token.expose()
+        )
+    }
+
+    /// Run until `shutdown` is set.
+    pub async fn run(self, shutdown: ShutdownFlag) {
+        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        loop {
+            if shutdown.is_set() {
+                break;
+            }
+            let claimed = match self.store.claim_outbox(CONCURRENCY as u32, CLAIM).await {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: cannot claim work");
+                    Vec::new()
+                }
+            };
+            let busy = !claimed.is_empty();
+            for item in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.attempt(item).await;
+                    drop(permit);
+                });
+            }
+            if busy {
+                continue;
+            }
+            let wait = match self.store.next_outbox_due().await {
+                Ok(Some(due)) => (due - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(Duration::from_secs(30)),
+                Ok(None) => Duration::from_secs(30),
+                Err(_) => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = self.wakeup.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+                _ = shutdown.wait() => break,
+            }
+        }
+        tracing::info!("outbox worker stopped");
+    }
+
+    fn backoff(&self, attempts: u32, hint: Option<Duration>) -> Duration {
+        let base = self.settings.initial_backoff.0.as_secs_f64();
+        let cap = self.settings.max_backoff.0.as_secs_f64();
+        let exp = (base * 2f64.powi(attempts.min(30) as i32)).min(cap);
+        // ±25% jitter, so retries of many gates after an outage do not arrive together.
+        let jittered = exp * rand::thread_rng().gen_range(0.75..1.25);
+        let d = Duration::from_secs_f64(jittered.min(cap).max(0.001));
+        hint.map_or(d, |h| d.max(h))
+    }
+
+    /// One attempt at one row, with its result written back to the store.
+    #[tracing::instrument(skip_all, fields(gate_id = %item.gate_id, kind = item.kind.as_str(), attempt = item.attempts + 1))]
+    pub async fn attempt(&self, item: OutboxItem) {
+        let result = match self.store.gate(item.gate_id).await {
+            Ok(Some(gate)) => match item.kind {
+                OutboxKind::Register => self.register(&item, &gate).await,
+                OutboxKind::Acknowledge => self.acknowledge(&item, &gate).await,
+            },
+            Ok(None) => Ok(OutboxResult::GiveUp {
+                error: "the gate no longer exists".into(),
+            }),
+            Err(e) => Err(e),
+        };
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox: store trouble; will retry");
+                OutboxResult::Retry {
+                    after: self.backoff(item.attempts, None),
+                    error: e.to_string(),
+                }
+            }
+        };
+        match &result {
+            OutboxResult::Done { message } => tracing::info!(%message, "outbox: done"),
+            OutboxResult::Retry { after, error } => {
+                tracing::warn!(%error, retry_in = ?after, "outbox: attempt failed, will retry")
+            }
+            OutboxResult::GiveUp { error } => tracing::error!(%error, "outbox: given up"),
+        }
+        let retry = matches!(result, OutboxResult::Retry { .. });
+        if let Err(e) = self.store.finish_outbox(&item, result).await {
+            // The claim expires and the row is attempted again.
+            tracing::error!(error = %e, "outbox: cannot record the attempt");
+        }
+        if retry {
+            // The worker may be asleep until a later due time: let it see this one.
+            self.wakeup.notify_one();
+        }
+    }
+
+    /// Decide a gate from the outbox, ignoring a conflict (someone decided first).
+    async fn decide(
+        &self,
+        gate: &Gate,
+        to: GateState,
+        proceed: Option<bool>,
+        message: String,
+        kind: &'static str,
+    ) -> Result<(), StoreError> {
+        self.decider
+            .decide(Transition {
+                gate_id: gate.id,
+                to,
+                proceed,
+                message,
+                actor: "servicenow".into(),
+                event_kind: kind,
+                change_request: None,
+                outbox: Vec::<NewOutbox>::new(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn register(&self, item: &OutboxItem, gate: &Gate) -> Result<OutboxResult, StoreError> {
+        if gate.state != GateState::Registering {
+            return Ok(OutboxResult::Done {
+                message: format!("registration not needed: the gate is {}", gate.state),
+            });
+        }
+        match self.register_once(gate).await {
+            Ok(true) => {
+                self.decide(
+                    gate,
+                    GateState::Pending,
+                    None,
+                    "Waiting for a change request decision from ServiceNow".into(),
+                    "registered",
+                )
+                .await?;
+                Ok(OutboxResult::Done {
+                    message: "registered with ServiceNow: the stage is under change control".into(),
+                })
+            }
+            Ok(false) => {
+                self.decide(
+                    gate,
+                    GateState::NotControlled,
+                    Some(true),
+                    "ServiceNow says the stage is not under change control".into(),
+                    "not_controlled",
+                )
+                .await?;
+                Ok(OutboxResult::Done {
+                    message: "registered with ServiceNow: not under change control".into(),
+                })
+            }
+            Err(RegisterError::StepInvalid) => {
+                self.fail(gate, "Step could not be associated with a pipeline step in ServiceNow (stepMapping answered stepValid: false)".into()).await?;
+                Ok(OutboxResult::GiveUp {
+                    error: "the step mapping is not valid".into(),
+                })
+            }
+            Err(RegisterError::ServiceNow(e)) => {
+                let age = (chrono::Utc::now() - item.created_at)
+                    .to_std()
+                    .unwrap_or_default();
+                if e.is_transient()
+                    && age < self.register_give_up_after
+                    && item.attempts + 1 < self.settings.max_attempts
+                {
+                    return Ok(OutboxResult::Retry {
+                        after: self.backoff(item.attempts, e.retry_after()),
+                        error: e.describe(),
+                    });
+                }
+                let why = if e.is_transient() {
+                    format!(
+                        "registration with ServiceNow kept failing and was given up: {}",
+                        e.describe()
+                    )
+                } else {
+                    format!("registration with ServiceNow failed: {}", e.describe())
+                };
+                self.fail(gate, why.clone()).await?;
+                Ok(OutboxResult::GiveUp { error: why })
+            }
+        }
+    }
+
+    async fn register_once(&self, gate: &Gate) -> Result<bool, RegisterError> {
+        match self.step_mapping {
+            StepMapping::Off => {}
+            StepMapping::Validate => {
+                if !self.servicenow.step_mapping_valid(&gate.spec).await? {
+                    return Err(RegisterError::StepInvalid);
+                }
+            }
+            StepMapping::Create => {
+                if !self.servicenow.create_step_mapping(&gate.spec).await? {
+                    return Err(RegisterError::StepInvalid);
+                }
+            }
+        }
+        let url = self.callback_url(gate);
+        Ok(self
+            .servicenow
+            .register(&Registration {
+                spec: &gate.spec,
+                callback_url: &url,
+            })
+            .await?)
+    }
+
+    /// A gate that cannot be registered fails; `ignoreErrors` lets the stage proceed anyway.
+    async fn fail(&self, gate: &Gate, why: String) -> Result<(), StoreError> {
+        let proceed = gate.spec.ignore_errors;
+        let message = if proceed {
+            format!("{why} (ignoreErrors: the stage proceeds)")
+        } else {
+            why
+        };
+        self.decide(
+            gate,
+            GateState::Failed,
+            Some(proceed),
+            message,
+            "registration_failed",
+        )
+        .await
+    }
+
+    async fn acknowledge(
+        &self,
+        item: &OutboxItem,
+        gate: &Gate,
+    ) -> Result<OutboxResult, StoreError> {
+        let url = self.callback_url(gate);
+        match self
+            .servicenow
+            .acknowledge(gate.callback_token.expose(), &gate.spec, &url)
+            .await
+        {
+            Ok(()) => Ok(OutboxResult::Done {
+                message: "ServiceNow acknowledged the callback".into(),
+            }),
+            Err(e) if e.is_transient() && item.attempts + 1 < self.settings.max_attempts => {
+                Ok(OutboxResult::Retry {
+                    after: self.backoff(item.attempts, e.retry_after()),
+                    error: e.describe(),
+                })
+            }
+            Err(e) => Ok(OutboxResult::GiveUp {
+                error: format!("acknowledgement given up: {}", e.describe()),
+            }),
+        }
+    }
+}
+
+enum RegisterError {
+    StepInvalid,
+    ServiceNow(ServiceNowError),
+}
+
+impl From<ServiceNowError> for RegisterError {
+    fn from(e: ServiceNowError) -> Self {
+        RegisterError::ServiceNow(e)
+    }
+}

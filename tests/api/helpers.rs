@@ -1,0 +1,230 @@
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use snowgate::configuration::{Dur, NamedToken, Secret, ServiceNowAuth, Settings};
+use snowgate::simulator::{self, RecordedRequest, SimHandle, SimSettings};
+use snowgate::startup::{AppHandle, Application};
+use snowgate::store::{GateStore, SqliteStore};
+
+pub const PIPELINE_TOKEN: &str = "pipeline-token-0123456789abcdef";
+pub const OPERATOR_TOKEN: &str = "operator-token-0123456789abcdef";
+
+pub struct TestApp {
+    pub address: String,
+    pub sim: SimHandle,
+    pub client: reqwest::Client,
+    /// Holds the store file until the test ends.
+    pub _dir: tempfile::TempDir,
+    pub handle: AppHandle,
+    pub settings: Settings,
+}
+
+pub fn sim_settings() -> SimSettings {
+    SimSettings::default()
+}
+
+/// Settings pointing at `sim`, with short retry intervals and both token scopes.
+pub fn settings_for(
+    sim: &SimHandle,
+    sim_settings: &SimSettings,
+    dir: &std::path::Path,
+    callback_base: &str,
+) -> Settings {
+    let mut s = Settings::default();
+    s.servicenow.instance_url = sim.url();
+    s.servicenow.tool_id = sim_settings.tool_id.clone();
+    s.servicenow.auth = ServiceNowAuth::Token;
+    s.servicenow.token = Secret::new(sim_settings.token.clone());
+    s.servicenow.timeout = Dur(Duration::from_secs(5));
+    s.callback.public_base_url = Some(callback_base.to_string());
+    s.store.url = format!("sqlite://{}", dir.join("snowgate.db").display());
+    s.outbox.initial_backoff = Dur(Duration::from_millis(50));
+    s.outbox.max_backoff = Dur(Duration::from_millis(500));
+    s.auth.pipeline_tokens = vec![NamedToken {
+        name: "jenkins".into(),
+        token: Secret::new(PIPELINE_TOKEN),
+        token_file: None,
+    }];
+    s.auth.operator_tokens = vec![NamedToken {
+        name: "alice".into(),
+        token: Secret::new(OPERATOR_TOKEN),
+        token_file: None,
+    }];
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(sim_settings(), |_| {}).await
+}
+
+pub async fn spawn_app_with(sim_cfg: SimSettings, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let sim = simulator::start(sim_cfg.clone())
+        .await
+        .expect("simulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let mut settings = settings_for(&sim, &sim_cfg, dir.path(), &format!("{address}/"));
+    tweak(&mut settings);
+    let path: PathBuf = settings.store.sqlite_path().unwrap();
+    let store: Arc<dyn GateStore> = Arc::new(SqliteStore::open(&path).unwrap());
+    let app = Application::build_with(settings.clone(), store, listener)
+        .await
+        .expect("application builds");
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        sim,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        _dir: dir,
+        handle,
+        settings,
+    }
+}
+
+/// A gate request for a stage of build 42 of `…/job/shop/job/app/`.
+pub fn gate_body(stage: &str) -> Value {
+    json!({
+        "jobUrl": "https://ci.example.com/job/shop/job/app/",
+        "buildNumber": 42,
+        "stageName": stage,
+        "buildUrl": "https://ci.example.com/job/shop/job/app/42/",
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn open_gate(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/api/v1/gates", Some(PIPELINE_TOKEN), body)
+            .await
+    }
+
+    /// Open a gate and return it (asserting 201).
+    pub async fn open(&self, stage: &str) -> Value {
+        let resp = self.open_gate(&gate_body(stage)).await;
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn gate(&self, id: &str) -> Value {
+        let resp = self
+            .get(&format!("/api/v1/gates/{id}"), Some(PIPELINE_TOKEN))
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let resp = self
+            .get(&format!("/api/v1/gates/{id}/events"), Some(PIPELINE_TOKEN))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        v["events"].as_array().unwrap().clone()
+    }
+
+    /// Poll (test side) until the gate is in `state`, failing after a generous bound.
+    pub async fn until_state(&self, id: &str, state: &str) -> Value {
+        for _ in 0..200 {
+            let g = self.gate(id).await;
+            if g["state"] == state {
+                return g;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gate {id} never reached {state}: {}", self.gate(id).await);
+    }
+
+    /// The POST changeControl registration the simulator received for `stage`.
+    pub fn registration_of(&self, stage: &str) -> RecordedRequest {
+        registration_in(&self.sim, stage)
+    }
+
+    /// The callback URL snowgate registered for `stage`.
+    pub fn callback_url_of(&self, stage: &str) -> String {
+        self.registration_of(stage).json().unwrap()["callbackURL"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn send_callback(&self, url: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The change request number the simulator created for `stage`.
+    pub fn change_of(&self, stage: &str) -> String {
+        self.sim
+            .changes()
+            .into_iter()
+            .find(|c| c.stage_name == stage)
+            .map(|c| c.number)
+            .unwrap_or_else(|| panic!("no change request for stage {stage}"))
+    }
+}
+
+pub fn registration_in(sim: &SimHandle, stage: &str) -> RecordedRequest {
+    sim.requests()
+        .into_iter()
+        .find(|r| {
+            r.method == "POST"
+                && r.path.ends_with("/orchestration/changeControl")
+                && r.json().is_some_and(|b| b["stageName"] == stage)
+        })
+        .unwrap_or_else(|| panic!("no registration for stage {stage}"))
+}
+
+/// Assert a JSON error body `{"error":{"code","message"}}` with the given code.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status(), status);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}
