@@ -4,32 +4,42 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::domain::timers::Timers;
 use crate::store::{GateStore, StoreError, Transition, TransitionOutcome};
 use crate::waiters::Waiters;
+
+/// Wake-ups of the background workers, so they never sleep past new work.
+#[derive(Default)]
+pub struct Wakeups {
+    pub outbox: Notify,
+    pub timers: Notify,
+    pub poller: Notify,
+}
 
 #[derive(Clone)]
 pub struct Decider {
     store: Arc<dyn GateStore>,
     waiters: Arc<Waiters>,
-    outbox_wakeup: Arc<Notify>,
+    wakeups: Arc<Wakeups>,
 }
 
 impl Decider {
-    pub fn new(
-        store: Arc<dyn GateStore>,
-        waiters: Arc<Waiters>,
-        outbox_wakeup: Arc<Notify>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn GateStore>, waiters: Arc<Waiters>, wakeups: Arc<Wakeups>) -> Self {
         Decider {
             store,
             waiters,
-            outbox_wakeup,
+            wakeups,
         }
+    }
+
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
     }
 
     #[tracing::instrument(skip_all, fields(gate_id = %t.gate_id, to = %t.to, actor = %t.actor))]
     pub async fn decide(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
         let has_outbox = !t.outbox.is_empty();
+        let has_timers = t.timers != Timers::default();
         let outcome = self.store.transition(t).await?;
         if let TransitionOutcome::Applied(gate) = &outcome {
             tracing::info!(
@@ -42,7 +52,11 @@ impl Decider {
             );
             self.waiters.notify(gate);
             if has_outbox {
-                self.outbox_wakeup.notify_one();
+                self.wakeups.outbox.notify_one();
+            }
+            if has_timers {
+                self.wakeups.timers.notify_one();
+                self.wakeups.poller.notify_one();
             }
         }
         Ok(outcome)

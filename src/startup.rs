@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
-use tokio::sync::Notify;
 
 use crate::configuration::{Secret, Settings};
-use crate::decisions::Decider;
+use crate::decisions::{Decider, Wakeups};
 use crate::routes::{self, auth::Tokens};
 use crate::servicenow::DevOpsClient;
 use crate::store::{GateStore, SqliteStore};
 use crate::waiters::{ShutdownFlag, Waiters};
+use crate::servicenow::RateLimiter;
 use crate::workers::outbox::Outbox;
+use crate::workers::poller::Poller;
+use crate::workers::reconcile::Reconciler;
+use crate::workers::timers::TimeoutWorker;
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -59,13 +62,13 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let waiters = Waiters::new();
-        let wakeup = Arc::new(Notify::new());
-        let decider = Decider::new(store.clone(), waiters.clone(), wakeup.clone());
+        let wakeups = Arc::new(Wakeups::default());
+        let decider = Decider::new(store.clone(), waiters.clone(), wakeups.clone());
         let servicenow = DevOpsClient::new(&settings.servicenow)?;
         let outbox = Outbox {
             store: store.clone(),
             decider: decider.clone(),
-            servicenow,
+            servicenow: servicenow.clone(),
             settings: settings.outbox.clone(),
             step_mapping: settings.servicenow.step_mapping,
             register_give_up_after: settings.servicenow.register_give_up_after.0,
@@ -74,10 +77,40 @@ impl Application {
                 .public_base_url
                 .clone()
                 .unwrap_or_default(),
-            wakeup: wakeup.clone(),
+            poll_interval: settings.servicenow.poll_interval.0,
         };
         let shutdown = waiters.shutdown().clone();
-        let workers = vec![tokio::spawn(outbox.clone().run(shutdown.clone()))];
+        let limiter = Arc::new(RateLimiter::per_second(
+            settings.servicenow.max_requests_per_second,
+        ));
+        let poller = Poller {
+            store: store.clone(),
+            decider: decider.clone(),
+            servicenow: servicenow.clone(),
+            limiter: limiter.clone(),
+            default_interval: settings.servicenow.poll_interval.0,
+        };
+        let timers = TimeoutWorker {
+            store: store.clone(),
+            decider: decider.clone(),
+        };
+        let reconciler = Reconciler {
+            store: store.clone(),
+            decider: decider.clone(),
+            servicenow: servicenow.clone(),
+            limiter,
+        };
+        let workers = vec![
+            tokio::spawn(outbox.clone().run(shutdown.clone())),
+            tokio::spawn(poller.run(shutdown.clone())),
+            tokio::spawn(timers.run(shutdown.clone())),
+            tokio::spawn({
+                let shutdown = shutdown.clone();
+                async move {
+                    reconciler.run(shutdown).await;
+                }
+            }),
+        ];
         let counts = store.count_by_state().await?;
         let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
         tracing::info!(gates = %summary.join(" "), "store loaded");

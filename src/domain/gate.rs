@@ -128,6 +128,7 @@ pub struct Gate {
     pub updated_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
     pub decided_by: Option<String>,
+    pub timers: super::timers::Timers,
 }
 
 /// How a gate is shown by every gate endpoint (SPEC §3 "Gate representation").
@@ -149,6 +150,8 @@ pub struct GateView<'a> {
     pub updated_at: String,
     pub decided_at: Option<String>,
     pub decided_by: Option<&'a str>,
+    /// The earliest timeout still running, if any.
+    pub deadline: Option<String>,
     pub links: Links,
 }
 
@@ -182,6 +185,12 @@ impl Gate {
             updated_at: timestamp(&self.updated_at),
             decided_at: self.decided_at.as_ref().map(timestamp),
             decided_by: self.decided_by.as_deref(),
+            deadline: [self.timers.creation_deadline_ms, self.timers.step_deadline_ms]
+                .into_iter()
+                .flatten()
+                .min()
+                .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, ms).single())
+                .map(|t| timestamp(&t)),
             links: Links {
                 self_: format!("/api/v1/gates/{}", self.id),
                 wait: format!("/api/v1/gates/{}/wait", self.id),

@@ -1,7 +1,9 @@
 //! The gate, its states and the validated values it is made of.
+pub mod change;
 pub mod gate;
 pub mod names;
 pub mod request;
+pub mod timers;
 
 pub use gate::{ChangeRequest, Gate, GateState, TransitionError};
 pub use names::CallbackToken;

@@ -10,7 +10,8 @@ use super::body::read_limited;
 use super::ApiError;
 use crate::domain::{ChangeRequest, GateState};
 use crate::startup::AppState;
-use crate::store::{NewOutbox, OutboxKind, Transition, TransitionOutcome};
+use crate::domain::timers::on_change_known;
+use crate::store::{CrUpdate, NewOutbox, OutboxKind, Transition, TransitionOutcome};
 use crate::telemetry::redact;
 
 /// The header the plugin answers with; ServiceNow records it.
@@ -145,10 +146,29 @@ pub async fn callback(
                 "Waiting for approval of {number}{}",
                 comments.map(|c| format!(" ({c})")).unwrap_or_default()
             );
+            let step_deadline_ms = on_change_known(
+                &gate.spec,
+                chrono::Utc::now().timestamp_millis(),
+                gate.timers.step_deadline_ms.is_some(),
+            );
             state
                 .store
-                .note_change_request(gate.id, merged, "servicenow", message)
+                .update_change_request(
+                    gate.id,
+                    CrUpdate {
+                        cr: merged,
+                        actor: "servicenow".into(),
+                        message: Some(message.clone()),
+                        event: Some(message),
+                        change_known: true,
+                        step_deadline_ms,
+                        next_poll_ms: None,
+                    },
+                )
                 .await?;
+            if step_deadline_ms.is_some() {
+                state.decider.wakeups().timers.notify_one();
+            }
             tracing::info!(gate_id = %gate.id, change_request = %number, "change request notice");
             Ok(HttpResponse::Ok()
                 .insert_header(RESULT_HEADER)
@@ -174,6 +194,7 @@ pub async fn callback(
                         kind: OutboxKind::Acknowledge,
                         payload: json!({}),
                     }],
+                    timers: Default::default(),
                 })
                 .await?;
             match outcome {

@@ -51,6 +51,7 @@ async fn act(
             event_kind: verb,
             change_request: None,
             outbox: Vec::new(),
+            timers: Default::default(),
         })
         .await?;
     match outcome {

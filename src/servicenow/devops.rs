@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::configuration::{Secret, ServiceNowAuth, ServiceNowSettings};
-use crate::domain::names::{short_job_name, stage_task_url};
+use crate::domain::names::{pipeline_name, short_job_name, stage_task_url};
 use crate::domain::GateSpec;
 
 /// RFC 3986 unreserved characters stay; everything else in a query value is encoded.
@@ -407,6 +407,103 @@ impl DevOpsClient {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The change request as `GET …/orchestration/changeInfo` reports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChangeInfo {
+    pub found: bool,
+    pub number: Option<String>,
+    pub sys_id: Option<String>,
+    /// As sent: a display name (`Implement`) or a number (`-1`, `0`).
+    pub state: Option<String>,
+    pub url: Option<String>,
+    pub approvers: Option<String>,
+    pub assignment_group: Option<String>,
+    pub planned_start: Option<String>,
+    pub planned_end: Option<String>,
+}
+
+/// What `GET …/orchestration/callback?taskExecutionURL=` says about a registered callback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallbackStatus {
+    /// `pending`, `succeeded`, `canceled`, … exactly as sent.
+    pub result: String,
+    pub token: Option<String>,
+    pub comments: Option<String>,
+}
+
+fn opt_text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl DevOpsClient {
+    /// `GET changeInfo?toolId=&toolType=jenkins&pipelineName=&stageName=&buildNumber=&branchName=`.
+    #[tracing::instrument(skip_all)]
+    pub async fn change_info(&self, spec: &GateSpec) -> Result<ChangeInfo, ServiceNowError> {
+        let pipeline = pipeline_name(&spec.job_url, spec.is_multi_branch);
+        let stage = spec.stage_path();
+        let mut q: Vec<(&str, &str)> = vec![
+            ("toolId", &self.tool_id),
+            ("toolType", "jenkins"),
+            ("pipelineName", &pipeline),
+            ("stageName", &stage),
+            ("buildNumber", &spec.build_number),
+        ];
+        if let Some(b) = &spec.branch_name {
+            q.push(("branchName", b));
+        }
+        let url = self.url(&["changeInfo"], &q);
+        let v = self.call(Method::GET, url, None).await?;
+        let r = v
+            .get("result")
+            .ok_or_else(|| ServiceNowError::Decode("the answer has no `result`".into()))?;
+        let found = match r.get("changeFound") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s == "true",
+            _ => opt_text(r, "number").is_some(),
+        };
+        Ok(ChangeInfo {
+            found,
+            number: opt_text(r, "number"),
+            sys_id: opt_text(r, "sys_id"),
+            state: opt_text(r, "state"),
+            url: opt_text(r, "url"),
+            approvers: opt_text(r, "changeApprovers"),
+            assignment_group: opt_text(r, "changeAssignmentGroup"),
+            planned_start: opt_text(r, "plannedStartDate"),
+            planned_end: opt_text(r, "plannedEndDate"),
+        })
+    }
+
+    /// `GET callback?toolId=&taskExecutionURL=`: did ServiceNow decide while we were away?
+    #[tracing::instrument(skip_all)]
+    pub async fn callback_status(
+        &self,
+        task_execution_url: &str,
+    ) -> Result<CallbackStatus, ServiceNowError> {
+        let url = self.url(
+            &["callback"],
+            &[
+                ("toolId", &self.tool_id),
+                ("taskExecutionURL", task_execution_url),
+            ],
+        );
+        let v = self.call(Method::GET, url, None).await?;
+        let r = v
+            .get("result")
+            .ok_or_else(|| ServiceNowError::Decode("the answer has no `result`".into()))?;
+        Ok(CallbackStatus {
+            result: opt_text(r, "result")
+                .ok_or_else(|| ServiceNowError::Decode("the answer has no `result.result`".into()))?,
+            token: opt_text(r, "token"),
+            comments: opt_text(r, "changeComments"),
+        })
     }
 }
 

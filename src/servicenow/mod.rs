@@ -1,4 +1,6 @@
-//! Typed clients for ServiceNow.
+//! Typed clients for ServiceNow, and the one rate limit they share.
 pub mod devops;
+pub mod ratelimit;
 
 pub use devops::{DevOpsClient, ServiceNowError};
+pub use ratelimit::RateLimiter;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
 pub mod sqlite;
@@ -102,6 +103,25 @@ pub struct Transition {
     /// Replaces the gate's change request data when given.
     pub change_request: Option<ChangeRequest>,
     pub outbox: Vec<NewOutbox>,
+    /// Timers to arm (a terminal state clears them all).
+    pub timers: Timers,
+}
+
+/// New change-request data for an open gate (a notice, a poll).
+#[derive(Clone, Debug)]
+pub struct CrUpdate {
+    pub cr: ChangeRequest,
+    pub actor: String,
+    /// Replaces the gate's message when given.
+    pub message: Option<String>,
+    /// Recorded in the event log when given (polls log only what changed).
+    pub event: Option<String>,
+    /// The change request exists: the creation timeout is over.
+    pub change_known: bool,
+    /// Starts the step timeout, unless it already runs.
+    pub step_deadline_ms: Option<i64>,
+    /// Overrides the next poll (e.g. when a change window opens sooner).
+    pub next_poll_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -141,14 +161,23 @@ pub trait GateStore: Send + Sync + 'static {
     ) -> Result<Vec<Gate>, StoreError>;
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError>;
     async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError>;
-    /// Update CR data of a gate (e.g. a notice callback) and log an event, without a state change.
-    async fn note_change_request(
+    /// Update the CR data of an open gate; `None` when the gate is not open (or unknown).
+    async fn update_change_request(&self, id: Uuid, u: CrUpdate) -> Result<Option<Gate>, StoreError>;
+    /// Pending gates whose poll is due; each gets its next poll time (its own interval, else
+    /// `default_interval`) in the same write, so no other poller takes it meanwhile.
+    async fn claim_polls(&self, limit: u32, default_interval: Duration) -> Result<Vec<Gate>, StoreError>;
+    /// Epoch ms of the earliest next poll.
+    async fn next_poll_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Open gates whose creation or step deadline has passed.
+    async fn due_deadlines(&self, limit: u32) -> Result<Vec<(Gate, Deadline)>, StoreError>;
+    /// Epoch ms of the earliest deadline of an open gate.
+    async fn next_deadline(&self) -> Result<Option<i64>, StoreError>;
+    /// Open gates, oldest first, after the `(created_ms, id)` cursor (for reconciliation).
+    async fn open_gates_after(
         &self,
-        id: Uuid,
-        cr: ChangeRequest,
-        actor: &str,
-        message: String,
-    ) -> Result<Option<Gate>, StoreError>;
+        after: Option<(i64, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Gate)>, StoreError>;
     /// Claim up to `limit` due outbox rows for `lease`.
     async fn claim_outbox(
         &self,

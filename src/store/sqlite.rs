@@ -14,10 +14,11 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind, OutboxResult, StoreError,
-    Transition, TransitionOutcome,
+    CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind, OutboxResult,
+    StoreError, Transition, TransitionOutcome,
 };
 use crate::domain::gate::{sources_of, timestamp};
+use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
 /// Versioned schema: entry `i` moves the schema from version `i` to `i + 1`.
@@ -66,6 +67,14 @@ CREATE TABLE outbox (
     created_at      TEXT NOT NULL
 );
 CREATE INDEX outbox_due ON outbox (due_ms);
+"#, r#"
+ALTER TABLE gates ADD COLUMN poll_interval_ms INTEGER;
+ALTER TABLE gates ADD COLUMN next_poll_ms INTEGER;
+ALTER TABLE gates ADD COLUMN creation_deadline_ms INTEGER;
+ALTER TABLE gates ADD COLUMN step_deadline_ms INTEGER;
+CREATE INDEX gates_next_poll ON gates (next_poll_ms) WHERE next_poll_ms IS NOT NULL;
+CREATE INDEX gates_creation_deadline ON gates (creation_deadline_ms) WHERE creation_deadline_ms IS NOT NULL;
+CREATE INDEX gates_step_deadline ON gates (step_deadline_ms) WHERE step_deadline_ms IS NOT NULL;
 "#];
 
 /// Largest number of writes committed together.
@@ -136,6 +145,12 @@ impl SqliteStore {
         let mut conn = open_connection(path)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let applied = migrate(&mut conn)?;
+        // One process owns a SQLite store: claims left in it belong to a process that died,
+        // so its unfinished outbox work is due again at once.
+        let released = conn.execute("UPDATE outbox SET claimed_until = 0 WHERE claimed_until > 0", [])?;
+        if released > 0 {
+            tracing::info!(released, "outbox work left by a stopped process is due again");
+        }
         if applied > 0 {
             tracing::info!(path = %path.display(), applied, "store migrations applied");
         }
@@ -256,7 +271,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
 }
 
 const GATE_COLUMNS: &str = "id, state, proceed, message, spec, callback_token, change_request, \
-     created_at, updated_at, decided_at, decided_by";
+     created_at, updated_at, decided_at, decided_by, next_poll_ms, creation_deadline_ms, step_deadline_ms";
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
@@ -276,6 +291,11 @@ fn gate_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Gate, StoreError>> {
     let updated_at: String = row.get(8)?;
     let decided_at: Option<String> = row.get(9)?;
     let decided_by: Option<String> = row.get(10)?;
+    let timers = Timers {
+        next_poll_ms: row.get(11)?,
+        creation_deadline_ms: row.get(12)?,
+        step_deadline_ms: row.get(13)?,
+    };
     Ok((|| {
         Ok(Gate {
             id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -297,6 +317,7 @@ fn gate_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Gate, StoreError>> {
             updated_at: parse_time(&updated_at)?,
             decided_at: decided_at.as_deref().map(parse_time).transpose()?,
             decided_by,
+            timers,
         })
     })())
 }
@@ -406,8 +427,8 @@ impl GateStore for SqliteStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             conn.execute(
                 "INSERT INTO gates (id, job_url, build_number, stage_name, state, proceed, message, \
-                 spec, callback_token, token_hash, created_at, created_ms, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?10, ?11, ?10)",
+                 spec, callback_token, token_hash, created_at, created_ms, updated_at, poll_interval_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12)",
                 params![
                     id_s,
                     spec.job_url,
@@ -419,7 +440,8 @@ impl GateStore for SqliteStore {
                     token.expose(),
                     CallbackToken::lookup_hash(token.expose()),
                     timestamp(&now),
-                    now.timestamp_millis()
+                    now.timestamp_millis(),
+                    spec.polling_interval_secs.map(|s| s as i64 * 1000)
                 ],
             )?;
             insert_event(
@@ -567,7 +589,10 @@ impl GateStore for SqliteStore {
                     "UPDATE gates SET state = ?1, proceed = ?2, message = ?3, updated_at = ?4, \
                      decided_at = CASE WHEN ?5 THEN ?4 ELSE decided_at END, \
                      decided_by = CASE WHEN ?5 THEN ?6 ELSE decided_by END, \
-                     change_request = COALESCE(?7, change_request) \
+                     change_request = COALESCE(?7, change_request), \
+                     next_poll_ms = CASE WHEN ?5 THEN NULL ELSE COALESCE(?9, next_poll_ms) END, \
+                     creation_deadline_ms = CASE WHEN ?5 THEN NULL ELSE COALESCE(?10, creation_deadline_ms) END, \
+                     step_deadline_ms = CASE WHEN ?5 THEN NULL ELSE COALESCE(?11, step_deadline_ms) END \
                      WHERE id = ?8 AND state IN ({placeholders})"
                 ),
                 params![
@@ -578,7 +603,10 @@ impl GateStore for SqliteStore {
                     terminal,
                     t.actor,
                     cr_json,
-                    id
+                    id,
+                    t.timers.next_poll_ms,
+                    t.timers.creation_deadline_ms,
+                    t.timers.step_deadline_ms
                 ],
             )?;
             if changed != 1 {
@@ -605,29 +633,126 @@ impl GateStore for SqliteStore {
         .await
     }
 
-    async fn note_change_request(
-        &self,
-        id: Uuid,
-        cr: ChangeRequest,
-        actor: &str,
-        message: String,
-    ) -> Result<Option<Gate>, StoreError> {
-        let actor = actor.to_string();
+    async fn update_change_request(&self, id: Uuid, u: CrUpdate) -> Result<Option<Gate>, StoreError> {
         self.write(move |conn| {
             let id_s = id.to_string();
-            let cr_json =
-                serde_json::to_string(&cr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let cr_json = serde_json::to_string(&u.cr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // Only open gates take new CR data, messages and timers; a decided gate keeps
+            // its record as it was decided.
             let changed = conn.execute(
-                "UPDATE gates SET change_request = ?1, updated_at = ?2, \
-                 message = CASE WHEN state IN ('registering','pending') THEN ?3 ELSE message END \
-                 WHERE id = ?4",
-                params![cr_json, timestamp(&Utc::now()), message, id_s],
+                "UPDATE gates SET change_request = ?1, updated_at = ?2, message = COALESCE(?3, message), \
+                 creation_deadline_ms = CASE WHEN ?4 THEN NULL ELSE creation_deadline_ms END, \
+                 step_deadline_ms = COALESCE(step_deadline_ms, ?5), \
+                 next_poll_ms = COALESCE(?6, next_poll_ms) \
+                 WHERE id = ?7 AND state IN ('registering', 'pending')",
+                params![
+                    cr_json,
+                    timestamp(&Utc::now()),
+                    u.message,
+                    u.change_known,
+                    u.step_deadline_ms,
+                    u.next_poll_ms,
+                    id_s
+                ],
             )?;
             if changed == 0 {
                 return Ok(None);
             }
-            insert_event(conn, &id_s, &actor, "change_request", None, None, &message)?;
+            if let Some(event) = &u.event {
+                insert_event(conn, &id_s, &u.actor, "change_request", None, None, event)?;
+            }
             load_gate(conn, &id_s)
+        })
+        .await
+    }
+
+    async fn claim_polls(&self, limit: u32, default_interval: Duration) -> Result<Vec<Gate>, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {GATE_COLUMNS} FROM gates WHERE state = 'pending' AND next_poll_ms <= ?1 \
+                 ORDER BY next_poll_ms LIMIT ?2"
+            ))?;
+            let gates = stmt
+                .query_map(params![now, limit], gate_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
+            for g in &gates {
+                conn.execute(
+                    "UPDATE gates SET next_poll_ms = ?1 + COALESCE(poll_interval_ms, ?2) WHERE id = ?3",
+                    params![now, default_interval.as_millis() as i64, g.id.to_string()],
+                )?;
+            }
+            Ok(gates)
+        })
+        .await
+    }
+
+    async fn next_poll_due(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT MIN(next_poll_ms) FROM gates WHERE state = 'pending' AND next_poll_ms IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn due_deadlines(&self, limit: u32) -> Result<Vec<(Gate, Deadline)>, StoreError> {
+        self.read(move |conn| {
+            let now = now_ms();
+            let mut out = Vec::new();
+            for (column, kind) in [("creation_deadline_ms", Deadline::Creation), ("step_deadline_ms", Deadline::Step)] {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {GATE_COLUMNS} FROM gates WHERE {column} <= ?1 \
+                     AND state IN ('registering', 'pending') ORDER BY {column} LIMIT ?2"
+                ))?;
+                let rows = stmt.query_map(params![now, limit], gate_from_row)?;
+                for row in rows {
+                    out.push((row??, kind));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT MIN(MIN(COALESCE(creation_deadline_ms, 9223372036854775807), \
+                 COALESCE(step_deadline_ms, 9223372036854775807))) FROM gates \
+                 WHERE state IN ('registering', 'pending') \
+                 AND (creation_deadline_ms IS NOT NULL OR step_deadline_ms IS NOT NULL)",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn open_gates_after(
+        &self,
+        after: Option<(i64, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Gate)>, StoreError> {
+        self.read(move |conn| {
+            let (ms, id) = after.map(|(m, i)| (m, i.to_string())).unwrap_or((i64::MIN, String::new()));
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {GATE_COLUMNS}, created_ms FROM gates WHERE state IN ('registering', 'pending') \
+                 AND (created_ms, id) > (?1, ?2) ORDER BY created_ms, id LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![ms, id, limit], |r| {
+                let created: i64 = r.get(14)?;
+                Ok(gate_from_row(r)?.map(|g| (created, g)))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row??);
+            }
+            Ok(out)
         })
         .await
     }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::configuration::{OutboxSettings, StepMapping};
 use crate::decisions::Decider;
+use crate::domain::timers::{on_pending, Timers};
 use crate::domain::{Gate, GateState};
 use crate::servicenow::devops::Registration;
 use crate::servicenow::{DevOpsClient, ServiceNowError};
@@ -32,7 +33,8 @@ pub struct Outbox {
     pub step_mapping: StepMapping,
     pub register_give_up_after: Duration,
     pub callback_base: String,
-    pub wakeup: Arc<Notify>,
+    /// Default polling interval, armed when a gate becomes pending.
+    pub poll_interval: Duration,
 }
 
 impl Outbox {
@@ -86,7 +88,7 @@ impl Outbox {
                 Err(_) => Duration::from_secs(1),
             };
             tokio::select! {
-                _ = self.wakeup.notified() => {}
+                _ = self.decider.wakeups().outbox.notified() => {}
                 _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
                 _ = shutdown.wait() => break,
             }
@@ -141,7 +143,7 @@ impl Outbox {
         }
         if retry {
             // The worker may be asleep until a later due time: let it see this one.
-            self.wakeup.notify_one();
+            self.decider.wakeups().outbox.notify_one();
         }
     }
 
@@ -153,6 +155,7 @@ impl Outbox {
         proceed: Option<bool>,
         message: String,
         kind: &'static str,
+        timers: Timers,
     ) -> Result<(), StoreError> {
         self.decider
             .decide(Transition {
@@ -164,6 +167,7 @@ impl Outbox {
                 event_kind: kind,
                 change_request: None,
                 outbox: Vec::<NewOutbox>::new(),
+                timers,
             })
             .await
             .map(|_| ())
@@ -183,6 +187,7 @@ impl Outbox {
                     None,
                     "Waiting for a change request decision from ServiceNow".into(),
                     "registered",
+                    on_pending(&gate.spec, chrono::Utc::now().timestamp_millis(), self.poll_interval),
                 )
                 .await?;
                 Ok(OutboxResult::Done {
@@ -196,6 +201,7 @@ impl Outbox {
                     Some(true),
                     "ServiceNow says the stage is not under change control".into(),
                     "not_controlled",
+                    Timers::default(),
                 )
                 .await?;
                 Ok(OutboxResult::Done {
@@ -273,6 +279,7 @@ impl Outbox {
             Some(proceed),
             message,
             "registration_failed",
+            Timers::default(),
         )
         .await
     }

@@ -9,7 +9,7 @@ use snowgate::simulator::{self, SimSettings};
 
 use crate::helpers::*;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -54,6 +54,7 @@ pub fn write_config(
     port: u16,
     sim: &simulator::SimHandle,
     sim_cfg: &SimSettings,
+    poll_interval: &str,
 ) -> std::path::PathBuf {
     let yaml = format!(
         r#"server:
@@ -66,6 +67,7 @@ servicenow:
   auth: token
   token: "{token}"
   timeout: 5s
+  poll_interval: {poll_interval}
 store:
   url: "sqlite://{db}"
 outbox:
@@ -87,7 +89,7 @@ auth:
     path
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &str) -> u16 {
+pub async fn post(client: &reqwest::Client, url: &str, body: &str) -> u16 {
     client
         .post(url)
         .bearer_auth(PIPELINE_TOKEN)
@@ -100,7 +102,7 @@ async fn post(client: &reqwest::Client, url: &str, body: &str) -> u16 {
         .as_u16()
 }
 
-async fn gate(client: &reqwest::Client, address: &str, id: &str) -> Value {
+pub async fn gate(client: &reqwest::Client, address: &str, id: &str) -> Value {
     client
         .get(format!("{address}/api/v1/gates/{id}"))
         .bearer_auth(PIPELINE_TOKEN)
@@ -121,7 +123,7 @@ async fn gates_and_decisions_survive_sigkill() {
     let sim = simulator::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config(dir.path(), port, &sim, &sim_cfg);
+    let config = write_config(dir.path(), port, &sim, &sim_cfg, "60s");
     let log = dir.path().join("snowgate.log");
     let address = format!("http://127.0.0.1:{port}");
     let mut bin = start_binary(&config, &address, &log).await;
@@ -196,4 +198,236 @@ async fn gates_and_decisions_survive_sigkill() {
     assert_eq!(resp.status(), 200);
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();
+}
+
+async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> String {
+    let resp = client
+        .post(format!("{address}/api/v1/gates"))
+        .bearer_auth(PIPELINE_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(gate_body(stage).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let g: Value = resp.json().await.unwrap();
+    g["id"].as_str().unwrap().to_string()
+}
+
+async fn until_state_on(client: &reqwest::Client, address: &str, id: &str, state: &str) -> Value {
+    for _ in 0..300 {
+        let g = gate(client, address, id).await;
+        if g["state"] == state {
+            return g;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gate {id} never reached {state}: {}", gate(client, address, id).await);
+}
+
+struct Setup {
+    sim: simulator::SimHandle,
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    address: String,
+}
+
+async fn setup(sim_cfg: SimSettings, poll_interval: &str) -> Setup {
+    let sim = simulator::start(sim_cfg.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &sim, &sim_cfg, poll_interval);
+    let log = dir.path().join("snowgate.log");
+    Setup {
+        sim,
+        config,
+        log,
+        address: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn a_decision_made_while_snowgate_was_down_is_applied_after_restart() {
+    let s = setup(SimSettings::default(), "1h").await;
+    let client = reqwest::Client::new();
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    let id = open_on(&client, &s.address, "Deploy").await;
+    until_state_on(&client, &s.address, &id, "pending").await;
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+
+    let number = s.sim.changes().into_iter().find(|c| c.stage_name == "Deploy").unwrap().number;
+    // snowgate is down: ServiceNow's callback cannot be delivered.
+    assert_eq!(s.sim.approve(&number, "approved by CAB").await.unwrap(), None);
+
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    let g = until_state_on(&client, &s.address, &id, "approved").await;
+    assert_eq!(g["proceed"], true);
+    assert!(g["message"].as_str().unwrap().contains("reconciling"), "{g}");
+    // Asked with the task execution URL it registered.
+    let asked = s
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/orchestration/callback"))
+        .expect("a reconciliation request");
+    assert!(asked
+        .query_pairs()
+        .contains(&("taskExecutionURL".into(), "https://ci.example.com/job/shop/job/app/42/".into())));
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
+    let s = setup(SimSettings::default(), "1h").await;
+    let client = reqwest::Client::new();
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    let id = open_on(&client, &s.address, "Deploy").await;
+    until_state_on(&client, &s.address, &id, "pending").await;
+    s.sim.inject_fault(snowgate::simulator::Fault {
+        endpoint: "changeControl.put".into(),
+        fail_next: 1_000_000,
+        status: 503,
+        latency_ms: 0,
+    });
+    let url = registration_in(&s.sim, "Deploy").json().unwrap()["callbackURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(post(&client, &url, r#"{"result":"succeeded"}"#).await, 200);
+    // Let it fail a few times, then kill it.
+    for _ in 0..200 {
+        let puts = s.sim.requests().iter().filter(|r| r.method == "PUT").count();
+        if puts >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    s.sim.clear_faults();
+
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    for _ in 0..300 {
+        let acks = s.sim.changes().into_iter().find(|c| c.stage_name == "Deploy").unwrap().acknowledgements;
+        if acks >= 1 {
+            assert_eq!(acks, 1);
+            bin.child.kill().unwrap();
+            bin.child.wait().unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    panic!("the acknowledgement was not retried after the restart");
+}
+
+#[tokio::test]
+async fn sigkill_during_a_burst_of_callbacks_loses_no_answered_decision() {
+    let s = setup(SimSettings { send_notice: false, ..SimSettings::default() }, "1h").await;
+    let client = reqwest::Client::new();
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    let stages: Vec<String> = (0..200).map(|i| format!("Stage {i}")).collect();
+    let mut ids = Vec::new();
+    for st in &stages {
+        ids.push(open_on(&client, &s.address, st).await);
+    }
+    let urls: Vec<String> = stages
+        .iter()
+        .map(|st| registration_in(&s.sim, st).json().unwrap()["callbackURL"].as_str().unwrap().to_string())
+        .collect();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let client = client.clone();
+        let url = url.clone();
+        let answered = answered.clone();
+        tasks.push(tokio::spawn(async move {
+            let status = client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(r#"{"result":"succeeded"}"#)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok();
+            if status == Some(200) {
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            (i, status)
+        }));
+    }
+    // Kill it in the middle of the burst.
+    for _ in 0..2000 {
+        if answered.load(std::sync::atomic::Ordering::SeqCst) >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    let mut ok = Vec::new();
+    for t in tasks {
+        let (i, status) = t.await.unwrap();
+        if status == Some(200) {
+            ok.push(i);
+        }
+    }
+    assert!(!ok.is_empty());
+
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    for i in &ok {
+        let g = gate(&client, &s.address, &ids[*i]).await;
+        assert_eq!(g["state"], "approved", "gate {i} was answered 200 but is {}", g["state"]);
+    }
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_answers_open_long_polls_and_exits_zero() {
+    let s = setup(SimSettings::default(), "1h").await;
+    let client = reqwest::Client::new();
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    let mut waits = Vec::new();
+    for st in ["A", "B", "C"] {
+        let id = open_on(&client, &s.address, st).await;
+        let client = client.clone();
+        let url = format!("{}/api/v1/gates/{id}/wait?timeout=120", s.address);
+        waits.push(tokio::spawn(async move {
+            let r = client.get(url).bearer_auth(PIPELINE_TOKEN).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bin.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    for w in waits {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), w).await.unwrap().unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body["state"], "pending");
+    }
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(st) = bin.child.try_wait().unwrap() {
+            exited = Some(st);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(status) = exited else {
+        bin.child.kill().unwrap();
+        bin.child.wait().unwrap();
+        panic!("snowgate did not exit after SIGTERM");
+    };
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("snowgate stopped"), "{log}");
 }

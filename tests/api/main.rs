@@ -6,3 +6,4 @@ mod gates;
 mod helpers;
 mod operator;
 mod registration;
+mod reliability;

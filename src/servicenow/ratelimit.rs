@@ -1,0 +1,48 @@
+//! `servicenow.max_requests_per_second`: background requests (polls, reconciliation) take
+//! evenly spaced slots, so the load on the instance stays bounded however many gates wait.
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub struct RateLimiter {
+    spacing: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn per_second(rate: u32) -> RateLimiter {
+        RateLimiter {
+            spacing: Duration::from_secs(1) / rate.max(1),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Wait for the next free slot.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().expect("rate limiter lock");
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.spacing;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_evenly_spaced() {
+        let limiter = RateLimiter::per_second(10);
+        let start = Instant::now();
+        for _ in 0..5 {
+            limiter.acquire().await;
+        }
+        // Slots at 0, 100, 200, 300, 400 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+    }
+}

@@ -1,0 +1,203 @@
+//! Polling fallback (SPEC §4): for pending gates, ask ServiceNow's changeInfo about the change
+//! request, keep the gate's CR data current, and decide when callbacks cannot arrive
+//! (firewall, lost callback, snowgate down when ServiceNow called). Each gate is polled at its
+//! own interval; every request takes a slot of the shared rate limit.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Semaphore;
+
+use crate::decisions::Decider;
+use crate::domain::change::{parse_planned, verdict, CrState, Verdict};
+use crate::domain::timers::{ms, on_change_known, poll_interval, Timers};
+use crate::domain::{ChangeRequest, Gate, GateState};
+use crate::servicenow::devops::ChangeInfo;
+use crate::servicenow::{DevOpsClient, RateLimiter};
+use crate::store::{CrUpdate, GateStore, StoreError, Transition};
+use crate::waiters::ShutdownFlag;
+
+/// Gates claimed per round, and polls in flight at once.
+const BATCH: u32 = 64;
+const IN_FLIGHT: usize = 16;
+
+#[derive(Clone)]
+pub struct Poller {
+    pub store: Arc<dyn GateStore>,
+    pub decider: Decider,
+    pub servicenow: DevOpsClient,
+    pub limiter: Arc<RateLimiter>,
+    pub default_interval: Duration,
+}
+
+impl Poller {
+    pub async fn run(self, shutdown: ShutdownFlag) {
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        loop {
+            if shutdown.is_set() {
+                break;
+            }
+            let claimed = self
+                .store
+                .claim_polls(BATCH, self.default_interval)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "poller: cannot claim gates");
+                    Vec::new()
+                });
+            let busy = !claimed.is_empty();
+            for gate in claimed {
+                tokio::select! {
+                    _ = self.limiter.acquire() => {}
+                    _ = shutdown.wait() => return,
+                }
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = me.poll(&gate).await {
+                        tracing::warn!(gate_id = %gate.id, error = %e, "poll not recorded");
+                    }
+                    drop(permit);
+                });
+            }
+            if busy {
+                continue;
+            }
+            let next = self.store.next_poll_due().await.unwrap_or(None);
+            tokio::select! {
+                _ = tokio::time::sleep(super::until(next, Duration::from_secs(60))) => {}
+                _ = self.decider.wakeups().poller.notified() => {}
+                _ = shutdown.wait() => break,
+            }
+        }
+        tracing::info!("poller stopped");
+    }
+
+    /// Poll one gate's change request and act on what it says.
+    #[tracing::instrument(skip_all, fields(gate_id = %gate.id))]
+    pub async fn poll(&self, gate: &Gate) -> Result<(), StoreError> {
+        let info = match self.servicenow.change_info(&gate.spec).await {
+            Ok(i) => i,
+            Err(e) => {
+                // The next poll is already scheduled; a blip only delays the answer.
+                tracing::warn!(error = %e.describe(), "changeInfo failed");
+                return Ok(());
+            }
+        };
+        if !info.found {
+            tracing::debug!("no change request yet");
+            return Ok(());
+        }
+        let now = Utc::now();
+        let cr = merge(gate.change_request.clone().unwrap_or_default(), &info);
+        let number = cr.number.clone().unwrap_or_else(|| "the change request".into());
+        let state = info.state.as_deref().and_then(CrState::parse);
+        let Some(state) = state else {
+            return self
+                .wait(gate, cr, format!("{number} is in an unknown state {:?}", info.state), None)
+                .await;
+        };
+        let v = verdict(
+            &number,
+            state,
+            parse_planned(info.planned_start.as_deref()),
+            parse_planned(info.planned_end.as_deref()),
+            info.approvers.as_deref(),
+            now,
+        );
+        let (to, proceed, message) = match v {
+            Verdict::Wait {
+                message,
+                recheck_in,
+            } => return self.wait(gate, cr, message, recheck_in).await,
+            Verdict::Approve(m) => (GateState::Approved, true, format!("Approved in ServiceNow: {m}")),
+            Verdict::Cancel(m) => (GateState::Canceled, false, format!("Job was canceled: {m}")),
+            Verdict::Reject(m) => (
+                GateState::Rejected,
+                false,
+                format!("Job was not approved for execution: {m}"),
+            ),
+            Verdict::Fail(m) if gate.spec.ignore_errors => (
+                GateState::Failed,
+                true,
+                format!("{m} (ignoreErrors: the stage proceeds)"),
+            ),
+            Verdict::Fail(m) => (GateState::Failed, false, m),
+        };
+        self.decider
+            .decide(Transition {
+                gate_id: gate.id,
+                to,
+                proceed: Some(proceed),
+                message,
+                actor: "servicenow".into(),
+                event_kind: "polled",
+                change_request: Some(cr),
+                outbox: Vec::new(),
+                timers: Timers::default(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn wait(
+        &self,
+        gate: &Gate,
+        cr: ChangeRequest,
+        message: String,
+        recheck_in: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let now_ms = Utc::now().timestamp_millis();
+        let changed = gate.message != message;
+        let step_deadline_ms =
+            on_change_known(&gate.spec, now_ms, gate.timers.step_deadline_ms.is_some());
+        let interval = poll_interval(&gate.spec, self.default_interval);
+        // Poll again when the change window opens, if that is sooner than the next interval.
+        let next_poll_ms = recheck_in
+            .filter(|d| *d < interval)
+            .map(|d| now_ms + ms(d) + 50);
+        self.store
+            .update_change_request(
+                gate.id,
+                CrUpdate {
+                    cr,
+                    actor: "servicenow".into(),
+                    event: changed.then(|| message.clone()),
+                    message: Some(message),
+                    change_known: true,
+                    step_deadline_ms,
+                    next_poll_ms,
+                },
+            )
+            .await?;
+        if step_deadline_ms.is_some() {
+            self.decider.wakeups().timers.notify_one();
+        }
+        if next_poll_ms.is_some() {
+            self.decider.wakeups().poller.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The gate's CR data updated with what changeInfo says (state by its name).
+fn merge(mut cr: ChangeRequest, info: &ChangeInfo) -> ChangeRequest {
+    fn set(slot: &mut Option<String>, v: &Option<String>) {
+        if v.is_some() {
+            slot.clone_from(v);
+        }
+    }
+    set(&mut cr.number, &info.number);
+    set(&mut cr.sys_id, &info.sys_id);
+    set(&mut cr.url, &info.url);
+    set(&mut cr.approvers, &info.approvers);
+    set(&mut cr.assignment_group, &info.assignment_group);
+    cr.planned_start_date.clone_from(&info.planned_start);
+    cr.planned_end_date.clone_from(&info.planned_end);
+    if let Some(s) = &info.state {
+        cr.state = Some(CrState::parse(s).map(|st| st.name().to_string()).unwrap_or_else(|| s.clone()));
+    }
+    cr
+}

@@ -1,0 +1,197 @@
+//! SPEC §4 against the in-process app: polling fallback, change windows, timeouts.
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use snowgate::configuration::Dur;
+use snowgate::simulator::SimSettings;
+
+use crate::callbacks::event_kinds;
+use crate::helpers::*;
+
+async fn polling_app(sim: SimSettings) -> TestApp {
+    spawn_app_with(sim, |s| {
+        s.servicenow.poll_interval = Dur(Duration::from_millis(200));
+    })
+    .await
+}
+
+fn planned(offset_secs: i64) -> String {
+    (Utc::now() + chrono::Duration::seconds(offset_secs))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// Poll (test side) until the gate's message contains `text`.
+async fn until_message(app: &TestApp, id: &str, text: &str) -> Value {
+    for _ in 0..200 {
+        let g = app.gate(id).await;
+        if g["message"].as_str().unwrap_or("").contains(text) {
+            return g;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gate {id} never said `{text}`: {}", app.gate(id).await);
+}
+
+#[tokio::test]
+async fn a_lost_callback_is_made_up_for_by_polling() {
+    let app = polling_app(SimSettings::default()).await;
+    app.sim.set_drop_callbacks(true);
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let number = app.change_of("Deploy");
+    assert_eq!(app.sim.approve(&number, "ok").await.unwrap(), None, "the callback is dropped");
+    let g = app.until_state(id, "approved").await;
+    assert_eq!(g["proceed"], true);
+    assert_eq!(g["changeRequest"]["number"], number.as_str());
+    assert_eq!(g["changeRequest"]["state"], "Implement");
+    assert!(event_kinds(&app, id).await.contains(&"polled".to_string()));
+    // The poll asked changeInfo with the pipeline's identity.
+    let poll = app
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "GET" && r.path.ends_with("/orchestration/changeInfo"))
+        .unwrap();
+    let q = poll.query_pairs();
+    for (k, v) in [("pipelineName", "shop/app"), ("stageName", "Deploy"), ("buildNumber", "42"), ("toolType", "jenkins")] {
+        assert!(q.contains(&(k.to_string(), v.to_string())), "{k} in {q:?}");
+    }
+}
+
+#[tokio::test]
+async fn numeric_states_are_understood() {
+    let app = polling_app(SimSettings { numeric_states: true, ..SimSettings::default() }).await;
+    app.sim.set_drop_callbacks(true);
+    let a = app.open("A").await;
+    let b = app.open("B").await;
+    app.sim.approve(&app.change_of("A"), "ok").await.unwrap();
+    app.sim.cancel(&app.change_of("B"), "withdrawn").await.unwrap();
+    assert_eq!(app.until_state(a["id"].as_str().unwrap(), "approved").await["changeRequest"]["state"], "Implement");
+    let b = app.until_state(b["id"].as_str().unwrap(), "canceled").await;
+    assert_eq!(b["proceed"], false);
+}
+
+#[tokio::test]
+async fn polling_keeps_the_change_request_data_and_waits_in_assess() {
+    let app = polling_app(SimSettings::default()).await;
+    app.sim.set_drop_callbacks(true);
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let number = app.change_of("Deploy");
+    app.sim.set_state(&number, "Assess", None, None).unwrap();
+    let g = until_message(&app, id, "state Assess").await;
+    assert_eq!(g["state"], "pending");
+    assert_eq!(g["changeRequest"]["state"], "Assess");
+    assert!(g["changeRequest"]["approvers"].as_str().is_some_and(|a| !a.is_empty()));
+    assert!(g["message"].as_str().unwrap().contains("approvers"));
+    // A CR closed without approval rejects the stage.
+    app.sim.set_state(&number, "Closed", None, None).unwrap();
+    let g = app.until_state(id, "rejected").await;
+    assert_eq!(g["proceed"], false);
+}
+
+#[tokio::test]
+async fn an_approved_change_waits_for_its_window_to_open() {
+    let app = polling_app(SimSettings::default()).await;
+    app.sim.set_drop_callbacks(true);
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let number = app.change_of("Deploy");
+    app.sim
+        .set_state(&number, "Implement", Some(planned(3)), Some(planned(3600)))
+        .unwrap();
+    let g = until_message(&app, id, "waiting for its change window").await;
+    assert_eq!(g["state"], "pending");
+    assert!(g["changeRequest"]["plannedStartDate"].is_string());
+    let g = app.until_state(id, "approved").await;
+    assert_eq!(g["proceed"], true);
+}
+
+#[tokio::test]
+async fn a_window_that_closed_before_approval_fails_the_gate() {
+    let app = polling_app(SimSettings::default()).await;
+    app.sim.set_drop_callbacks(true);
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let number = app.change_of("Deploy");
+    app.sim
+        .set_state(&number, "Assess", Some(planned(-7200)), Some(planned(-3600)))
+        .unwrap();
+    let g = app.until_state(id, "failed").await;
+    assert_eq!(g["proceed"], false);
+    assert!(g["message"].as_str().unwrap().starts_with("change window closed"), "{g}");
+}
+
+async fn timed_out(sim: SimSettings, body: Value) -> (TestApp, Value) {
+    let app = spawn_app_with(sim, |_| {}).await;
+    let resp = app.open_gate(&body).await;
+    assert_eq!(resp.status(), 201);
+    let gate: Value = resp.json().await.unwrap();
+    let id = gate["id"].as_str().unwrap().to_string();
+    let waited: Value = app
+        .get(&format!("/api/v1/gates/{id}/wait?timeout=60"), Some(PIPELINE_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(waited["state"], "timed_out", "{waited}");
+    (app, waited)
+}
+
+fn with(stage: &str, extra: Value) -> Value {
+    let mut b = gate_body(stage);
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b
+}
+
+#[tokio::test]
+async fn the_change_creation_timeout_aborts_or_continues_by_its_flag() {
+    // No notice and no poll within the test: the change request is never seen.
+    let quiet = SimSettings { send_notice: false, ..SimSettings::default() };
+    let (app, g) = timed_out(quiet.clone(), with("Deploy", json!({"changeCreationTimeoutSecs": 1}))).await;
+    assert_eq!(g["proceed"], false);
+    assert!(g["message"].as_str().unwrap().contains("Pipeline aborted due to change creation timeout"), "{g}");
+    assert!(event_kinds(&app, g["id"].as_str().unwrap()).await.contains(&"change_creation_timeout".to_string()));
+
+    let (_, g) = timed_out(
+        quiet,
+        with("Deploy", json!({"changeCreationTimeoutSecs": "1", "abortOnChangeCreationFailure": false})),
+    )
+    .await;
+    assert_eq!(g["proceed"], true);
+    assert!(g["message"].as_str().unwrap().contains("continues"), "{g}");
+}
+
+#[tokio::test]
+async fn the_change_step_timeout_aborts_or_continues_by_its_flag() {
+    let (app, g) = timed_out(SimSettings::default(), with("Deploy", json!({"changeStepTimeoutSecs": 1}))).await;
+    assert_eq!(g["proceed"], false);
+    assert!(g["message"].as_str().unwrap().contains("change step timeout"), "{g}");
+    assert!(event_kinds(&app, g["id"].as_str().unwrap()).await.contains(&"change_step_timeout".to_string()));
+
+    let (_, g) = timed_out(
+        SimSettings::default(),
+        with("Deploy", json!({"changeStepTimeoutSecs": 1, "abortOnChangeStepTimeout": false})),
+    )
+    .await;
+    assert_eq!(g["proceed"], true);
+}
+
+#[tokio::test]
+async fn a_decision_before_the_deadline_wins_and_the_timer_does_nothing() {
+    let app = spawn_app().await;
+    let resp = app.open_gate(&with("Deploy", json!({"changeStepTimeoutSecs": 2}))).await;
+    let gate: Value = resp.json().await.unwrap();
+    let id = gate["id"].as_str().unwrap();
+    assert!(gate["deadline"].is_string(), "{gate}");
+    app.sim.approve(&app.change_of("Deploy"), "ok").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let g = app.gate(id).await;
+    assert_eq!(g["state"], "approved");
+    assert_eq!(g["deadline"], Value::Null);
+}
+
