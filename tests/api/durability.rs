@@ -431,3 +431,31 @@ async fn sigterm_answers_open_long_polls_and_exits_zero() {
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert!(log.contains("snowgate stopped"), "{log}");
 }
+
+#[tokio::test]
+async fn a_timeout_that_passed_while_snowgate_was_down_fires_after_restart() {
+    let s = setup(SimSettings::default(), "1h").await;
+    let client = reqwest::Client::new();
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    let mut body = gate_body("Deploy");
+    body["changeStepTimeoutSecs"] = 2.into();
+    let resp = client
+        .post(format!("{}/api/v1/gates", s.address))
+        .bearer_auth(PIPELINE_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let g: Value = resp.json().await.unwrap();
+    let id = g["id"].as_str().unwrap().to_string();
+    assert_eq!(g["state"], "pending");
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut bin = start_binary(&s.config, &s.address, &s.log).await;
+    let g = until_state_on(&client, &s.address, &id, "timed_out").await;
+    assert_eq!(g["proceed"], false);
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+}
