@@ -73,6 +73,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub callback: CallbackSettings,
     pub servicenow: ServiceNowSettings,
+    /// Only needed to release Jenkins `input` steps.
+    pub jenkins: Option<JenkinsSettings>,
     pub store: StoreSettings,
     pub auth: AuthSettings,
     pub outbox: OutboxSettings,
@@ -194,6 +196,40 @@ impl Default for ServiceNowSettings {
             proxy: None,
             ca_file: None,
             register_give_up_after: Dur(Duration::from_secs(3600)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JenkinsSettings {
+    /// The Jenkins base URL snowgate can reach, ending with `/`.
+    pub url: String,
+    /// Other bases Jenkins is known as (e.g. the public URL in `BUILD_URL`); build URLs under
+    /// them are rewritten onto `url`. Build URLs under none of them are refused.
+    pub allowed_urls: Vec<String>,
+    pub user: String,
+    pub api_token: Secret,
+    pub api_token_file: Option<PathBuf>,
+    pub timeout: Dur,
+    /// When set, an approved input is answered with `/proceed`, passing the CR number in the
+    /// input parameter of this name (the input must declare it).
+    pub change_parameter: Option<String>,
+    /// Likewise for who approved (ServiceNow approvers, or the operator).
+    pub approver_parameter: Option<String>,
+}
+
+impl Default for JenkinsSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            allowed_urls: Vec::new(),
+            user: String::new(),
+            api_token: Secret::default(),
+            api_token_file: None,
+            timeout: Dur(Duration::from_secs(30)),
+            change_parameter: None,
+            approver_parameter: None,
         }
     }
 }
@@ -352,6 +388,9 @@ impl Settings {
             &sn.client_secret_file,
             &mut sn.client_secret,
         )?;
+        if let Some(j) = &mut self.jenkins {
+            read("jenkins.api_token", &j.api_token_file, &mut j.api_token)?;
+        }
         if let Some(b) = &mut self.callback.basic_auth {
             read(
                 "callback.basic_auth.password",
@@ -434,6 +473,25 @@ impl Settings {
                 out.push(key_problem(
                     "callback.basic_auth",
                     "needs both user and password",
+                ));
+            }
+        }
+        if let Some(j) = &self.jenkins {
+            if let Err(p) = check_base_url(&j.url) {
+                out.push(key_problem("jenkins.url", &p));
+            }
+            for (i, u) in j.allowed_urls.iter().enumerate() {
+                if let Err(p) = check_base_url(u) {
+                    out.push(key_problem(&format!("jenkins.allowed_urls.{i}"), &p));
+                }
+            }
+            if j.user.is_empty() {
+                out.push(key_problem("jenkins.user", "is missing"));
+            }
+            if j.api_token.is_empty() {
+                out.push(key_problem(
+                    "jenkins.api_token",
+                    "is missing (a Jenkins API token of jenkins.user)",
                 ));
             }
         }

@@ -38,7 +38,8 @@ impl Decider {
 
     #[tracing::instrument(skip_all, fields(gate_id = %t.gate_id, to = %t.to, actor = %t.actor))]
     pub async fn decide(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
-        let has_outbox = !t.outbox.is_empty();
+        // Terminal transitions may carry follow-ups the store adds (e.g. a Jenkins release).
+        let has_outbox = !t.outbox.is_empty() || t.to.is_terminal();
         let has_timers = t.timers != Timers::default();
         let outcome = self.store.transition(t).await?;
         if let TransitionOutcome::Applied(gate) = &outcome {

@@ -1,7 +1,10 @@
 //! snowgate: a sidecar that puts Jenkins pipeline stages under ServiceNow change control.
+pub mod check;
+pub mod cli;
 pub mod configuration;
 pub mod decisions;
 pub mod domain;
+pub mod jenkins;
 pub mod routes;
 pub mod servicenow;
 pub mod simulator;

@@ -76,6 +76,17 @@ enum Command {
         #[arg(long, value_parser = parse_duration)]
         auto_approve: Option<Duration>,
     },
+    /// Operator client: list, show, wait for, resume or abort gates on a running snowgate.
+    #[command(after_help = snowgate::cli::EXIT_CODES)]
+    Gates(snowgate::cli::GatesArgs),
+    /// Check the configuration, the ServiceNow connection and the callback URL; exits 1 on any failure.
+    Check {
+        /// YAML configuration file (see config.example.yaml).
+        #[arg(long, short, env = "SNOWGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Exit 0 when snowgate's /healthz answers 200, else 1 (for container health checks).
+    Healthcheck(snowgate::cli::HealthcheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +101,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The client subcommands end with their own exit codes (see `snowgate gates --help`).
+    let mut exit = ExitCode::SUCCESS;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { config } => serve(config).await,
@@ -120,10 +133,22 @@ fn main() -> ExitCode {
                 };
                 sim(settings).await
             }
+            Command::Gates(args) => {
+                exit = ExitCode::from(snowgate::cli::run_gates(args).await);
+                Ok(())
+            }
+            Command::Check { config } => {
+                exit = check(config).await;
+                Ok(())
+            }
+            Command::Healthcheck(args) => {
+                exit = ExitCode::from(snowgate::cli::healthcheck(args).await);
+                Ok(())
+            }
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => exit,
         Err(e) => {
             eprintln!("snowgate: {e:#}");
             ExitCode::FAILURE
@@ -195,6 +220,20 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     tracing::info!("snowgate stopped");
     Ok(())
+}
+
+/// Print `snowgate check`'s checklist; the checks themselves are in `snowgate::check`.
+async fn check(config: Option<PathBuf>) -> ExitCode {
+    let report = snowgate::check::run(config.as_deref()).await;
+    for item in &report.items {
+        println!("{item}");
+    }
+    println!("{}", report.summary());
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn sim(settings: SimSettings) -> anyhow::Result<()> {

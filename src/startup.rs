@@ -13,6 +13,7 @@ use crate::routes::{self, auth::Tokens};
 use crate::servicenow::DevOpsClient;
 use crate::store::{GateStore, SqliteStore};
 use crate::waiters::{ShutdownFlag, Waiters};
+use crate::jenkins::JenkinsClient;
 use crate::servicenow::RateLimiter;
 use crate::workers::outbox::Outbox;
 use crate::workers::poller::Poller;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub outbox: Outbox,
     pub tokens: Tokens,
     pub callback_auth: Option<(String, Secret)>,
+    pub jenkins: Option<JenkinsClient>,
     pub max_body: usize,
 }
 
@@ -65,6 +67,11 @@ impl Application {
         let wakeups = Arc::new(Wakeups::default());
         let decider = Decider::new(store.clone(), waiters.clone(), wakeups.clone());
         let servicenow = DevOpsClient::new(&settings.servicenow)?;
+        let jenkins = settings
+            .jenkins
+            .as_ref()
+            .map(JenkinsClient::new)
+            .transpose()?;
         let outbox = Outbox {
             store: store.clone(),
             decider: decider.clone(),
@@ -78,6 +85,7 @@ impl Application {
                 .clone()
                 .unwrap_or_default(),
             poll_interval: settings.servicenow.poll_interval.0,
+            jenkins: jenkins.clone(),
         };
         let shutdown = waiters.shutdown().clone();
         let limiter = Arc::new(RateLimiter::per_second(
@@ -127,6 +135,7 @@ impl Application {
                 .as_ref()
                 .map(|b| (b.user.clone(), b.password.clone())),
             max_body: settings.server.max_body_bytes,
+            jenkins,
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::body::json_body;
 use super::ApiError;
-use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
+use crate::domain::{CallbackToken, FieldError, Gate, GateSpec, GateState};
 use crate::startup::AppState;
 use crate::workers::outbox::Outbox;
 
@@ -56,6 +56,21 @@ pub async fn open(
     state.tokens.pipeline(&req)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let spec = GateSpec::parse(&body)?;
+    if spec.input_id.is_some() {
+        // snowgate will call Jenkins for this gate: only where its credentials may go.
+        let jenkins = state.jenkins.as_ref().ok_or_else(|| {
+            FieldError::new(
+                "input",
+                "releasing a Jenkins input needs the jenkins section of the configuration",
+            )
+        })?;
+        let build_url = spec.build_url.as_deref().ok_or_else(|| {
+            FieldError::new("buildUrl", "is required when input is given")
+        })?;
+        jenkins
+            .resolve(build_url)
+            .map_err(|why| FieldError::new("buildUrl", why))?;
+    }
     let opened = state
         .store
         .open_gate(spec, CallbackToken::generate(), Outbox::claim_duration())

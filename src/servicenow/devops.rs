@@ -201,9 +201,16 @@ impl DevOpsClient {
         }
     }
 
-    /// `<instance>/api/sn_devops/<v>/devops/orchestration/<segments…>?<query>`; every query
-    /// value is percent-encoded exactly once here.
+    /// `<instance>/api/sn_devops/<v>/devops/orchestration/<segments…>?<query>`.
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> url::Url {
+        let mut all = vec!["orchestration"];
+        all.extend_from_slice(segments);
+        self.devops_url(&all, query)
+    }
+
+    /// `<instance>/api/sn_devops/<v>/devops/<segments…>?<query>`; path segments are encoded
+    /// as segments, every query value percent-encoded exactly once here.
+    pub(crate) fn devops_url(&self, segments: &[&str], query: &[(&str, &str)]) -> url::Url {
         let mut u = self.instance.clone();
         {
             let mut path = u.path_segments_mut().expect("http URLs have paths");
@@ -212,7 +219,6 @@ impl DevOpsClient {
                 "sn_devops",
                 self.version(),
                 "devops",
-                "orchestration",
             ]);
             path.extend(segments);
         }
@@ -224,7 +230,7 @@ impl DevOpsClient {
         u
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         url: url::Url,
@@ -294,7 +300,7 @@ impl DevOpsClient {
         Ok(value)
     }
 
-    fn result_flag(value: &Value, names: &[&str]) -> Result<bool, ServiceNowError> {
+    pub(crate) fn result_flag(value: &Value, names: &[&str]) -> Result<bool, ServiceNowError> {
         let result = value
             .get("result")
             .ok_or_else(|| ServiceNowError::Decode("the answer has no `result`".into()))?;

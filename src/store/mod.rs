@@ -48,6 +48,8 @@ pub enum OutboxKind {
     Register,
     /// Acknowledge a callback: `PUT …/orchestration/changeControl/{token}`.
     Acknowledge,
+    /// Answer the gate's Jenkins `input` step (payload `{"proceed": bool}`).
+    ReleaseInput,
 }
 
 impl OutboxKind {
@@ -55,12 +57,14 @@ impl OutboxKind {
         match self {
             OutboxKind::Register => "register",
             OutboxKind::Acknowledge => "acknowledge",
+            OutboxKind::ReleaseInput => "release",
         }
     }
     pub fn parse(s: &str) -> Option<OutboxKind> {
         match s {
             "register" => Some(OutboxKind::Register),
             "acknowledge" => Some(OutboxKind::Acknowledge),
+            "release" => Some(OutboxKind::ReleaseInput),
             _ => None,
         }
     }
@@ -122,6 +126,20 @@ pub struct CrUpdate {
     pub step_deadline_ms: Option<i64>,
     /// Overrides the next poll (e.g. when a change window opens sooner).
     pub next_poll_ms: Option<i64>,
+}
+
+/// The outbound actions every decision implies, besides those its caller asked for: a gate
+/// that names a Jenkins `input` gets it answered (proceed or abort by the outcome). The store
+/// writes them in the decision's own transaction.
+pub fn follow_ups(before: &Gate, t: &Transition) -> Vec<NewOutbox> {
+    let mut out = Vec::new();
+    if t.to.is_terminal() && before.spec.input_id.is_some() {
+        out.push(NewOutbox {
+            kind: OutboxKind::ReleaseInput,
+            payload: serde_json::json!({ "proceed": t.proceed.unwrap_or(false) }),
+        });
+    }
+    out
 }
 
 #[derive(Debug)]

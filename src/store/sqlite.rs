@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind, OutboxResult,
+    follow_ups, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind, OutboxResult,
     StoreError, Transition, TransitionOutcome,
 };
 use crate::domain::gate::{sources_of, timestamp};
@@ -623,7 +623,7 @@ impl GateStore for SqliteStore {
                 Some(t.to),
                 &t.message,
             )?;
-            for item in &t.outbox {
+            for item in t.outbox.iter().chain(follow_ups(&before, &t).iter()) {
                 insert_outbox(conn, &id, item, 0)?;
             }
             let after =

@@ -12,6 +12,7 @@ use crate::configuration::{OutboxSettings, StepMapping};
 use crate::decisions::Decider;
 use crate::domain::timers::{on_pending, Timers};
 use crate::domain::{Gate, GateState};
+use crate::jenkins::{jenkins_input_id, Answer, JenkinsClient, JenkinsError};
 use crate::servicenow::devops::Registration;
 use crate::servicenow::{DevOpsClient, ServiceNowError};
 use crate::store::{
@@ -35,6 +36,7 @@ pub struct Outbox {
     pub callback_base: String,
     /// Default polling interval, armed when a gate becomes pending.
     pub poll_interval: Duration,
+    pub jenkins: Option<JenkinsClient>,
 }
 
 impl Outbox {
@@ -113,6 +115,7 @@ impl Outbox {
             Ok(Some(gate)) => match item.kind {
                 OutboxKind::Register => self.register(&item, &gate).await,
                 OutboxKind::Acknowledge => self.acknowledge(&item, &gate).await,
+                OutboxKind::ReleaseInput => Ok(self.release(&item, &gate).await),
             },
             Ok(None) => Ok(OutboxResult::GiveUp {
                 error: "the gate no longer exists".into(),
@@ -307,6 +310,95 @@ impl Outbox {
             Err(e) => Ok(OutboxResult::GiveUp {
                 error: format!("acknowledgement given up: {}", e.describe()),
             }),
+        }
+    }
+}
+
+impl Outbox {
+    fn retry_or_give_up(&self, item: &OutboxItem, error: String) -> OutboxResult {
+        if item.attempts + 1 < self.settings.max_attempts {
+            OutboxResult::Retry {
+                after: self.backoff(item.attempts, None),
+                error,
+            }
+        } else {
+            OutboxResult::GiveUp {
+                error: format!("given up after {} attempts: {error}", item.attempts + 1),
+            }
+        }
+    }
+
+    /// Answer the gate's Jenkins `input` step (SPEC §5): 404 means not reached yet, already
+    /// answered or build over — retried while the build still runs; 400 with `X-Error` means
+    /// someone answered it already; 401/403 are credential problems.
+    async fn release(&self, item: &OutboxItem, gate: &Gate) -> OutboxResult {
+        let Some(jenkins) = &self.jenkins else {
+            return OutboxResult::GiveUp {
+                error: "no jenkins section is configured: the input cannot be released".into(),
+            };
+        };
+        let (Some(input), Some(build_url)) = (&gate.spec.input_id, &gate.spec.build_url) else {
+            return OutboxResult::GiveUp {
+                error: "the gate names no input or build URL".into(),
+            };
+        };
+        let build = match jenkins.resolve(build_url) {
+            Ok(b) => b,
+            Err(why) => {
+                return OutboxResult::GiveUp {
+                    error: format!("buildUrl {why}"),
+                }
+            }
+        };
+        let proceed = item.payload["proceed"].as_bool().unwrap_or(false);
+        let cr = gate.change_request.as_ref();
+        let approver = cr
+            .and_then(|c| c.approvers.as_deref())
+            .or(gate.decided_by.as_deref());
+        let answer = Answer {
+            proceed,
+            change_number: cr.and_then(|c| c.number.as_deref()),
+            approver,
+        };
+        let id = jenkins_input_id(input);
+        match jenkins.answer_input(&build, input, &answer).await {
+            Ok(action) => OutboxResult::Done {
+                message: format!("Jenkins input {id} answered with {action}"),
+            },
+            Err(JenkinsError::Status {
+                status: 400,
+                x_error: Some(e),
+            }) => OutboxResult::Done {
+                message: format!("Jenkins input {id} was already answered: {e}"),
+            },
+            Err(JenkinsError::Status { status: 404, .. }) => match jenkins.build_status(&build).await {
+                Ok(Some((true, _))) => self.retry_or_give_up(
+                    item,
+                    format!("input {id} not reached yet (the build is still running)"),
+                ),
+                Ok(Some((false, result))) => OutboxResult::GiveUp {
+                    error: format!(
+                        "the build is over (result {}); input {id} can no longer be answered",
+                        result.as_deref().unwrap_or("unknown")
+                    ),
+                },
+                Ok(None) => OutboxResult::GiveUp {
+                    error: "the build no longer exists in Jenkins".into(),
+                },
+                Err(e) if e.is_transient() => self.retry_or_give_up(item, e.to_string()),
+                Err(e) => OutboxResult::GiveUp {
+                    error: format!("cannot read the build's status: {e}"),
+                },
+            },
+            Err(JenkinsError::Status { status: s @ (401 | 403), .. }) => OutboxResult::GiveUp {
+                error: format!(
+                    "Jenkins refused the credentials ({s}): check jenkins.user and jenkins.api_token (the user needs Job/Build permission)"
+                ),
+            },
+            Err(e) if e.is_transient() => self.retry_or_give_up(item, e.to_string()),
+            Err(e) => OutboxResult::GiveUp {
+                error: format!("Jenkins refused to answer input {id}: {e}"),
+            },
         }
     }
 }

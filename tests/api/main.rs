@@ -1,9 +1,12 @@
 //! Integration tests: the real application on port 0, a real SQLite file, and the ServiceNow
 //! simulator over HTTP.
 mod callbacks;
+mod cli;
 mod durability;
 mod gates;
 mod helpers;
+mod jenkins;
+mod jenkins_fake;
 mod operator;
 mod registration;
 mod reliability;
