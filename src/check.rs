@@ -181,7 +181,10 @@ async fn jenkins_credentials(settings: &Settings) -> (Status, String) {
     let Some(j) = &settings.jenkins else {
         // Only input-step releases need Jenkins; nothing to test, and "ok" would claim a
         // check that never ran.
-        return (Status::Skip, "skipped: no jenkins section configured".into());
+        return (
+            Status::Skip,
+            "skipped: no jenkins section configured".into(),
+        );
     };
     let client = match crate::jenkins::JenkinsClient::new(j) {
         Ok(c) => c,

@@ -14,7 +14,10 @@ pub enum JenkinsError {
     #[error("Jenkins did not answer in time")]
     Timeout,
     #[error("Jenkins answered {status}{}", x_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
-    Status { status: u16, x_error: Option<String> },
+    Status {
+        status: u16,
+        x_error: Option<String>,
+    },
 }
 
 impl JenkinsError {
@@ -272,15 +275,21 @@ mod tests {
     fn build_urls_are_rebased_or_refused() {
         let c = client();
         assert_eq!(
-            c.resolve("https://ci.example.com/job/app/42/").unwrap().as_str(),
+            c.resolve("https://ci.example.com/job/app/42/")
+                .unwrap()
+                .as_str(),
             "http://jenkins.internal:8080/job/app/42/"
         );
         assert_eq!(
-            c.resolve("http://jenkins.internal:8080/job/a%20b/7").unwrap().as_str(),
+            c.resolve("http://jenkins.internal:8080/job/a%20b/7")
+                .unwrap()
+                .as_str(),
             "http://jenkins.internal:8080/job/a%20b/7/"
         );
         assert!(c.resolve("https://evil.example.com/job/app/42/").is_err());
-        assert!(c.resolve("https://ci.example.com.evil.org/job/app/42/").is_err());
+        assert!(c
+            .resolve("https://ci.example.com.evil.org/job/app/42/")
+            .is_err());
     }
 
     #[test]

@@ -9,12 +9,12 @@ use actix_web::{web, App, HttpServer};
 
 use crate::configuration::{Secret, Settings};
 use crate::decisions::{Decider, Wakeups};
+use crate::jenkins::JenkinsClient;
 use crate::routes::{self, auth::Tokens};
 use crate::servicenow::DevOpsClient;
+use crate::servicenow::RateLimiter;
 use crate::store::{GateStore, SqliteStore};
 use crate::waiters::{ShutdownFlag, Waiters};
-use crate::jenkins::JenkinsClient;
-use crate::servicenow::RateLimiter;
 use crate::workers::outbox::Outbox;
 use crate::workers::poller::Poller;
 use crate::workers::reconcile::Reconciler;

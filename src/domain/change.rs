@@ -33,7 +33,11 @@ impl CrState {
     /// (`"-1"`, `"0"` — the seed's changeInfo example answers `"state":"0"`).
     pub fn parse(s: &str) -> Option<CrState> {
         let t = s.trim();
-        let t = if t.eq_ignore_ascii_case("cancelled") { "Canceled" } else { t };
+        let t = if t.eq_ignore_ascii_case("cancelled") {
+            "Canceled"
+        } else {
+            t
+        };
         STATES
             .iter()
             .find(|(_, num, name)| *num == t || name.eq_ignore_ascii_case(t))
@@ -41,12 +45,19 @@ impl CrState {
     }
 
     pub fn name(self) -> &'static str {
-        STATES.iter().find(|(st, _, _)| *st == self).map(|x| x.2).unwrap_or("Unknown")
+        STATES
+            .iter()
+            .find(|(st, _, _)| *st == self)
+            .map(|x| x.2)
+            .unwrap_or("Unknown")
     }
 
     /// States in which the CR still waits for approval or scheduling.
     pub fn is_waiting(self) -> bool {
-        matches!(self, CrState::New | CrState::Assess | CrState::Authorize | CrState::Scheduled)
+        matches!(
+            self,
+            CrState::New | CrState::Assess | CrState::Authorize | CrState::Scheduled
+        )
     }
 }
 
@@ -59,7 +70,11 @@ pub fn parse_planned(s: Option<&str>) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
         .ok()
         .map(|n| n.and_utc())
-        .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc)))
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|d| d.with_timezone(&Utc))
+        })
 }
 
 /// What a polled CR means for its gate.
@@ -104,7 +119,9 @@ pub fn verdict(
                     ),
                     recheck_in: (s - now).to_std().ok(),
                 },
-                _ => Verdict::Approve(format!("{number} reached Implement inside its change window")),
+                _ => Verdict::Approve(format!(
+                    "{number} reached Implement inside its change window"
+                )),
             }
         }
         CrState::Canceled => Verdict::Cancel(format!("{number} was canceled")),
@@ -166,23 +183,59 @@ mod tests {
     fn the_seeds_change_window_cases() {
         let v = |st, s, e, now| verdict("CHG1", st, s, e, None, now);
         // Neither date: no window.
-        assert!(matches!(v(CrState::Implement, None, None, at(5)), Verdict::Approve(_)));
+        assert!(matches!(
+            v(CrState::Implement, None, None, at(5)),
+            Verdict::Approve(_)
+        ));
         // Start only: on or after it.
-        assert!(matches!(v(CrState::Implement, Some(at(8)), None, at(7)), Verdict::Wait { recheck_in: Some(_), .. }));
-        assert!(matches!(v(CrState::Implement, Some(at(8)), None, at(8)), Verdict::Approve(_)));
+        assert!(matches!(
+            v(CrState::Implement, Some(at(8)), None, at(7)),
+            Verdict::Wait {
+                recheck_in: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            v(CrState::Implement, Some(at(8)), None, at(8)),
+            Verdict::Approve(_)
+        ));
         // End only: on or before it.
-        assert!(matches!(v(CrState::Implement, None, Some(at(8)), at(8)), Verdict::Approve(_)));
-        assert!(matches!(v(CrState::Implement, None, Some(at(8)), at(9)), Verdict::Fail(_)));
+        assert!(matches!(
+            v(CrState::Implement, None, Some(at(8)), at(8)),
+            Verdict::Approve(_)
+        ));
+        assert!(matches!(
+            v(CrState::Implement, None, Some(at(8)), at(9)),
+            Verdict::Fail(_)
+        ));
         // Both: between.
-        assert!(matches!(v(CrState::Implement, Some(at(8)), Some(at(10)), at(9)), Verdict::Approve(_)));
-        assert!(matches!(v(CrState::Implement, Some(at(8)), Some(at(10)), at(7)), Verdict::Wait { .. }));
-        assert!(matches!(v(CrState::Implement, Some(at(8)), Some(at(10)), at(11)), Verdict::Fail(_)));
+        assert!(matches!(
+            v(CrState::Implement, Some(at(8)), Some(at(10)), at(9)),
+            Verdict::Approve(_)
+        ));
+        assert!(matches!(
+            v(CrState::Implement, Some(at(8)), Some(at(10)), at(7)),
+            Verdict::Wait { .. }
+        ));
+        assert!(matches!(
+            v(CrState::Implement, Some(at(8)), Some(at(10)), at(11)),
+            Verdict::Fail(_)
+        ));
     }
 
     #[test]
     fn waiting_states_wait_until_the_window_closes() {
-        let w = verdict("CHG1", CrState::Assess, None, Some(at(10)), Some("Ron, Ann"), at(9));
-        let Verdict::Wait { message, .. } = w else { panic!("{w:?}") };
+        let w = verdict(
+            "CHG1",
+            CrState::Assess,
+            None,
+            Some(at(10)),
+            Some("Ron, Ann"),
+            at(9),
+        );
+        let Verdict::Wait { message, .. } = w else {
+            panic!("{w:?}")
+        };
         assert!(message.contains("Assess") && message.contains("Ron, Ann"));
         let f = verdict("CHG1", CrState::Authorize, None, Some(at(10)), None, at(11));
         assert!(matches!(f, Verdict::Fail(m) if m.starts_with("change window closed")));
@@ -190,8 +243,17 @@ mod tests {
 
     #[test]
     fn terminal_states_decide() {
-        assert!(matches!(verdict("C", CrState::Canceled, None, None, None, at(1)), Verdict::Cancel(_)));
-        assert!(matches!(verdict("C", CrState::Closed, None, None, None, at(1)), Verdict::Reject(_)));
-        assert!(matches!(verdict("C", CrState::Review, None, None, None, at(1)), Verdict::Reject(_)));
+        assert!(matches!(
+            verdict("C", CrState::Canceled, None, None, None, at(1)),
+            Verdict::Cancel(_)
+        ));
+        assert!(matches!(
+            verdict("C", CrState::Closed, None, None, None, at(1)),
+            Verdict::Reject(_)
+        ));
+        assert!(matches!(
+            verdict("C", CrState::Review, None, None, None, at(1)),
+            Verdict::Reject(_)
+        ));
     }
 }

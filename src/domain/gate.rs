@@ -185,12 +185,15 @@ impl Gate {
             updated_at: timestamp(&self.updated_at),
             decided_at: self.decided_at.as_ref().map(timestamp),
             decided_by: self.decided_by.as_deref(),
-            deadline: [self.timers.creation_deadline_ms, self.timers.step_deadline_ms]
-                .into_iter()
-                .flatten()
-                .min()
-                .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, ms).single())
-                .map(|t| timestamp(&t)),
+            deadline: [
+                self.timers.creation_deadline_ms,
+                self.timers.step_deadline_ms,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, ms).single())
+            .map(|t| timestamp(&t)),
             links: Links {
                 self_: format!("/api/v1/gates/{}", self.id),
                 wait: format!("/api/v1/gates/{}/wait", self.id),

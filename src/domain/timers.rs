@@ -28,7 +28,9 @@ pub fn ms(d: Duration) -> i64 {
 
 /// The gate's polling interval: its own `pollingIntervalSecs`, else the configured default.
 pub fn poll_interval(spec: &GateSpec, default: Duration) -> Duration {
-    spec.polling_interval_secs.map(Duration::from_secs).unwrap_or(default)
+    spec.polling_interval_secs
+        .map(Duration::from_secs)
+        .unwrap_or(default)
 }
 
 /// Timers armed when a gate becomes pending. The first poll falls at a random point of the
@@ -38,7 +40,9 @@ pub fn poll_interval(spec: &GateSpec, default: Duration) -> Duration {
 pub fn on_pending(spec: &GateSpec, now_ms: i64, default_poll: Duration) -> Timers {
     let interval = ms(poll_interval(spec, default_poll)).max(1);
     let first = rand::thread_rng().gen_range(interval / 2..=interval);
-    let creation = spec.change_creation_timeout_secs.map(|s| now_ms + ms(Duration::from_secs(s)));
+    let creation = spec
+        .change_creation_timeout_secs
+        .map(|s| now_ms + ms(Duration::from_secs(s)));
     let step = match (creation, spec.change_step_timeout_secs) {
         (None, Some(s)) => Some(now_ms + ms(Duration::from_secs(s))),
         _ => None,

@@ -8,9 +8,9 @@ use subtle::ConstantTimeEq;
 
 use super::body::read_limited;
 use super::ApiError;
+use crate::domain::timers::on_change_known;
 use crate::domain::{ChangeRequest, GateState};
 use crate::startup::AppState;
-use crate::domain::timers::on_change_known;
 use crate::store::{CrUpdate, NewOutbox, OutboxKind, Transition, TransitionOutcome};
 use crate::telemetry::redact;
 

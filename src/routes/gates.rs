@@ -64,9 +64,10 @@ pub async fn open(
                 "releasing a Jenkins input needs the jenkins section of the configuration",
             )
         })?;
-        let build_url = spec.build_url.as_deref().ok_or_else(|| {
-            FieldError::new("buildUrl", "is required when input is given")
-        })?;
+        let build_url = spec
+            .build_url
+            .as_deref()
+            .ok_or_else(|| FieldError::new("buildUrl", "is required when input is given"))?;
         jenkins
             .resolve(build_url)
             .map_err(|why| FieldError::new("buildUrl", why))?;

@@ -180,10 +180,18 @@ pub trait GateStore: Send + Sync + 'static {
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError>;
     async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError>;
     /// Update the CR data of an open gate; `None` when the gate is not open (or unknown).
-    async fn update_change_request(&self, id: Uuid, u: CrUpdate) -> Result<Option<Gate>, StoreError>;
+    async fn update_change_request(
+        &self,
+        id: Uuid,
+        u: CrUpdate,
+    ) -> Result<Option<Gate>, StoreError>;
     /// Pending gates whose poll is due; each gets its next poll time (its own interval, else
     /// `default_interval`) in the same write, so no other poller takes it meanwhile.
-    async fn claim_polls(&self, limit: u32, default_interval: Duration) -> Result<Vec<Gate>, StoreError>;
+    async fn claim_polls(
+        &self,
+        limit: u32,
+        default_interval: Duration,
+    ) -> Result<Vec<Gate>, StoreError>;
     /// Epoch ms of the earliest next poll.
     async fn next_poll_due(&self) -> Result<Option<i64>, StoreError>;
     /// Open gates whose creation or step deadline has passed.

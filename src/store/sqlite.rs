@@ -14,15 +14,16 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    follow_ups, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind, OutboxResult,
-    StoreError, Transition, TransitionOutcome,
+    follow_ups, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
+    OutboxResult, StoreError, Transition, TransitionOutcome,
 };
 use crate::domain::gate::{sources_of, timestamp};
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
 /// Versioned schema: entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE gates (
     id              TEXT PRIMARY KEY,
     job_url         TEXT NOT NULL,
@@ -67,7 +68,8 @@ CREATE TABLE outbox (
     created_at      TEXT NOT NULL
 );
 CREATE INDEX outbox_due ON outbox (due_ms);
-"#, r#"
+"#,
+    r#"
 ALTER TABLE gates ADD COLUMN poll_interval_ms INTEGER;
 ALTER TABLE gates ADD COLUMN next_poll_ms INTEGER;
 ALTER TABLE gates ADD COLUMN creation_deadline_ms INTEGER;
@@ -75,7 +77,8 @@ ALTER TABLE gates ADD COLUMN step_deadline_ms INTEGER;
 CREATE INDEX gates_next_poll ON gates (next_poll_ms) WHERE next_poll_ms IS NOT NULL;
 CREATE INDEX gates_creation_deadline ON gates (creation_deadline_ms) WHERE creation_deadline_ms IS NOT NULL;
 CREATE INDEX gates_step_deadline ON gates (step_deadline_ms) WHERE step_deadline_ms IS NOT NULL;
-"#];
+"#,
+];
 
 /// Largest number of writes committed together.
 const MAX_BATCH: usize = 512;
@@ -147,9 +150,15 @@ impl SqliteStore {
         let applied = migrate(&mut conn)?;
         // One process owns a SQLite store: claims left in it belong to a process that died,
         // so its unfinished outbox work is due again at once.
-        let released = conn.execute("UPDATE outbox SET claimed_until = 0 WHERE claimed_until > 0", [])?;
+        let released = conn.execute(
+            "UPDATE outbox SET claimed_until = 0 WHERE claimed_until > 0",
+            [],
+        )?;
         if released > 0 {
-            tracing::info!(released, "outbox work left by a stopped process is due again");
+            tracing::info!(
+                released,
+                "outbox work left by a stopped process is due again"
+            );
         }
         if applied > 0 {
             tracing::info!(path = %path.display(), applied, "store migrations applied");
@@ -633,7 +642,11 @@ impl GateStore for SqliteStore {
         .await
     }
 
-    async fn update_change_request(&self, id: Uuid, u: CrUpdate) -> Result<Option<Gate>, StoreError> {
+    async fn update_change_request(
+        &self,
+        id: Uuid,
+        u: CrUpdate,
+    ) -> Result<Option<Gate>, StoreError> {
         self.write(move |conn| {
             let id_s = id.to_string();
             let cr_json = serde_json::to_string(&u.cr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -666,7 +679,11 @@ impl GateStore for SqliteStore {
         .await
     }
 
-    async fn claim_polls(&self, limit: u32, default_interval: Duration) -> Result<Vec<Gate>, StoreError> {
+    async fn claim_polls(
+        &self,
+        limit: u32,
+        default_interval: Duration,
+    ) -> Result<Vec<Gate>, StoreError> {
         self.write(move |conn| {
             let now = now_ms();
             let mut stmt = conn.prepare_cached(&format!(
@@ -704,7 +721,10 @@ impl GateStore for SqliteStore {
         self.read(move |conn| {
             let now = now_ms();
             let mut out = Vec::new();
-            for (column, kind) in [("creation_deadline_ms", Deadline::Creation), ("step_deadline_ms", Deadline::Step)] {
+            for (column, kind) in [
+                ("creation_deadline_ms", Deadline::Creation),
+                ("step_deadline_ms", Deadline::Step),
+            ] {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {GATE_COLUMNS} FROM gates WHERE {column} <= ?1 \
                      AND state IN ('registering', 'pending') ORDER BY {column} LIMIT ?2"

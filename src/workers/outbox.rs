@@ -190,7 +190,11 @@ impl Outbox {
                     None,
                     "Waiting for a change request decision from ServiceNow".into(),
                     "registered",
-                    on_pending(&gate.spec, chrono::Utc::now().timestamp_millis(), self.poll_interval),
+                    on_pending(
+                        &gate.spec,
+                        chrono::Utc::now().timestamp_millis(),
+                        self.poll_interval,
+                    ),
                 )
                 .await?;
                 Ok(OutboxResult::Done {

@@ -92,11 +92,19 @@ impl Poller {
         }
         let now = Utc::now();
         let cr = merge(gate.change_request.clone().unwrap_or_default(), &info);
-        let number = cr.number.clone().unwrap_or_else(|| "the change request".into());
+        let number = cr
+            .number
+            .clone()
+            .unwrap_or_else(|| "the change request".into());
         let state = info.state.as_deref().and_then(CrState::parse);
         let Some(state) = state else {
             return self
-                .wait(gate, cr, format!("{number} is in an unknown state {:?}", info.state), None)
+                .wait(
+                    gate,
+                    cr,
+                    format!("{number} is in an unknown state {:?}", info.state),
+                    None,
+                )
                 .await;
         };
         let v = verdict(
@@ -112,7 +120,11 @@ impl Poller {
                 message,
                 recheck_in,
             } => return self.wait(gate, cr, message, recheck_in).await,
-            Verdict::Approve(m) => (GateState::Approved, true, format!("Approved in ServiceNow: {m}")),
+            Verdict::Approve(m) => (
+                GateState::Approved,
+                true,
+                format!("Approved in ServiceNow: {m}"),
+            ),
             Verdict::Cancel(m) => (GateState::Canceled, false, format!("Job was canceled: {m}")),
             Verdict::Reject(m) => (
                 GateState::Rejected,
@@ -197,7 +209,11 @@ fn merge(mut cr: ChangeRequest, info: &ChangeInfo) -> ChangeRequest {
     cr.planned_start_date.clone_from(&info.planned_start);
     cr.planned_end_date.clone_from(&info.planned_end);
     if let Some(s) = &info.state {
-        cr.state = Some(CrState::parse(s).map(|st| st.name().to_string()).unwrap_or_else(|| s.clone()));
+        cr.state = Some(
+            CrState::parse(s)
+                .map(|st| st.name().to_string())
+                .unwrap_or_else(|| s.clone()),
+        );
     }
     cr
 }

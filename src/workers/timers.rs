@@ -31,7 +31,12 @@ pub fn timeout_outcome(gate: &Gate, kind: Deadline) -> (bool, String) {
         Deadline::Step => {
             let secs = spec.change_step_timeout_secs.unwrap_or_default();
             if spec.abort_on_change_step_timeout {
-                (false, format!("Pipeline aborted due to change step timeout ({secs}s without a decision)"))
+                (
+                    false,
+                    format!(
+                        "Pipeline aborted due to change step timeout ({secs}s without a decision)"
+                    ),
+                )
             } else {
                 (true, format!("No change decision within {secs}s; the stage continues (abortOnChangeStepTimeOut: false)"))
             }

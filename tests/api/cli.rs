@@ -585,7 +585,10 @@ async fn check_reports_a_configuration_that_does_not_load_as_one_failure() {
 async fn check_tests_the_jenkins_credentials_when_configured() {
     let (sim, cfg) = simulator().await;
     let fake = crate::jenkins_fake::JenkinsFake::start().await;
-    for (token, ok) in [(fake.token.clone(), true), ("not-the-api-token".to_string(), false)] {
+    for (token, ok) in [
+        (fake.token.clone(), true),
+        ("not-the-api-token".to_string(), false),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let config = write_check_config(
             dir.path(),

@@ -222,7 +222,10 @@ async fn until_state_on(client: &reqwest::Client, address: &str, id: &str, state
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("gate {id} never reached {state}: {}", gate(client, address, id).await);
+    panic!(
+        "gate {id} never reached {state}: {}",
+        gate(client, address, id).await
+    );
 }
 
 struct Setup {
@@ -258,14 +261,26 @@ async fn a_decision_made_while_snowgate_was_down_is_applied_after_restart() {
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();
 
-    let number = s.sim.changes().into_iter().find(|c| c.stage_name == "Deploy").unwrap().number;
+    let number = s
+        .sim
+        .changes()
+        .into_iter()
+        .find(|c| c.stage_name == "Deploy")
+        .unwrap()
+        .number;
     // snowgate is down: ServiceNow's callback cannot be delivered.
-    assert_eq!(s.sim.approve(&number, "approved by CAB").await.unwrap(), None);
+    assert_eq!(
+        s.sim.approve(&number, "approved by CAB").await.unwrap(),
+        None
+    );
 
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     let g = until_state_on(&client, &s.address, &id, "approved").await;
     assert_eq!(g["proceed"], true);
-    assert!(g["message"].as_str().unwrap().contains("reconciling"), "{g}");
+    assert!(
+        g["message"].as_str().unwrap().contains("reconciling"),
+        "{g}"
+    );
     // Asked with the task execution URL it registered.
     let asked = s
         .sim
@@ -273,9 +288,10 @@ async fn a_decision_made_while_snowgate_was_down_is_applied_after_restart() {
         .into_iter()
         .find(|r| r.path.ends_with("/orchestration/callback"))
         .expect("a reconciliation request");
-    assert!(asked
-        .query_pairs()
-        .contains(&("taskExecutionURL".into(), "https://ci.example.com/job/shop/job/app/42/".into())));
+    assert!(asked.query_pairs().contains(&(
+        "taskExecutionURL".into(),
+        "https://ci.example.com/job/shop/job/app/42/".into()
+    )));
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();
 }
@@ -300,7 +316,12 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
     assert_eq!(post(&client, &url, r#"{"result":"succeeded"}"#).await, 200);
     // Let it fail a few times, then kill it.
     for _ in 0..200 {
-        let puts = s.sim.requests().iter().filter(|r| r.method == "PUT").count();
+        let puts = s
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT")
+            .count();
         if puts >= 2 {
             break;
         }
@@ -312,7 +333,13 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
 
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     for _ in 0..300 {
-        let acks = s.sim.changes().into_iter().find(|c| c.stage_name == "Deploy").unwrap().acknowledgements;
+        let acks = s
+            .sim
+            .changes()
+            .into_iter()
+            .find(|c| c.stage_name == "Deploy")
+            .unwrap()
+            .acknowledgements;
         if acks >= 1 {
             assert_eq!(acks, 1);
             bin.child.kill().unwrap();
@@ -328,7 +355,14 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
 
 #[tokio::test]
 async fn sigkill_during_a_burst_of_callbacks_loses_no_answered_decision() {
-    let s = setup(SimSettings { send_notice: false, ..SimSettings::default() }, "1h").await;
+    let s = setup(
+        SimSettings {
+            send_notice: false,
+            ..SimSettings::default()
+        },
+        "1h",
+    )
+    .await;
     let client = reqwest::Client::new();
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     let stages: Vec<String> = (0..200).map(|i| format!("Stage {i}")).collect();
@@ -338,7 +372,12 @@ async fn sigkill_during_a_burst_of_callbacks_loses_no_answered_decision() {
     }
     let urls: Vec<String> = stages
         .iter()
-        .map(|st| registration_in(&s.sim, st).json().unwrap()["callbackURL"].as_str().unwrap().to_string())
+        .map(|st| {
+            registration_in(&s.sim, st).json().unwrap()["callbackURL"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -382,7 +421,11 @@ async fn sigkill_during_a_burst_of_callbacks_loses_no_answered_decision() {
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     for i in &ok {
         let g = gate(&client, &s.address, &ids[*i]).await;
-        assert_eq!(g["state"], "approved", "gate {i} was answered 200 but is {}", g["state"]);
+        assert_eq!(
+            g["state"], "approved",
+            "gate {i} was answered 200 but is {}",
+            g["state"]
+        );
     }
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();
@@ -399,7 +442,12 @@ async fn sigterm_answers_open_long_polls_and_exits_zero() {
         let client = client.clone();
         let url = format!("{}/api/v1/gates/{id}/wait?timeout=120", s.address);
         waits.push(tokio::spawn(async move {
-            let r = client.get(url).bearer_auth(PIPELINE_TOKEN).send().await.unwrap();
+            let r = client
+                .get(url)
+                .bearer_auth(PIPELINE_TOKEN)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }));
     }
@@ -410,7 +458,10 @@ async fn sigterm_answers_open_long_polls_and_exits_zero() {
     )
     .unwrap();
     for w in waits {
-        let (status, body) = tokio::time::timeout(Duration::from_secs(30), w).await.unwrap().unwrap();
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(status, 200);
         assert_eq!(body["state"], "pending");
     }

@@ -12,7 +12,11 @@ use crate::jenkins_fake::JenkinsFake;
 const BUILD: &str = "/job/shop/job/app/42/";
 
 async fn app_with_jenkins(fake: &JenkinsFake) -> TestApp {
-    let (url, user, token) = (format!("{}/", fake.url), fake.user.clone(), fake.token.clone());
+    let (url, user, token) = (
+        format!("{}/", fake.url),
+        fake.user.clone(),
+        fake.token.clone(),
+    );
     spawn_app_with(SimSettings::default(), move |s| {
         s.jenkins = Some(JenkinsSettings {
             url,
@@ -46,7 +50,10 @@ async fn until_answered(fake: &JenkinsFake, id: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("input {id} was never answered; requests: {:?}", fake.requests());
+    panic!(
+        "input {id} was never answered; requests: {:?}",
+        fake.requests()
+    );
 }
 
 async fn until_event(app: &TestApp, id: &str, kind: &str) {
@@ -65,13 +72,25 @@ async fn an_approval_answers_the_input_with_proceed_empty_and_preemptive_auth() 
     fake.add_build(BUILD, "SnowgateApproval", true);
     let app = app_with_jenkins(&fake).await;
     let id = open_input_gate(&app, "Deploy").await;
-    app.sim.approve(&app.change_of("Deploy"), "ok").await.unwrap();
-    assert_eq!(until_answered(&fake, "SnowgateApproval").await, "proceedEmpty");
+    app.sim
+        .approve(&app.change_of("Deploy"), "ok")
+        .await
+        .unwrap();
+    assert_eq!(
+        until_answered(&fake, "SnowgateApproval").await,
+        "proceedEmpty"
+    );
     let reqs = fake.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0].method, "POST");
-    assert_eq!(reqs[0].path, "/job/shop/job/app/42/input/SnowgateApproval/proceedEmpty");
-    assert_eq!(reqs[0].authorization.as_deref(), Some(fake.expected_auth().as_str()));
+    assert_eq!(
+        reqs[0].path,
+        "/job/shop/job/app/42/input/SnowgateApproval/proceedEmpty"
+    );
+    assert_eq!(
+        reqs[0].authorization.as_deref(),
+        Some(fake.expected_auth().as_str())
+    );
     until_event(&app, &id, "release_done").await;
 }
 
@@ -81,7 +100,10 @@ async fn a_rejection_aborts_the_input() {
     fake.add_build(BUILD, "SnowgateApproval", true);
     let app = app_with_jenkins(&fake).await;
     open_input_gate(&app, "Deploy").await;
-    app.sim.reject(&app.change_of("Deploy"), "no").await.unwrap();
+    app.sim
+        .reject(&app.change_of("Deploy"), "no")
+        .await
+        .unwrap();
     assert_eq!(until_answered(&fake, "SnowgateApproval").await, "abort");
 }
 
@@ -92,10 +114,17 @@ async fn an_operator_resume_proceeds_and_abort_aborts() {
     let app = app_with_jenkins(&fake).await;
     let id = open_input_gate(&app, "Deploy").await;
     let resp = app
-        .post_json(&format!("/api/v1/gates/{id}/resume"), Some(OPERATOR_TOKEN), &json!({"reason": "emergency fix"}))
+        .post_json(
+            &format!("/api/v1/gates/{id}/resume"),
+            Some(OPERATOR_TOKEN),
+            &json!({"reason": "emergency fix"}),
+        )
         .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(until_answered(&fake, "SnowgateApproval").await, "proceedEmpty");
+    assert_eq!(
+        until_answered(&fake, "SnowgateApproval").await,
+        "proceedEmpty"
+    );
 }
 
 #[tokio::test]
@@ -104,15 +133,27 @@ async fn an_input_reached_after_the_decision_is_released_after_retries() {
     fake.add_build(BUILD, "SnowgateApproval", false);
     let app = app_with_jenkins(&fake).await;
     let id = open_input_gate(&app, "Deploy").await;
-    app.sim.approve(&app.change_of("Deploy"), "ok").await.unwrap();
+    app.sim
+        .approve(&app.change_of("Deploy"), "ok")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(fake.answer_of(BUILD, "SnowgateApproval"), None);
     fake.reach(BUILD, "SnowgateApproval");
-    assert_eq!(until_answered(&fake, "SnowgateApproval").await, "proceedEmpty");
+    assert_eq!(
+        until_answered(&fake, "SnowgateApproval").await,
+        "proceedEmpty"
+    );
     let kinds = event_kinds(&app, &id).await;
-    assert!(kinds.iter().filter(|k| *k == "release_retry").count() >= 2, "{kinds:?}");
+    assert!(
+        kinds.iter().filter(|k| *k == "release_retry").count() >= 2,
+        "{kinds:?}"
+    );
     // Each retry asked whether the build still runs.
-    assert!(fake.requests().iter().any(|r| r.path == format!("{BUILD}api/json") && r.query == "tree=building,result"));
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.path == format!("{BUILD}api/json") && r.query == "tree=building,result"));
 }
 
 #[tokio::test]
@@ -122,11 +163,23 @@ async fn a_finished_build_makes_the_release_give_up_and_record_it() {
     fake.finish_build(BUILD, "ABORTED");
     let app = app_with_jenkins(&fake).await;
     let id = open_input_gate(&app, "Deploy").await;
-    app.sim.approve(&app.change_of("Deploy"), "ok").await.unwrap();
+    app.sim
+        .approve(&app.change_of("Deploy"), "ok")
+        .await
+        .unwrap();
     until_event(&app, &id, "release_failed").await;
     let events = app.events(&id).await;
-    let failed = events.iter().find(|e| e["kind"] == "release_failed").unwrap();
-    assert!(failed["message"].as_str().unwrap().contains("build is over (result ABORTED)"), "{failed}");
+    let failed = events
+        .iter()
+        .find(|e| e["kind"] == "release_failed")
+        .unwrap();
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("build is over (result ABORTED)"),
+        "{failed}"
+    );
     assert_eq!(app.gate(&id).await["state"], "approved");
 }
 
@@ -139,16 +192,36 @@ async fn an_input_answered_by_someone_else_is_recorded_not_retried() {
     // A person clicks Proceed in Jenkins first.
     let client = reqwest::Client::new();
     client
-        .post(format!("{}{BUILD}input/SnowgateApproval/proceedEmpty", fake.url))
+        .post(format!(
+            "{}{BUILD}input/SnowgateApproval/proceedEmpty",
+            fake.url
+        ))
         .header("Authorization", fake.expected_auth())
         .send()
         .await
         .unwrap();
-    app.sim.cancel(&app.change_of("Deploy"), "withdrawn").await.unwrap();
+    app.sim
+        .cancel(&app.change_of("Deploy"), "withdrawn")
+        .await
+        .unwrap();
     until_event(&app, &id, "release_done").await;
-    let done = app.events(&id).await.into_iter().find(|e| e["kind"] == "release_done").unwrap();
-    assert!(done["message"].as_str().unwrap().contains("already answered"), "{done}");
-    assert_eq!(fake.answer_of(BUILD, "SnowgateApproval").as_deref(), Some("proceedEmpty"));
+    let done = app
+        .events(&id)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "release_done")
+        .unwrap();
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .contains("already answered"),
+        "{done}"
+    );
+    assert_eq!(
+        fake.answer_of(BUILD, "SnowgateApproval").as_deref(),
+        Some("proceedEmpty")
+    );
 }
 
 #[tokio::test]
@@ -167,9 +240,17 @@ async fn refused_jenkins_credentials_are_reported_as_such() {
     })
     .await;
     let id = open_input_gate(&app, "Deploy").await;
-    app.sim.approve(&app.change_of("Deploy"), "ok").await.unwrap();
+    app.sim
+        .approve(&app.change_of("Deploy"), "ok")
+        .await
+        .unwrap();
     until_event(&app, &id, "release_failed").await;
-    let failed = app.events(&id).await.into_iter().find(|e| e["kind"] == "release_failed").unwrap();
+    let failed = app
+        .events(&id)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "release_failed")
+        .unwrap();
     let msg = failed["message"].as_str().unwrap();
     assert!(msg.contains("refused the credentials (401)"), "{msg}");
     assert!(!msg.contains("wrong-token-value"));
@@ -197,7 +278,12 @@ async fn a_build_url_elsewhere_is_refused_and_nothing_is_sent_there() {
 #[tokio::test]
 async fn an_input_gate_needs_a_jenkins_configuration() {
     let app = spawn_app().await;
-    let err = assert_error(app.open_gate(&input_gate("Deploy")).await, 400, "invalid_field").await;
+    let err = assert_error(
+        app.open_gate(&input_gate("Deploy")).await,
+        400,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(err["error"]["field"], "input");
 }
 
@@ -205,7 +291,11 @@ async fn an_input_gate_needs_a_jenkins_configuration() {
 async fn configured_parameters_pass_the_change_request_into_the_input() {
     let fake = JenkinsFake::start().await;
     fake.add_build(BUILD, "SnowgateApproval", true);
-    let (url, user, token) = (format!("{}/", fake.url), fake.user.clone(), fake.token.clone());
+    let (url, user, token) = (
+        format!("{}/", fake.url),
+        fake.user.clone(),
+        fake.token.clone(),
+    );
     let app = spawn_app_with(SimSettings::default(), move |s| {
         s.jenkins = Some(JenkinsSettings {
             url,
@@ -228,9 +318,16 @@ async fn configured_parameters_pass_the_change_request_into_the_input() {
     }
     app.sim.approve(&number, "ok").await.unwrap();
     assert_eq!(until_answered(&fake, "SnowgateApproval").await, "proceed");
-    let req = fake.requests().into_iter().find(|r| r.path.ends_with("/proceed")).unwrap();
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(req.body.as_bytes()).into_owned().collect();
-    let json: Value = serde_json::from_str(&form.iter().find(|(k, _)| k == "json").unwrap().1).unwrap();
+    let req = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/proceed"))
+        .unwrap();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(req.body.as_bytes())
+        .into_owned()
+        .collect();
+    let json: Value =
+        serde_json::from_str(&form.iter().find(|(k, _)| k == "json").unwrap().1).unwrap();
     assert_eq!(json["parameter"][0]["name"], "CHANGE_REQUEST");
     assert_eq!(json["parameter"][0]["value"], number.as_str());
 }

@@ -80,7 +80,8 @@ async fn handle(
         return HttpResponse::Unauthorized().body("Unauthorized");
     }
     if path == "/whoAmI/api/json" {
-        return HttpResponse::Ok().json(json!({"name": "snowgate", "authenticated": true, "anonymous": false}));
+        return HttpResponse::Ok()
+            .json(json!({"name": "snowgate", "authenticated": true, "anonymous": false}));
     }
     if let Some(build_path) = path.strip_suffix("api/json") {
         return match st.builds.get(build_path) {
@@ -129,7 +130,10 @@ async fn handle(
 impl JenkinsFake {
     pub async fn start() -> JenkinsFake {
         let state = Arc::new(Mutex::new(State::default()));
-        let (user, token) = ("snowgate".to_string(), "jenkins-api-token-1234567890".to_string());
+        let (user, token) = (
+            "snowgate".to_string(),
+            "jenkins-api-token-1234567890".to_string(),
+        );
         let auth = expected_auth(&user, &token);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -168,7 +172,13 @@ impl JenkinsFake {
 
     pub fn reach(&self, path: &str, id: &str) {
         let mut st = self.state.lock().unwrap();
-        st.builds.get_mut(path).unwrap().inputs.get_mut(id).unwrap().0 = true;
+        st.builds
+            .get_mut(path)
+            .unwrap()
+            .inputs
+            .get_mut(id)
+            .unwrap()
+            .0 = true;
     }
 
     pub fn finish_build(&self, path: &str, result: &str) {

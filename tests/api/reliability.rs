@@ -41,7 +41,11 @@ async fn a_lost_callback_is_made_up_for_by_polling() {
     let gate = app.open("Deploy").await;
     let id = gate["id"].as_str().unwrap();
     let number = app.change_of("Deploy");
-    assert_eq!(app.sim.approve(&number, "ok").await.unwrap(), None, "the callback is dropped");
+    assert_eq!(
+        app.sim.approve(&number, "ok").await.unwrap(),
+        None,
+        "the callback is dropped"
+    );
     let g = app.until_state(id, "approved").await;
     assert_eq!(g["proceed"], true);
     assert_eq!(g["changeRequest"]["number"], number.as_str());
@@ -55,20 +59,35 @@ async fn a_lost_callback_is_made_up_for_by_polling() {
         .find(|r| r.method == "GET" && r.path.ends_with("/orchestration/changeInfo"))
         .unwrap();
     let q = poll.query_pairs();
-    for (k, v) in [("pipelineName", "shop/app"), ("stageName", "Deploy"), ("buildNumber", "42"), ("toolType", "jenkins")] {
+    for (k, v) in [
+        ("pipelineName", "shop/app"),
+        ("stageName", "Deploy"),
+        ("buildNumber", "42"),
+        ("toolType", "jenkins"),
+    ] {
         assert!(q.contains(&(k.to_string(), v.to_string())), "{k} in {q:?}");
     }
 }
 
 #[tokio::test]
 async fn numeric_states_are_understood() {
-    let app = polling_app(SimSettings { numeric_states: true, ..SimSettings::default() }).await;
+    let app = polling_app(SimSettings {
+        numeric_states: true,
+        ..SimSettings::default()
+    })
+    .await;
     app.sim.set_drop_callbacks(true);
     let a = app.open("A").await;
     let b = app.open("B").await;
     app.sim.approve(&app.change_of("A"), "ok").await.unwrap();
-    app.sim.cancel(&app.change_of("B"), "withdrawn").await.unwrap();
-    assert_eq!(app.until_state(a["id"].as_str().unwrap(), "approved").await["changeRequest"]["state"], "Implement");
+    app.sim
+        .cancel(&app.change_of("B"), "withdrawn")
+        .await
+        .unwrap();
+    assert_eq!(
+        app.until_state(a["id"].as_str().unwrap(), "approved").await["changeRequest"]["state"],
+        "Implement"
+    );
     let b = app.until_state(b["id"].as_str().unwrap(), "canceled").await;
     assert_eq!(b["proceed"], false);
 }
@@ -84,7 +103,9 @@ async fn polling_keeps_the_change_request_data_and_waits_in_assess() {
     let g = until_message(&app, id, "state Assess").await;
     assert_eq!(g["state"], "pending");
     assert_eq!(g["changeRequest"]["state"], "Assess");
-    assert!(g["changeRequest"]["approvers"].as_str().is_some_and(|a| !a.is_empty()));
+    assert!(g["changeRequest"]["approvers"]
+        .as_str()
+        .is_some_and(|a| !a.is_empty()));
     assert!(g["message"].as_str().unwrap().contains("approvers"));
     // A CR closed without approval rejects the stage.
     app.sim.set_state(&number, "Closed", None, None).unwrap();
@@ -117,11 +138,22 @@ async fn a_window_that_closed_before_approval_fails_the_gate() {
     let id = gate["id"].as_str().unwrap();
     let number = app.change_of("Deploy");
     app.sim
-        .set_state(&number, "Assess", Some(planned(-7200)), Some(planned(-3600)))
+        .set_state(
+            &number,
+            "Assess",
+            Some(planned(-7200)),
+            Some(planned(-3600)),
+        )
         .unwrap();
     let g = app.until_state(id, "failed").await;
     assert_eq!(g["proceed"], false);
-    assert!(g["message"].as_str().unwrap().starts_with("change window closed"), "{g}");
+    assert!(
+        g["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("change window closed"),
+        "{g}"
+    );
 }
 
 async fn timed_out(sim: SimSettings, body: Value) -> (TestApp, Value) {
@@ -131,7 +163,10 @@ async fn timed_out(sim: SimSettings, body: Value) -> (TestApp, Value) {
     let gate: Value = resp.json().await.unwrap();
     let id = gate["id"].as_str().unwrap().to_string();
     let waited: Value = app
-        .get(&format!("/api/v1/gates/{id}/wait?timeout=60"), Some(PIPELINE_TOKEN))
+        .get(
+            &format!("/api/v1/gates/{id}/wait?timeout=60"),
+            Some(PIPELINE_TOKEN),
+        )
         .await
         .json()
         .await
@@ -151,15 +186,33 @@ fn with(stage: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn the_change_creation_timeout_aborts_or_continues_by_its_flag() {
     // No notice and no poll within the test: the change request is never seen.
-    let quiet = SimSettings { send_notice: false, ..SimSettings::default() };
-    let (app, g) = timed_out(quiet.clone(), with("Deploy", json!({"changeCreationTimeoutSecs": 1}))).await;
+    let quiet = SimSettings {
+        send_notice: false,
+        ..SimSettings::default()
+    };
+    let (app, g) = timed_out(
+        quiet.clone(),
+        with("Deploy", json!({"changeCreationTimeoutSecs": 1})),
+    )
+    .await;
     assert_eq!(g["proceed"], false);
-    assert!(g["message"].as_str().unwrap().contains("Pipeline aborted due to change creation timeout"), "{g}");
-    assert!(event_kinds(&app, g["id"].as_str().unwrap()).await.contains(&"change_creation_timeout".to_string()));
+    assert!(
+        g["message"]
+            .as_str()
+            .unwrap()
+            .contains("Pipeline aborted due to change creation timeout"),
+        "{g}"
+    );
+    assert!(event_kinds(&app, g["id"].as_str().unwrap())
+        .await
+        .contains(&"change_creation_timeout".to_string()));
 
     let (_, g) = timed_out(
         quiet,
-        with("Deploy", json!({"changeCreationTimeoutSecs": "1", "abortOnChangeCreationFailure": false})),
+        with(
+            "Deploy",
+            json!({"changeCreationTimeoutSecs": "1", "abortOnChangeCreationFailure": false}),
+        ),
     )
     .await;
     assert_eq!(g["proceed"], true);
@@ -168,14 +221,29 @@ async fn the_change_creation_timeout_aborts_or_continues_by_its_flag() {
 
 #[tokio::test]
 async fn the_change_step_timeout_aborts_or_continues_by_its_flag() {
-    let (app, g) = timed_out(SimSettings::default(), with("Deploy", json!({"changeStepTimeoutSecs": 1}))).await;
+    let (app, g) = timed_out(
+        SimSettings::default(),
+        with("Deploy", json!({"changeStepTimeoutSecs": 1})),
+    )
+    .await;
     assert_eq!(g["proceed"], false);
-    assert!(g["message"].as_str().unwrap().contains("change step timeout"), "{g}");
-    assert!(event_kinds(&app, g["id"].as_str().unwrap()).await.contains(&"change_step_timeout".to_string()));
+    assert!(
+        g["message"]
+            .as_str()
+            .unwrap()
+            .contains("change step timeout"),
+        "{g}"
+    );
+    assert!(event_kinds(&app, g["id"].as_str().unwrap())
+        .await
+        .contains(&"change_step_timeout".to_string()));
 
     let (_, g) = timed_out(
         SimSettings::default(),
-        with("Deploy", json!({"changeStepTimeoutSecs": 1, "abortOnChangeStepTimeout": false})),
+        with(
+            "Deploy",
+            json!({"changeStepTimeoutSecs": 1, "abortOnChangeStepTimeout": false}),
+        ),
     )
     .await;
     assert_eq!(g["proceed"], true);
@@ -184,14 +252,18 @@ async fn the_change_step_timeout_aborts_or_continues_by_its_flag() {
 #[tokio::test]
 async fn a_decision_before_the_deadline_wins_and_the_timer_does_nothing() {
     let app = spawn_app().await;
-    let resp = app.open_gate(&with("Deploy", json!({"changeStepTimeoutSecs": 2}))).await;
+    let resp = app
+        .open_gate(&with("Deploy", json!({"changeStepTimeoutSecs": 2})))
+        .await;
     let gate: Value = resp.json().await.unwrap();
     let id = gate["id"].as_str().unwrap();
     assert!(gate["deadline"].is_string(), "{gate}");
-    app.sim.approve(&app.change_of("Deploy"), "ok").await.unwrap();
+    app.sim
+        .approve(&app.change_of("Deploy"), "ok")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let g = app.gate(id).await;
     assert_eq!(g["state"], "approved");
     assert_eq!(g["deadline"], Value::Null);
 }
-
