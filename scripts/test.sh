@@ -4,4 +4,15 @@
 # simulator, with real SQLite files in temporary directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The plugin-shim tests (tests/api/shim.rs) run the Jenkins shared library under Groovy.
+if ! command -v groovy >/dev/null 2>&1; then
+  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends groovy
+fi
+# Debian's groovy script wants JAVA_HOME (or /usr/lib/jvm/default-java, absent on JDK-only machines).
+if [ -z "${JAVA_HOME:-}" ]; then
+  for jdk in /usr/lib/jvm/java-17-* /usr/lib/jvm/java-21-* /usr/lib/jvm/java-11-* /usr/lib/jvm/*; do
+    if [ -x "$jdk/bin/java" ]; then export JAVA_HOME="$jdk"; break; fi
+  done
+fi
 cargo test --locked --all-targets "$@"

@@ -75,6 +75,7 @@ pub struct Settings {
     pub servicenow: ServiceNowSettings,
     /// Only needed to release Jenkins `input` steps.
     pub jenkins: Option<JenkinsSettings>,
+    pub change: ChangeSettings,
     pub store: StoreSettings,
     pub auth: AuthSettings,
     pub outbox: OutboxSettings,
@@ -140,11 +141,68 @@ pub enum StepMapping {
     Create,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum GateMode {
+    /// ServiceNow DevOps change control: register the stage, wait for the callback.
+    #[default]
     Devops,
+    /// Change Management API (sn_chg_rest): snowgate finds or creates the CR and polls it.
     Change,
+}
+
+impl GateMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateMode::Devops => "devops",
+            GateMode::Change => "change",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoTransition {
+    Review,
+    Closed,
+}
+
+/// Change mode (SPEC §6): which jobs and environments are change-controlled, how CRs are
+/// titled and filled, and what snowgate writes back.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangeSettings {
+    /// Glob patterns on the full job name (`folder/job`); default: every job.
+    pub jobs: Vec<String>,
+    /// Glob patterns (case-insensitive) on the gate's `environment`; default: none, so no
+    /// change-mode gate is controlled until environments are listed.
+    pub environments: Vec<String>,
+    pub title_template: String,
+    /// Name of an active standard change template: CRs are then created from it.
+    pub standard_template: Option<String>,
+    /// Extra CR fields; `{job}` `{buildNumber}` `{environment}` `{gateId}` `{buildUrl}` expand.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// Write work notes on the CR when the gate is linked, decided and completed.
+    pub work_notes: bool,
+    /// With a standard template: move new CRs to Implement, and after `complete` to this state.
+    pub auto_transition: Option<AutoTransition>,
+}
+
+pub const DEFAULT_TITLE_TEMPLATE: &str =
+    "Jenkins: Deploy \"{job}\" build {buildNumber} to \"{environment}\"";
+
+impl Default for ChangeSettings {
+    fn default() -> Self {
+        Self {
+            jobs: vec!["*".into()],
+            environments: Vec::new(),
+            title_template: DEFAULT_TITLE_TEMPLATE.into(),
+            standard_template: None,
+            fields: Default::default(),
+            work_notes: false,
+            auto_transition: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -443,13 +501,46 @@ impl Settings {
                     out.push(key_problem("servicenow.password", "is missing"));
                 }
                 if sn.auth == ServiceNowAuth::Oauth {
-                    out.push(key_problem(
-                        "servicenow.auth",
-                        "is `oauth`, which is only used by change mode; this build supports `token` and `basic`",
-                    ));
+                    if sn.client_id.is_empty() {
+                        out.push(key_problem(
+                            "servicenow.client_id",
+                            "is missing (auth: oauth)",
+                        ));
+                    }
+                    if sn.client_secret.is_empty() {
+                        out.push(key_problem(
+                            "servicenow.client_secret",
+                            "is missing (auth: oauth)",
+                        ));
+                    }
                 }
             }
             _ => {}
+        }
+        if sn.default_mode == GateMode::Change && sn.auth == ServiceNowAuth::Token {
+            out.push(key_problem(
+                "servicenow.auth",
+                "is `token`, which only the DevOps API accepts; change mode (default_mode: change) needs `basic` or `oauth`",
+            ));
+        }
+        for (i, p) in self
+            .change
+            .jobs
+            .iter()
+            .chain(self.change.environments.iter())
+            .enumerate()
+        {
+            if globset::Glob::new(p).is_err() {
+                out.push(format!(
+                    "change.jobs/environments entry {i} `{p}` is not a valid glob pattern"
+                ));
+            }
+        }
+        if self.change.auto_transition.is_some() && self.change.standard_template.is_none() {
+            out.push(key_problem(
+                "change.auto_transition",
+                "needs change.standard_template: only pre-approved standard changes are moved by snowgate",
+            ));
         }
         if sn.max_requests_per_second == 0 {
             out.push(key_problem(

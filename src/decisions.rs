@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::domain::timers::Timers;
+use crate::metrics::{Metrics, SourceLabel};
 use crate::store::{GateStore, StoreError, Transition, TransitionOutcome};
 use crate::waiters::Waiters;
 
@@ -21,14 +22,21 @@ pub struct Decider {
     store: Arc<dyn GateStore>,
     waiters: Arc<Waiters>,
     wakeups: Arc<Wakeups>,
+    metrics: Arc<Metrics>,
 }
 
 impl Decider {
-    pub fn new(store: Arc<dyn GateStore>, waiters: Arc<Waiters>, wakeups: Arc<Wakeups>) -> Self {
+    pub fn new(
+        store: Arc<dyn GateStore>,
+        waiters: Arc<Waiters>,
+        wakeups: Arc<Wakeups>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Decider {
             store,
             waiters,
             wakeups,
+            metrics,
         }
     }
 
@@ -41,8 +49,21 @@ impl Decider {
         // Terminal transitions may carry follow-ups the store adds (e.g. a Jenkins release).
         let has_outbox = !t.outbox.is_empty() || t.to.is_terminal();
         let has_timers = t.timers != Timers::default();
+        let started = std::time::Instant::now();
+        let actor = t.actor.clone();
         let outcome = self.store.transition(t).await?;
         if let TransitionOutcome::Applied(gate) = &outcome {
+            self.waiters.notify(gate);
+            if gate.state.is_terminal() {
+                let m = &self.metrics;
+                m.decision_latency.observe(started.elapsed().as_secs_f64());
+                let source = actor.split(':').next().unwrap_or("unknown").to_string();
+                m.decisions.get_or_create(&SourceLabel { source }).inc();
+                if let Some(at) = gate.decided_at {
+                    let pending = (at - gate.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    m.time_pending.observe(pending);
+                }
+            }
             tracing::info!(
                 state = %gate.state,
                 proceed = ?gate.proceed,
@@ -51,7 +72,6 @@ impl Decider {
                 gate.id,
                 gate.state
             );
-            self.waiters.notify(gate);
             if has_outbox {
                 self.wakeups.outbox.notify_one();
             }

@@ -48,6 +48,7 @@ pub struct JenkinsClient {
     token: Secret,
     change_parameter: Option<String>,
     approver_parameter: Option<String>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// What to answer the input with.
@@ -67,6 +68,24 @@ fn classify(e: reqwest::Error) -> JenkinsError {
         }
         JenkinsError::Connect(text)
     }
+}
+
+/// Send a request, recording it in the metrics.
+async fn timed(
+    m: &crate::metrics::Metrics,
+    endpoint: &str,
+    send: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+) -> Result<reqwest::Response, JenkinsError> {
+    let started = std::time::Instant::now();
+    let result = send.await;
+    crate::metrics::record_call(
+        &m.jenkins_requests,
+        &m.jenkins_latency,
+        endpoint,
+        result.as_ref().ok().map(|r| r.status().as_u16()),
+        started.elapsed(),
+    );
+    result.map_err(classify)
 }
 
 impl JenkinsClient {
@@ -90,7 +109,14 @@ impl JenkinsClient {
             token: s.api_token.clone(),
             change_parameter: s.change_parameter.clone(),
             approver_parameter: s.approver_parameter.clone(),
+            metrics: Default::default(),
         })
+    }
+
+    /// Record requests in `metrics` (the application's registry).
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The build URL on the base snowgate may call, or why it may not.
@@ -168,7 +194,12 @@ impl JenkinsClient {
                     .form(&[("json", json.as_str()), ("proceed", "Proceed")]),
             )
         };
-        let resp = req.send().await.map_err(classify)?;
+        let resp = timed(
+            &self.metrics,
+            &format!("POST input/{{id}}/{action}"),
+            req.send(),
+        )
+        .await?;
         let status = resp.status();
         if status.is_success() || status.is_redirection() {
             return Ok(action);
@@ -196,11 +227,12 @@ impl JenkinsClient {
             .pop_if_empty()
             .extend(["api", "json"]);
         u.set_query(Some("tree=building,result"));
-        let resp = self
-            .request(reqwest::Method::GET, u)
-            .send()
-            .await
-            .map_err(classify)?;
+        let resp = timed(
+            &self.metrics,
+            "GET api/json",
+            self.request(reqwest::Method::GET, u).send(),
+        )
+        .await?;
         let status = resp.status();
         if status.as_u16() == 404 {
             return Ok(None);
@@ -225,11 +257,12 @@ impl JenkinsClient {
             .expect("http URLs have paths")
             .pop_if_empty()
             .extend(["whoAmI", "api", "json"]);
-        let resp = self
-            .request(reqwest::Method::GET, u)
-            .send()
-            .await
-            .map_err(classify)?;
+        let resp = timed(
+            &self.metrics,
+            "GET whoAmI",
+            self.request(reqwest::Method::GET, u).send(),
+        )
+        .await?;
         let status = resp.status();
         if !status.is_success() {
             return Err(JenkinsError::Status {

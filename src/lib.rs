@@ -1,10 +1,13 @@
 //! snowgate: a sidecar that puts Jenkins pipeline stages under ServiceNow change control.
+pub mod bench;
+pub mod change_mode;
 pub mod check;
 pub mod cli;
 pub mod configuration;
 pub mod decisions;
 pub mod domain;
 pub mod jenkins;
+pub mod metrics;
 pub mod routes;
 pub mod servicenow;
 pub mod simulator;

@@ -9,7 +9,11 @@ use actix_web::{web, App, HttpServer};
 
 use crate::configuration::{Secret, Settings};
 use crate::decisions::{Decider, Wakeups};
+use crate::change_mode::ChangeMode;
+use crate::configuration::{GateMode, ServiceNowAuth};
 use crate::jenkins::JenkinsClient;
+use crate::servicenow::change::ChangeClient;
+use crate::metrics::Metrics;
 use crate::routes::{self, auth::Tokens};
 use crate::servicenow::DevOpsClient;
 use crate::servicenow::RateLimiter;
@@ -29,7 +33,10 @@ pub struct AppState {
     pub tokens: Tokens,
     pub callback_auth: Option<(String, Secret)>,
     pub jenkins: Option<JenkinsClient>,
+    pub metrics: Arc<Metrics>,
     pub max_body: usize,
+    pub change: Option<Arc<ChangeMode>>,
+    pub default_mode: GateMode,
 }
 
 pub struct Application {
@@ -65,12 +72,26 @@ impl Application {
         let port = listener.local_addr()?.port();
         let waiters = Waiters::new();
         let wakeups = Arc::new(Wakeups::default());
-        let decider = Decider::new(store.clone(), waiters.clone(), wakeups.clone());
-        let servicenow = DevOpsClient::new(&settings.servicenow)?;
+        let metrics = Arc::new(Metrics::new());
+        let decider = Decider::new(
+            store.clone(),
+            waiters.clone(),
+            wakeups.clone(),
+            metrics.clone(),
+        );
+        let servicenow = DevOpsClient::new(&settings.servicenow)?.with_metrics(metrics.clone());
+        // The Change API takes Basic or OAuth, not the DevOps tool token.
+        let change = match settings.servicenow.auth {
+            ServiceNowAuth::Token => None,
+            _ => Some(Arc::new(ChangeMode::new(
+                ChangeClient::new(&settings.servicenow)?.with_metrics(metrics.clone()),
+                settings.change.clone(),
+            )?)),
+        };
         let jenkins = settings
             .jenkins
             .as_ref()
-            .map(JenkinsClient::new)
+            .map(|j| JenkinsClient::new(j).map(|c| c.with_metrics(metrics.clone())))
             .transpose()?;
         let outbox = Outbox {
             store: store.clone(),
@@ -86,6 +107,7 @@ impl Application {
                 .unwrap_or_default(),
             poll_interval: settings.servicenow.poll_interval.0,
             jenkins: jenkins.clone(),
+            change: change.clone(),
         };
         let shutdown = waiters.shutdown().clone();
         let limiter = Arc::new(RateLimiter::per_second(
@@ -97,6 +119,7 @@ impl Application {
             servicenow: servicenow.clone(),
             limiter: limiter.clone(),
             default_interval: settings.servicenow.poll_interval.0,
+            change: change.clone(),
         };
         let timers = TimeoutWorker {
             store: store.clone(),
@@ -136,17 +159,27 @@ impl Application {
                 .map(|b| (b.user.clone(), b.password.clone())),
             max_body: settings.server.max_body_bytes,
             jenkins,
+            metrics,
+            change,
+            default_mode: settings.servicenow.default_mode,
         });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(
-                    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
-                        .exclude("/healthz")
-                        .exclude_regex("^/sn-devops/"),
+                    // Callback tokens are secrets: the request line is logged with them cut.
+                    actix_web::middleware::Logger::new(
+                        "%a \"%{request}xi\" %s %b %Dms request_id=%{x-request-id}o",
+                    )
+                    .custom_request_replace("request", routes::request_id::redacted_request_line)
+                    .exclude("/healthz")
+                    .exclude("/metrics"),
                 )
+                .wrap(actix_web::middleware::from_fn(routes::request_id::request_id))
                 .route("/healthz", web::get().to(routes::health::healthz))
                 .route("/readyz", web::get().to(routes::health::readyz))
+                // The status page: HTML for people, outside the JSON API.
+                .route("/metrics", web::get().to(routes::health::metrics))
                 .service(
                     web::scope("/api/v1")
                         .route("/gates", web::post().to(routes::gates::open))
@@ -155,10 +188,28 @@ impl Application {
                         .route("/gates/{id}/wait", web::get().to(routes::gates::wait))
                         .route("/gates/{id}/events", web::get().to(routes::gates::events))
                         .route(
+                            "/step-mappings",
+                            web::post().to(routes::passthrough::step_mapping),
+                        )
+                        .route(
+                            "/change-info",
+                            web::get().to(routes::passthrough::change_info),
+                        )
+                        .route(
+                            "/change-info/{number}",
+                            web::put().to(routes::passthrough::update_change_info),
+                        )
+                        .route("/artifacts", web::post().to(routes::passthrough::artifacts))
+                        .route("/packages", web::post().to(routes::passthrough::packages))
+                        .route(
                             "/gates/{id}/resume",
                             web::post().to(routes::operator::resume),
                         )
-                        .route("/gates/{id}/abort", web::post().to(routes::operator::abort)),
+                        .route("/gates/{id}/abort", web::post().to(routes::operator::abort))
+                        .route(
+                            "/gates/{id}/complete",
+                            web::post().to(routes::operator::complete),
+                        ),
                 )
                 // Any method, like the plugin's root action.
                 .route(

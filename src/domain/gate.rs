@@ -112,6 +112,9 @@ pub struct ChangeRequest {
     pub approvers: Option<String>,
     pub assignment_group: Option<String>,
     pub comments: Option<String>,
+    /// Change mode: snowgate created this CR (so it may move it after `complete`).
+    #[serde(default)]
+    pub created_by_snowgate: bool,
 }
 
 /// A gate as stored.
@@ -174,7 +177,7 @@ impl Gate {
             state: self.state,
             proceed: self.proceed,
             message: &self.message,
-            mode: "devops",
+            mode: self.spec.mode.as_str(),
             job_url: &self.spec.job_url,
             build_number: &self.spec.build_number,
             stage_name: &self.spec.stage_name,

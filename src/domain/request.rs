@@ -1,6 +1,8 @@
 //! Parsing an open-gate request into a [`GateSpec`]: every field checked once, by name
 //! (SPEC §3 "Pipeline endpoints"). After this, nothing re-checks a field.
 use serde::{Deserialize, Serialize};
+
+use crate::configuration::GateMode;
 use serde_json::{Map, Value};
 
 /// A request field that is missing, of the wrong type or out of bounds.
@@ -75,6 +77,23 @@ pub struct GateSpec {
     pub change_step_timeout_secs: Option<u64>,
     pub abort_on_change_step_timeout: bool,
     pub ignore_errors: bool,
+    #[serde(default)]
+    pub mode: GateMode,
+    /// Change mode: the deployment's environment (`Production`).
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Change mode: check only this CR.
+    #[serde(default)]
+    pub change_request_number: Option<String>,
+    /// Change mode: create an emergency change.
+    #[serde(default)]
+    pub emergency: bool,
+    /// Change mode: create a standard change from this template (overrides the configured one).
+    #[serde(default)]
+    pub standard_change_template: Option<String>,
+    /// Change mode: write work notes on the CR (`change.work_notes` when the gate was opened).
+    #[serde(default)]
+    pub work_notes: bool,
 }
 
 impl GateSpec {
@@ -95,8 +114,16 @@ impl GateSpec {
             .or(self.build_url.as_deref())
     }
 
-    /// Parse the JSON body of `POST /api/v1/gates`.
+    /// Parse the JSON body of `POST /api/v1/gates` (gates that do not say are DevOps gates).
     pub fn parse(body: &Value) -> Result<GateSpec, FieldError> {
+        Self::parse_with_default(body, GateMode::Devops)
+    }
+
+    /// Parse, with `default_mode` (`servicenow.default_mode`) for gates that do not say.
+    pub fn parse_with_default(
+        body: &Value,
+        default_mode: GateMode,
+    ) -> Result<GateSpec, FieldError> {
         let obj = body
             .as_object()
             .ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
@@ -141,20 +168,32 @@ impl GateSpec {
                 ))
             }
         };
-        match f.string("mode", 16)?.as_deref() {
-            None | Some("devops") => {}
-            Some("change") => {
-                return Err(FieldError::new(
-                    "mode",
-                    "`change` (Change Management API gating) is not available in this build yet; use `devops`",
-                ))
-            }
+        let mode = match f.string("mode", 16)?.as_deref() {
+            None => default_mode,
+            Some("devops") => GateMode::Devops,
+            Some("change") => GateMode::Change,
             Some(other) => {
                 return Err(FieldError::new(
                     "mode",
                     format!("must be devops or change, not `{other}`"),
                 ))
             }
+        };
+        let environment = f.string("environment", MAX_NAME)?;
+        let change_request_number = f.string("changeRequestNumber", 40)?;
+        if let Some(n) = &change_request_number {
+            if !n.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(FieldError::new(
+                    "changeRequestNumber",
+                    "must be a change request number such as CHG0030001",
+                ));
+            }
+        }
+        if mode == GateMode::Change && environment.is_none() {
+            return Err(FieldError::new(
+                "environment",
+                "is required for a change-mode gate (the environment being deployed to)",
+            ));
         }
         Ok(GateSpec {
             job_url,
@@ -180,6 +219,12 @@ impl GateSpec {
             change_step_timeout_secs: f.seconds("changeStepTimeoutSecs")?,
             abort_on_change_step_timeout: f.boolean("abortOnChangeStepTimeout")?.unwrap_or(true),
             ignore_errors: f.boolean("ignoreErrors")?.unwrap_or(false),
+            mode,
+            environment,
+            change_request_number,
+            emergency: f.boolean("emergency")?.unwrap_or(false),
+            standard_change_template: f.string("standardChangeTemplate", MAX_NAME)?,
+            work_notes: false,
         })
     }
 }
@@ -427,6 +472,11 @@ mod tests {
             (with("ignoreErrors", json!("yes")), "ignoreErrors"),
             (with("input", json!({"id": "has space"})), "input.id"),
             (with("mode", json!("other")), "mode"),
+            (with("mode", json!("change")), "environment"),
+            (
+                with("changeRequestNumber", json!("CHG 1")),
+                "changeRequestNumber",
+            ),
         ];
         for (body, field) in cases {
             let err = GateSpec::parse(&body).unwrap_err();

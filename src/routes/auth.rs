@@ -69,6 +69,45 @@ impl Tokens {
         found.ok_or(ApiError::Unauthorized)
     }
 
+    /// `auth.disabled: true`: every caller is an anonymous operator.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// The principal of a token presented some other way than the `Authorization` header
+    /// (the status page keeps it in a cookie); unknown → 401, a pipeline token → 403.
+    /// Compares against every token in constant time, like the header check.
+    pub fn operator_by_token(
+        &self,
+        presented: &str,
+        action: &'static str,
+    ) -> Result<Principal, ApiError> {
+        if self.disabled {
+            return Ok(Principal {
+                name: "anonymous".into(),
+                scope: Scope::Operator,
+            });
+        }
+        if presented.is_empty() {
+            return Err(ApiError::Unauthorized);
+        }
+        let mut found: Option<Principal> = None;
+        for (name, token, scope) in &self.entries {
+            let eq: bool = token.expose().as_bytes().ct_eq(presented.as_bytes()).into();
+            if eq && found.as_ref().is_none_or(|p| p.scope == Scope::Pipeline) {
+                found = Some(Principal {
+                    name: name.clone(),
+                    scope: *scope,
+                });
+            }
+        }
+        match found {
+            Some(p) if p.scope == Scope::Operator => Ok(p),
+            Some(_) => Err(ApiError::Forbidden(action)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+
     /// Any valid token.
     pub fn pipeline(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
         self.identify(req)

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::body::json_body;
 use super::ApiError;
+use crate::configuration::GateMode;
 use crate::domain::{CallbackToken, FieldError, Gate, GateSpec, GateState};
 use crate::startup::AppState;
 use crate::workers::outbox::Outbox;
@@ -55,7 +56,16 @@ pub async fn open(
 ) -> Result<HttpResponse, ApiError> {
     state.tokens.pipeline(&req)?;
     let body = json_body(&req, payload, state.max_body).await?;
-    let spec = GateSpec::parse(&body)?;
+    let mut spec = GateSpec::parse_with_default(&body, state.default_mode)?;
+    if spec.mode == GateMode::Change {
+        let change = state.change.as_ref().ok_or_else(|| {
+            FieldError::new(
+                "mode",
+                "change mode needs servicenow.auth `basic` or `oauth` (the Change API does not take the DevOps token)",
+            )
+        })?;
+        spec.work_notes = change.settings.work_notes;
+    }
     if spec.input_id.is_some() {
         // snowgate will call Jenkins for this gate: only where its credentials may go.
         let jenkins = state.jenkins.as_ref().ok_or_else(|| {

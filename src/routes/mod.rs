@@ -6,5 +6,7 @@ pub mod error;
 pub mod gates;
 pub mod health;
 pub mod operator;
+pub mod passthrough;
+pub mod request_id;
 
 pub use error::ApiError;

@@ -4,10 +4,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::body::json_body;
 use super::gates::{gate_json, parse_gate_id};
 use super::ApiError;
+use crate::configuration::AutoTransition;
 use crate::domain::request::Fields;
 use crate::domain::{FieldError, GateState};
 use crate::startup::AppState;
-use crate::store::{Transition, TransitionOutcome};
+use crate::store::{work_note, Completion, NewOutbox, OutboxKind, Transition, TransitionOutcome};
+use serde_json::json;
 
 const MAX_REASON: usize = 1000;
 
@@ -85,4 +87,113 @@ pub async fn abort(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     act(req, path, payload, state, GateState::Aborted).await
+}
+
+/// `POST /api/v1/gates/{id}/complete` `{"result": "success"|"failure"}`: the stage finished.
+/// In change mode this writes a work note and, for a standard change snowgate created with
+/// `change.auto_transition`, moves the CR to Review or Closed; in DevOps mode it is recorded only.
+#[tracing::instrument(skip_all, fields(gate_id = %path))]
+pub async fn complete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.tokens.pipeline(&req)?;
+    let id = parse_gate_id(&path)?;
+    let body = json_body(&req, payload, state.max_body).await?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
+    let result = match Fields(obj).string("result", 16)?.as_deref() {
+        Some("success") => "success",
+        Some("failure") => "failure",
+        Some(other) => {
+            return Err(FieldError::new(
+                "result",
+                format!("must be success or failure, not `{other}`"),
+            )
+            .into())
+        }
+        None => return Err(FieldError::new("result", "is required (success or failure)").into()),
+    };
+    let gate = state
+        .store
+        .gate(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no gate {id}")))?;
+    let outbox = completion_actions(&state, &gate, result);
+    match state
+        .store
+        .complete_gate(
+            id,
+            result.to_string(),
+            format!("pipeline:{}", who.name),
+            outbox,
+        )
+        .await?
+    {
+        Completion::Recorded(_) => {
+            state.decider.wakeups().outbox.notify_one();
+            let gate = state.store.gate(id).await?.unwrap_or(gate);
+            Ok(gate_json(&gate))
+        }
+        Completion::AlreadyCompleted { result: prev, gate } if prev == result => {
+            Ok(gate_json(&gate))
+        }
+        Completion::AlreadyCompleted { result: prev, .. } => Err(ApiError::Conflict(format!(
+            "the stage was already reported as {prev}"
+        ))),
+        Completion::NotDecided(g) => Err(ApiError::Conflict(format!(
+            "the gate is still {}: a stage completes after its gate is decided",
+            g.state
+        ))),
+        Completion::NotFound => Err(ApiError::NotFound(format!("no gate {id}"))),
+    }
+}
+
+fn completion_actions(
+    state: &AppState,
+    gate: &crate::domain::Gate,
+    result: &str,
+) -> Vec<NewOutbox> {
+    let mut out = Vec::new();
+    let build = gate.spec.build_url.as_deref().unwrap_or(&gate.spec.job_url);
+    out.extend(work_note(
+        gate,
+        &format!(
+            "stage {} finished: {result} ({build})",
+            gate.spec.stage_name
+        ),
+    ));
+    let created = gate
+        .change_request
+        .as_ref()
+        .is_some_and(|c| c.created_by_snowgate && c.sys_id.is_some());
+    if let (Some(change), true) = (&state.change, created) {
+        if let (true, Some(to)) = (
+            change.auto_transitions(&gate.spec),
+            change.settings.auto_transition,
+        ) {
+            let target = match to {
+                AutoTransition::Review => "review",
+                AutoTransition::Closed => "closed",
+            };
+            out.push(NewOutbox {
+                kind: OutboxKind::ChangeUpdate,
+                payload: json!({
+                    "fields": {
+                        "state": target,
+                        "close_code": if result == "success" { "successful" } else { "unsuccessful" },
+                        "close_notes": format!(
+                            "Jenkins stage {} of build {} finished: {result} ({build})",
+                            gate.spec.stage_name, gate.spec.build_number
+                        ),
+                    },
+                    "what": format!("move to {target}"),
+                }),
+            });
+        }
+    }
+    out
 }

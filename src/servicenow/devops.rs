@@ -101,6 +101,22 @@ fn without_url(e: &reqwest::Error) -> String {
     text
 }
 
+/// `PUT orchestration/changeControl/{id}`: the metrics label of a request (ids and tokens
+/// replaced, so labels stay few and secrets stay out).
+fn endpoint_label(method: &Method, url: &url::Url) -> String {
+    let path = url.path();
+    let rest = path
+        .split_once("/devops/")
+        .map(|(_, r)| r)
+        .unwrap_or(path);
+    let mut parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    if parts.len() > 2 {
+        parts.truncate(2);
+        parts.push("{id}");
+    }
+    format!("{method} {}", parts.join("/"))
+}
+
 /// ServiceNow's own message from either error shape:
 /// `{"error":{"message":…,"detail":…}}` or `{"result":{"status":"error","details":{"errors":[{"message":…}]}}}`.
 pub fn servicenow_message(body: &Value) -> Option<String> {
@@ -145,6 +161,7 @@ pub struct DevOpsClient {
     instance: url::Url,
     tool_id: String,
     auth: Auth,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for DevOpsClient {
@@ -191,7 +208,14 @@ impl DevOpsClient {
             instance,
             tool_id: s.tool_id.clone(),
             auth,
+            metrics: Default::default(),
         })
+    }
+
+    /// Record requests in `metrics` (the application's registry).
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn version(&self) -> &'static str {
@@ -214,12 +238,8 @@ impl DevOpsClient {
         let mut u = self.instance.clone();
         {
             let mut path = u.path_segments_mut().expect("http URLs have paths");
-            path.pop_if_empty().extend([
-                "api",
-                "sn_devops",
-                self.version(),
-                "devops",
-            ]);
+            path.pop_if_empty()
+                .extend(["api", "sn_devops", self.version(), "devops"]);
             path.extend(segments);
         }
         let q: Vec<String> = query
@@ -231,6 +251,31 @@ impl DevOpsClient {
     }
 
     pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+    ) -> Result<Value, ServiceNowError> {
+        let endpoint = endpoint_label(&method, &url);
+        let started = std::time::Instant::now();
+        let result = self.call_inner(method, url, body).await;
+        let m = &self.metrics;
+        let status = match &result {
+            Ok(_) => Some(200),
+            Err(ServiceNowError::Status { status, .. }) => Some(*status),
+            Err(_) => None,
+        };
+        crate::metrics::record_call(
+            &m.servicenow_requests,
+            &m.servicenow_latency,
+            &endpoint,
+            status,
+            started.elapsed(),
+        );
+        result
+    }
+
+    async fn call_inner(
         &self,
         method: Method,
         url: url::Url,
@@ -298,6 +343,10 @@ impl DevOpsClient {
             }
         }
         Ok(value)
+    }
+
+    pub(crate) fn tool_id(&self) -> &str {
+        &self.tool_id
     }
 
     pub(crate) fn result_flag(value: &Value, names: &[&str]) -> Result<bool, ServiceNowError> {
@@ -505,8 +554,9 @@ impl DevOpsClient {
             .get("result")
             .ok_or_else(|| ServiceNowError::Decode("the answer has no `result`".into()))?;
         Ok(CallbackStatus {
-            result: opt_text(r, "result")
-                .ok_or_else(|| ServiceNowError::Decode("the answer has no `result.result`".into()))?,
+            result: opt_text(r, "result").ok_or_else(|| {
+                ServiceNowError::Decode("the answer has no `result.result`".into())
+            })?,
             token: opt_text(r, "token"),
             comments: opt_text(r, "changeComments"),
         })
@@ -620,6 +670,18 @@ fn step_mapping_body(spec: &GateSpec) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_labels_hide_tokens() {
+        let u = url::Url::parse(
+            "https://x/api/sn_devops/v2/devops/orchestration/changeControl/pipeline_abc?toolId=1",
+        )
+        .unwrap();
+        assert_eq!(
+            endpoint_label(&Method::PUT, &u),
+            "PUT orchestration/changeControl/{id}"
+        );
+    }
 
     #[test]
     fn query_values_are_encoded_once_more() {

@@ -28,6 +28,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/callbacks", web::post().to(set_callbacks))
             .route("/requests", web::get().to(list_requests))
             .route("/requests", web::delete().to(clear_requests))
+            .route("/artifacts", web::get().to(list_artifacts))
             .route("/controlled-stages", web::post().to(set_controlled_stages))
             .route("/invalid-steps", web::post().to(set_invalid_steps))
             .default_service(web::to(unknown)),
@@ -188,6 +189,12 @@ async fn set_callbacks(data: web::Data<Shared>, body: web::Bytes) -> HttpRespons
 
 async fn list_requests(data: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(data.with_model(|m| m.requests()))
+}
+
+async fn list_artifacts(data: web::Data<Shared>) -> HttpResponse {
+    let (versions, packages) =
+        data.with_model(|m| (m.artifacts.versions(), m.artifacts.packages()));
+    HttpResponse::Ok().json(json!({"artifactVersions": versions, "packages": packages}))
 }
 
 async fn clear_requests(data: web::Data<Shared>) -> HttpResponse {

@@ -13,6 +13,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
+use super::artifacts::{parse_artifact_registration, parse_package_registration};
 use super::callbacks;
 use super::faults::status_message;
 use super::model::{ChangeQuery, ModelError, Registered, Registration};
@@ -129,20 +130,26 @@ async fn serve(shared: &Arc<Shared>, req: &HttpRequest, body: &[u8], route: Rout
     };
 
     let query = Query::parse(req.query_string());
-    match query.nonempty("toolId") {
-        None if endpoint.requires_tool_id() => {
-            return sn_error(
-                StatusCode::BAD_REQUEST,
-                "toolId is a required query parameter",
-            )
+    if endpoint.is_registration() {
+        if let Err(message) = check_registration_tools(shared, &query) {
+            return sn_error(StatusCode::BAD_REQUEST, &message);
         }
-        Some(tool_id) if tool_id != shared.settings.tool_id => {
-            return sn_error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid toolId: no orchestration tool with sys_id {tool_id}"),
-            )
+    } else {
+        match query.nonempty("toolId") {
+            None if endpoint.requires_tool_id() => {
+                return sn_error(
+                    StatusCode::BAD_REQUEST,
+                    "toolId is a required query parameter",
+                )
+            }
+            Some(tool_id) if tool_id != shared.settings.tool_id => {
+                return sn_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid toolId: no orchestration tool with sys_id {tool_id}"),
+                )
+            }
+            _ => {}
         }
-        _ => {}
     }
 
     let result = match endpoint {
@@ -154,6 +161,8 @@ async fn serve(shared: &Arc<Shared>, req: &HttpRequest, body: &[u8], route: Rout
         Endpoint::ChangeInfoGet => change_info_get(shared, &query),
         Endpoint::ChangeInfoPut { .. } => change_info_put(shared, &query, body),
         Endpoint::CallbackGet => callback_get(shared, &query),
+        Endpoint::ArtifactRegistration => artifact_registration(shared, &query, &body),
+        Endpoint::PackageRegistration => package_registration(shared, &body),
     };
     result.unwrap_or_else(ApiError::into_response)
 }
@@ -530,6 +539,46 @@ fn callback_get(shared: &Arc<Shared>, query: &Query) -> Answer {
                 "No callback registered for taskExecutionURL {given}"
             ))
         })
+}
+
+/// Artifact and package registration name two tools (seed): `orchestrationToolId` (required,
+/// the orchestration tool) and `toolId` (optional, an *artifact* tool, which must exist).
+fn check_registration_tools(shared: &Arc<Shared>, query: &Query) -> Result<(), String> {
+    match query.nonempty("orchestrationToolId") {
+        None => return Err("orchestrationToolId is a required query parameter".into()),
+        Some(id) if id != shared.settings.tool_id => {
+            return Err(format!(
+                "Invalid orchestrationToolId: no orchestration tool with sys_id {id}"
+            ))
+        }
+        Some(_) => {}
+    }
+    match query.nonempty("toolId") {
+        Some(id) if id != shared.settings.artifact_tool_id => {
+            Err(format!("Invalid toolId: no artifact tool with sys_id {id}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `POST …/artifact/registration`: 201 when something was created, 200 when all was known.
+fn artifact_registration(shared: &Arc<Shared>, query: &Query, body: &Map<String, Value>) -> Answer {
+    let request = parse_artifact_registration(body, query.nonempty("toolId").is_some())
+        .map_err(ApiError::Invalid)?;
+    let (result, created) = shared.with_model(|m| m.register_artifacts(&request));
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(success(status, result))
+}
+
+/// `POST …/package/registration`: always a new package (or staged request), 201.
+fn package_registration(shared: &Arc<Shared>, body: &Map<String, Value>) -> Answer {
+    let request = parse_package_registration(body).map_err(ApiError::Invalid)?;
+    let result = shared.with_model(|m| m.register_package(&request));
+    Ok(success(StatusCode::CREATED, result))
 }
 
 /// `/nav_to.do?uri=change_request.do?sys_id=…` and `/change_request.do?sys_id=…`: the CR a

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::Fault;
 
 /// The endpoint keys a [`Fault`] may name (besides `"*"`, any endpoint).
-pub(crate) const FAULT_KEYS: [&str; 8] = [
+pub(crate) const FAULT_KEYS: [&str; 10] = [
     "changeControl.get",
     "changeControl.post",
     "changeControl.put",
@@ -14,6 +14,8 @@ pub(crate) const FAULT_KEYS: [&str; 8] = [
     "changeInfo.get",
     "changeInfo.put",
     "callback.get",
+    "artifactRegistration.post",
+    "packageRegistration.post",
 ];
 
 /// What the next call of an endpoint has to suffer.

@@ -3,8 +3,9 @@
 //!
 //! It serves the sn_devops orchestration API of seed `001_ca31e58e1be9e25d.txt` under
 //! `/api/sn_devops/devops/…`, `/api/sn_devops/v1/devops/…` and `/api/sn_devops/v2/devops/…`
-//! (`changeControl` GET/POST/PUT, `stepMapping` GET/POST, `changeInfo` GET/PUT, `callback` GET),
-//! exactly as strict as the seed: `{"result": …}` wrappers, status codes, Basic auth (any
+//! (`changeControl` GET/POST/PUT, `stepMapping` GET/POST, `changeInfo` GET/PUT, `callback` GET,
+//! and `POST …/devops/artifact/registration` and `…/devops/package/registration`), exactly as
+//! strict as the seed: `{"result": …}` wrappers, status codes, Basic auth (any
 //! version) or `sn_devops.DevOpsToken <tool_id>:<token>` (v2 only), `Accept`, `Content-Type`,
 //! `toolId` and required fields. See `devops.rs` for the order of the checks.
 //!
@@ -32,6 +33,7 @@
 //! | `GET /__sim/callbacks` | `{"drop":bool,"callbacks":[…every attempt with its HTTP status…]}` |
 //! | `POST /__sim/callbacks` | `{"drop":true}`: callbacks are no longer sent (CR states still change) |
 //! | `GET /__sim/requests`, `DELETE /__sim/requests` | the recorded API requests ([`RecordedRequest`]); forget them |
+//! | `GET /__sim/artifacts` | `{"artifactVersions":[…],"packages":[…]}` ([`ArtifactVersionRecord`], [`PackageRecord`]) |
 //! | `POST /__sim/controlled-stages` | `{"stages":["Deploy"]}` or `{"stages":null}` (every stage) |
 //! | `POST /__sim/invalid-steps` | `{"invalid":["app#Deploy"]}`: stepMapping answers `stepValid: false` for these names (or stages) |
 //!
@@ -48,6 +50,7 @@
 //! ```
 
 mod admin;
+mod artifacts;
 mod callbacks;
 mod devops;
 mod faults;
@@ -63,6 +66,7 @@ use actix_web::{web, App, HttpRequest, HttpServer};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+pub use artifacts::{ArtifactVersionRecord, BuildDetails, PackageRecord};
 pub use model::{CallbackAttempt, ChangeRecord};
 
 use model::{Decision, Model};
@@ -98,6 +102,8 @@ pub struct SimSettings {
     pub callback_password: Option<String>,
     /// changeInfo answers `state` as values (`"-5"`, …) instead of names.
     pub numeric_states: bool,
+    /// The one artifact tool (`toolId` of artifact and package registration) the instance knows.
+    pub artifact_tool_id: String,
 }
 
 impl Default for SimSettings {
@@ -114,6 +120,8 @@ impl Default for SimSettings {
             callback_user: None,
             callback_password: None,
             numeric_states: false,
+            // The seed's example artifact tool.
+            artifact_tool_id: "391b4ff6dba24010bc8cdd384b96198f".to_string(),
         }
     }
 }
@@ -135,6 +143,7 @@ impl fmt::Debug for SimSettings {
                 &self.callback_password.as_ref().map(|_| "[redacted]"),
             )
             .field("numeric_states", &self.numeric_states)
+            .field("artifact_tool_id", &self.artifact_tool_id)
             .finish()
     }
 }
@@ -198,6 +207,7 @@ impl RecordedRequest {
 ///
 /// Endpoint keys: `changeControl.get`, `changeControl.post`, `changeControl.put`,
 /// `stepMapping.get`, `stepMapping.post`, `changeInfo.get`, `changeInfo.put`, `callback.get`,
+/// `artifactRegistration.post`, `packageRegistration.post`,
 /// and `*` for any endpoint (used after an endpoint's own fault). `status` should be 400–599:
 /// 400 and 404 use the sn_devops error shape, 401 the authentication failure, everything else
 /// `{"error":{"message","detail"},"status":"failure"}` (429 adds `Retry-After: 1`).
@@ -339,6 +349,16 @@ impl SimHandle {
     pub fn change(&self, number: &str) -> Option<ChangeRecord> {
         self.shared
             .with_model(|m| m.find(number).map(|c| m.record_of(c)))
+    }
+
+    /// The artifact versions registered through `POST …/artifact/registration`, oldest first.
+    pub fn artifact_versions(&self) -> Vec<ArtifactVersionRecord> {
+        self.shared.with_model(|m| m.artifacts.versions())
+    }
+
+    /// The packages registered through `POST …/package/registration` (staged ones too).
+    pub fn packages(&self) -> Vec<PackageRecord> {
+        self.shared.with_model(|m| m.artifacts.packages())
     }
 
     /// Every callback attempt (notices and decisions), oldest first.

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::task::AbortHandle;
 
+use super::artifacts::ArtifactRegistry;
 use super::faults::FaultTable;
 use super::protocol::{decode_again, pipeline_name_candidates};
 use super::RecordedRequest;
@@ -366,6 +367,8 @@ pub(crate) struct Model {
     pub(crate) invalid_steps: Vec<String>,
     pub(crate) controlled_stages: Option<Vec<String>>,
     pub(crate) timers: Vec<AbortHandle>,
+    /// Artifact repositories, artifacts, versions and packages (see `artifacts.rs`).
+    pub(crate) artifacts: ArtifactRegistry,
 }
 
 pub(crate) fn now() -> String {

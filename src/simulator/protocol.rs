@@ -33,6 +33,10 @@ pub(crate) enum Endpoint {
         id: Option<String>,
     },
     CallbackGet,
+    /// `POST …/devops/artifact/registration`.
+    ArtifactRegistration,
+    /// `POST …/devops/package/registration`.
+    PackageRegistration,
 }
 
 impl Endpoint {
@@ -47,6 +51,8 @@ impl Endpoint {
             Endpoint::ChangeInfoGet => "changeInfo.get",
             Endpoint::ChangeInfoPut { .. } => "changeInfo.put",
             Endpoint::CallbackGet => "callback.get",
+            Endpoint::ArtifactRegistration => "artifactRegistration.post",
+            Endpoint::PackageRegistration => "packageRegistration.post",
         }
     }
 
@@ -58,6 +64,8 @@ impl Endpoint {
                 | Endpoint::ChangeControlPut { .. }
                 | Endpoint::StepMappingPost
                 | Endpoint::ChangeInfoPut { .. }
+                | Endpoint::ArtifactRegistration
+                | Endpoint::PackageRegistration
         )
     }
 
@@ -68,10 +76,20 @@ impl Endpoint {
         matches!(self, Endpoint::ChangeControlPost)
     }
 
-    /// `PUT changeInfo` is the one endpoint whose seed section lists no `toolId` (and the official
-    /// plugin sends only `changeRequestNumber`); there a given `toolId` must still be right.
+    /// `PUT changeInfo` is the one orchestration endpoint whose seed section lists no `toolId`
+    /// (and the official plugin sends only `changeRequestNumber`); there a given `toolId` must
+    /// still be right. Registrations check their tools themselves (see `is_registration`).
     pub(crate) fn requires_tool_id(&self) -> bool {
-        !matches!(self, Endpoint::ChangeInfoPut { .. })
+        !matches!(self, Endpoint::ChangeInfoPut { .. }) && !self.is_registration()
+    }
+
+    /// Artifact and package registration: their `toolId` names an *artifact* tool (optional),
+    /// and the orchestration tool comes as `orchestrationToolId` (required).
+    pub(crate) fn is_registration(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::ArtifactRegistration | Endpoint::PackageRegistration
+        )
     }
 }
 
@@ -105,7 +123,28 @@ pub(crate) fn parse_route(method: &str, path: &str) -> Result<Route, RouteError>
         (ApiVersion::Default, rest)
     };
     let rest = rest
-        .strip_prefix("devops/orchestration/")
+        .strip_prefix("devops/")
+        .ok_or(RouteError::UnknownResource)?;
+    match rest {
+        "artifact/registration" | "package/registration" if method != "POST" => {
+            return Err(RouteError::MethodNotAllowed)
+        }
+        "artifact/registration" => {
+            return Ok(Route {
+                version,
+                endpoint: Endpoint::ArtifactRegistration,
+            })
+        }
+        "package/registration" => {
+            return Ok(Route {
+                version,
+                endpoint: Endpoint::PackageRegistration,
+            })
+        }
+        _ => {}
+    }
+    let rest = rest
+        .strip_prefix("orchestration/")
         .ok_or(RouteError::UnknownResource)?;
     let (resource, id) = match rest.split_once('/') {
         Some((resource, id)) => {
@@ -478,6 +517,15 @@ mod tests {
         assert_eq!(r.endpoint, Endpoint::ChangeInfoPut { id: None });
         let r = parse_route("GET", "/api/sn_devops/v1/devops/orchestration/callback").unwrap();
         assert_eq!(r.endpoint.fault_key(), "callback.get");
+        let r = parse_route("POST", "/api/sn_devops/v2/devops/artifact/registration").unwrap();
+        assert_eq!(r.endpoint, Endpoint::ArtifactRegistration);
+        let r = parse_route("POST", "/api/sn_devops/devops/package/registration").unwrap();
+        assert_eq!(r.version, ApiVersion::Default);
+        assert_eq!(r.endpoint.fault_key(), "packageRegistration.post");
+        assert_eq!(
+            parse_route("GET", "/api/sn_devops/v1/devops/package/registration"),
+            Err(RouteError::MethodNotAllowed)
+        );
         assert_eq!(
             parse_route(
                 "DELETE",
@@ -489,6 +537,8 @@ mod tests {
             "/api/sn_devops/v3/devops/orchestration/changeControl",
             "/api/sn_devops/v1/devops/orchestration/nothing",
             "/api/sn_devops/v1/devops/orchestration/changeControl/a/b",
+            "/api/sn_devops/v1/devops/artifact/registration/x",
+            "/api/sn_devops/v1/devops/orchestration/artifact/registration",
             "/api/now/table/change_request",
         ] {
             assert_eq!(

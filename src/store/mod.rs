@@ -50,6 +50,8 @@ pub enum OutboxKind {
     Acknowledge,
     /// Answer the gate's Jenkins `input` step (payload `{"proceed": bool}`).
     ReleaseInput,
+    /// Change mode: `PATCH …/change/{sys_id}` with `{"fields": {…}}` (work notes, state moves).
+    ChangeUpdate,
 }
 
 impl OutboxKind {
@@ -58,6 +60,7 @@ impl OutboxKind {
             OutboxKind::Register => "register",
             OutboxKind::Acknowledge => "acknowledge",
             OutboxKind::ReleaseInput => "release",
+            OutboxKind::ChangeUpdate => "change_update",
         }
     }
     pub fn parse(s: &str) -> Option<OutboxKind> {
@@ -65,6 +68,7 @@ impl OutboxKind {
             "register" => Some(OutboxKind::Register),
             "acknowledge" => Some(OutboxKind::Acknowledge),
             "release" => Some(OutboxKind::ReleaseInput),
+            "change_update" => Some(OutboxKind::ChangeUpdate),
             _ => None,
         }
     }
@@ -128,11 +132,34 @@ pub struct CrUpdate {
     pub next_poll_ms: Option<i64>,
 }
 
+/// A work note for the gate's change request (change mode, `change.work_notes: true`).
+pub fn work_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
+    if !gate.spec.work_notes {
+        return None;
+    }
+    Some(NewOutbox {
+        kind: OutboxKind::ChangeUpdate,
+        payload: serde_json::json!({
+            "fields": {"work_notes": format!("snowgate gate {}: {text}", gate.id)},
+            "what": "work note",
+        }),
+    })
+}
+
 /// The outbound actions every decision implies, besides those its caller asked for: a gate
-/// that names a Jenkins `input` gets it answered (proceed or abort by the outcome). The store
-/// writes them in the decision's own transaction.
+/// that names a Jenkins `input` gets it answered (proceed or abort by the outcome), and in
+/// change mode the decision is written on the CR as a work note. The store writes them in
+/// the decision's own transaction, so each happens once per decision.
 pub fn follow_ups(before: &Gate, t: &Transition) -> Vec<NewOutbox> {
     let mut out = Vec::new();
+    if t.to.is_terminal() {
+        let who = if t.actor.starts_with("operator:") {
+            format!(" (by {})", t.actor)
+        } else {
+            String::new()
+        };
+        out.extend(work_note(before, &format!("{}{who}: {}", t.to, t.message)));
+    }
     if t.to.is_terminal() && before.spec.input_id.is_some() {
         out.push(NewOutbox {
             kind: OutboxKind::ReleaseInput,
@@ -140,6 +167,14 @@ pub fn follow_ups(before: &Gate, t: &Transition) -> Vec<NewOutbox> {
         });
     }
     out
+}
+
+#[derive(Debug)]
+pub enum Completion {
+    Recorded(Gate),
+    NotFound,
+    NotDecided(Gate),
+    AlreadyCompleted { result: String, gate: Gate },
 }
 
 #[derive(Debug)]
@@ -218,6 +253,17 @@ pub trait GateStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// When the next outbox row falls due, if any.
     async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Record that the stage of a decided gate finished (`POST …/complete`), once, with its
+    /// event and outbox rows.
+    async fn complete_gate(
+        &self,
+        id: Uuid,
+        result: String,
+        actor: String,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<Completion, StoreError>;
+    /// Outbox rows not yet done.
+    async fn outbox_backlog(&self) -> Result<u64, StoreError>;
     /// Gate counts per state.
     async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

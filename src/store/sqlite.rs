@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    follow_ups, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
+    follow_ups, Completion, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
     OutboxResult, StoreError, Transition, TransitionOutcome,
 };
 use crate::domain::gate::{sources_of, timestamp};
@@ -77,6 +77,10 @@ ALTER TABLE gates ADD COLUMN step_deadline_ms INTEGER;
 CREATE INDEX gates_next_poll ON gates (next_poll_ms) WHERE next_poll_ms IS NOT NULL;
 CREATE INDEX gates_creation_deadline ON gates (creation_deadline_ms) WHERE creation_deadline_ms IS NOT NULL;
 CREATE INDEX gates_step_deadline ON gates (step_deadline_ms) WHERE step_deadline_ms IS NOT NULL;
+"#,
+    r#"
+ALTER TABLE gates ADD COLUMN completed_result TEXT;
+ALTER TABLE gates ADD COLUMN completed_at TEXT;
 "#,
 ];
 
@@ -852,6 +856,50 @@ impl GateStore for SqliteStore {
                 |r| r.get(0),
             )?;
             Ok(ms.and_then(|m| Utc.timestamp_millis_opt(m).single()))
+        })
+        .await
+    }
+
+    async fn complete_gate(
+        &self,
+        id: Uuid,
+        result: String,
+        actor: String,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<Completion, StoreError> {
+        self.write(move |conn| {
+            let id_s = id.to_string();
+            let Some(gate) = load_gate(conn, &id_s)? else {
+                return Ok(Completion::NotFound);
+            };
+            if !gate.state.is_terminal() {
+                return Ok(Completion::NotDecided(gate));
+            }
+            let previous: Option<String> = conn.query_row(
+                "SELECT completed_result FROM gates WHERE id = ?1",
+                params![id_s],
+                |r| r.get(0),
+            )?;
+            if let Some(prev) = previous {
+                return Ok(Completion::AlreadyCompleted { result: prev, gate });
+            }
+            conn.execute(
+                "UPDATE gates SET completed_result = ?1, completed_at = ?2 WHERE id = ?3 AND completed_result IS NULL",
+                params![result, timestamp(&Utc::now()), id_s],
+            )?;
+            insert_event(conn, &id_s, &actor, "completed", None, None, &format!("the stage finished: {result}"))?;
+            for item in &outbox {
+                insert_outbox(conn, &id_s, item, 0)?;
+            }
+            Ok(Completion::Recorded(gate))
+        })
+        .await
+    }
+
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+            Ok(n as u64)
         })
         .await
     }

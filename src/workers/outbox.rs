@@ -8,15 +8,20 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::Semaphore;
 
+use crate::change_mode::{ChangeMode, Link, LinkError};
+use crate::configuration::GateMode;
 use crate::configuration::{OutboxSettings, StepMapping};
 use crate::decisions::Decider;
-use crate::domain::timers::{on_pending, Timers};
+use crate::domain::change::CrState;
+use crate::domain::timers::{on_change_known, on_pending, Timers};
+use crate::domain::ChangeRequest;
 use crate::domain::{Gate, GateState};
 use crate::jenkins::{jenkins_input_id, Answer, JenkinsClient, JenkinsError};
+use crate::servicenow::change::{ChangeClient, ChangeRecord};
 use crate::servicenow::devops::Registration;
 use crate::servicenow::{DevOpsClient, ServiceNowError};
 use crate::store::{
-    GateStore, NewOutbox, OutboxItem, OutboxKind, OutboxResult, StoreError, Transition,
+    work_note, GateStore, NewOutbox, OutboxItem, OutboxKind, OutboxResult, StoreError, Transition,
 };
 use crate::waiters::ShutdownFlag;
 
@@ -37,6 +42,8 @@ pub struct Outbox {
     /// Default polling interval, armed when a gate becomes pending.
     pub poll_interval: Duration,
     pub jenkins: Option<JenkinsClient>,
+    /// Change mode, when ServiceNow's Change API can be used (auth basic or oauth).
+    pub change: Option<Arc<ChangeMode>>,
 }
 
 impl Outbox {
@@ -116,6 +123,7 @@ impl Outbox {
                 OutboxKind::Register => self.register(&item, &gate).await,
                 OutboxKind::Acknowledge => self.acknowledge(&item, &gate).await,
                 OutboxKind::ReleaseInput => Ok(self.release(&item, &gate).await),
+                OutboxKind::ChangeUpdate => Ok(self.change_update(&item, &gate).await),
             },
             Ok(None) => Ok(OutboxResult::GiveUp {
                 error: "the gate no longer exists".into(),
@@ -181,6 +189,9 @@ impl Outbox {
             return Ok(OutboxResult::Done {
                 message: format!("registration not needed: the gate is {}", gate.state),
             });
+        }
+        if gate.spec.mode == GateMode::Change {
+            return self.link_change(item, gate).await;
         }
         match self.register_once(gate).await {
             Ok(true) => {
@@ -319,6 +330,145 @@ impl Outbox {
 }
 
 impl Outbox {
+    /// Change mode's registration: find or create the CR and link it (SPEC §6).
+    async fn link_change(
+        &self,
+        item: &OutboxItem,
+        gate: &Gate,
+    ) -> Result<OutboxResult, StoreError> {
+        let Some(change) = &self.change else {
+            let why = "change mode needs servicenow.auth basic or oauth".to_string();
+            self.fail(gate, why.clone()).await?;
+            return Ok(OutboxResult::GiveUp { error: why });
+        };
+        match change.link(gate).await {
+            Ok(Link::NotControlled(why)) => {
+                self.decide(
+                    gate,
+                    GateState::NotControlled,
+                    Some(true),
+                    format!("Not under change control: {why}"),
+                    "not_controlled",
+                    Timers::default(),
+                )
+                .await?;
+                Ok(OutboxResult::Done {
+                    message: "not change-controlled: no change request searched or created".into(),
+                })
+            }
+            Ok(Link::Linked { record, created }) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let mut timers = on_pending(&gate.spec, now_ms, self.poll_interval);
+                // The CR is known from the start: the creation timeout does not apply.
+                timers.creation_deadline_ms = None;
+                timers.step_deadline_ms = on_change_known(&gate.spec, now_ms, false);
+                let mut cr = change_request_of(&change.client, &record);
+                cr.created_by_snowgate = created;
+                let verb = if created { "created" } else { "linked" };
+                let message = format!(
+                    "Waiting for {} ({verb}; state {})",
+                    record.number,
+                    cr.state.as_deref().unwrap_or("unknown")
+                );
+                let mut outbox: Vec<NewOutbox> = Vec::new();
+                let mut linked = gate.clone();
+                linked.change_request = Some(cr.clone());
+                outbox.extend(work_note(
+                    &linked,
+                    &format!(
+                        "{verb} to Jenkins {} build {} stage {}{}",
+                        gate.spec.job_url,
+                        gate.spec.build_number,
+                        gate.spec.stage_name,
+                        gate.spec
+                            .build_url
+                            .as_deref()
+                            .map(|u| format!(" ({u})"))
+                            .unwrap_or_default()
+                    ),
+                ));
+                if created && change.auto_transitions(&gate.spec) {
+                    // A pre-approved standard change: snowgate moves it to Implement itself.
+                    outbox.push(NewOutbox {
+                        kind: OutboxKind::ChangeUpdate,
+                        payload: serde_json::json!({"fields": {"state": "implement"}, "what": "move to Implement"}),
+                    });
+                }
+                self.decider
+                    .decide(Transition {
+                        gate_id: gate.id,
+                        to: GateState::Pending,
+                        proceed: None,
+                        message,
+                        actor: "servicenow".into(),
+                        event_kind: "linked",
+                        change_request: Some(cr),
+                        outbox,
+                        timers,
+                    })
+                    .await?;
+                Ok(OutboxResult::Done {
+                    message: format!("change request {} {verb}", record.number),
+                })
+            }
+            Err(e) if e.is_transient() => {
+                let age = (chrono::Utc::now() - item.created_at)
+                    .to_std()
+                    .unwrap_or_default();
+                if age < self.register_give_up_after
+                    && item.attempts + 1 < self.settings.max_attempts
+                {
+                    let hint = match &e {
+                        LinkError::ServiceNow(s) => s.retry_after(),
+                        _ => None,
+                    };
+                    return Ok(OutboxResult::Retry {
+                        after: self.backoff(item.attempts, hint),
+                        error: e.to_string(),
+                    });
+                }
+                let why = format!("finding or creating the change request kept failing: {e}");
+                self.fail(gate, why.clone()).await?;
+                Ok(OutboxResult::GiveUp { error: why })
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.fail(gate, why.clone()).await?;
+                Ok(OutboxResult::GiveUp { error: why })
+            }
+        }
+    }
+
+    /// `PATCH …/change/{sys_id}`: a work note or a state move (change mode).
+    async fn change_update(&self, item: &OutboxItem, gate: &Gate) -> OutboxResult {
+        let (Some(change), Some(sys_id)) = (
+            &self.change,
+            gate.change_request.as_ref().and_then(|c| c.sys_id.clone()),
+        ) else {
+            return OutboxResult::GiveUp {
+                error: "no change request to update".into(),
+            };
+        };
+        let what = item.payload["what"]
+            .as_str()
+            .unwrap_or("update")
+            .to_string();
+        let Some(fields) = item.payload["fields"].as_object() else {
+            return OutboxResult::GiveUp {
+                error: "a change update without fields".into(),
+            };
+        };
+        match change.client.patch(&sys_id, fields).await {
+            Ok(r) => OutboxResult::Done {
+                message: format!("{what} written to {}", r.number),
+            },
+            Err(e) if e.is_transient() => self.retry_or_give_up(item, e.describe()),
+            Err(e) => OutboxResult::GiveUp {
+                error: format!("{what} refused by ServiceNow: {}", e.describe()),
+            },
+        }
+    }
+
     fn retry_or_give_up(&self, item: &OutboxItem, error: String) -> OutboxResult {
         if item.attempts + 1 < self.settings.max_attempts {
             OutboxResult::Retry {
@@ -415,5 +565,25 @@ enum RegisterError {
 impl From<ServiceNowError> for RegisterError {
     fn from(e: ServiceNowError) -> Self {
         RegisterError::ServiceNow(e)
+    }
+}
+
+/// The gate's view of a change record.
+pub fn change_request_of(client: &ChangeClient, r: &ChangeRecord) -> ChangeRequest {
+    ChangeRequest {
+        number: Some(r.number.clone()),
+        sys_id: Some(r.sys_id.clone()),
+        url: Some(client.record_url(&r.sys_id)),
+        state: Some(
+            CrState::parse(&r.state)
+                .map(|s| s.name().to_string())
+                .unwrap_or_else(|| r.state.clone()),
+        ),
+        planned_start_date: r.start_date.clone(),
+        planned_end_date: r.end_date.clone(),
+        approvers: r.approval.clone(),
+        assignment_group: r.assignment_group.clone(),
+        comments: None,
+        created_by_snowgate: false,
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::Semaphore;
 
+use crate::change_mode::ChangeMode;
+use crate::configuration::GateMode;
 use crate::decisions::Decider;
 use crate::domain::change::{parse_planned, verdict, CrState, Verdict};
 use crate::domain::timers::{ms, on_change_known, poll_interval, Timers};
@@ -16,6 +18,7 @@ use crate::servicenow::devops::ChangeInfo;
 use crate::servicenow::{DevOpsClient, RateLimiter};
 use crate::store::{CrUpdate, GateStore, StoreError, Transition};
 use crate::waiters::ShutdownFlag;
+use crate::workers::outbox::change_request_of;
 
 /// Gates claimed per round, and polls in flight at once.
 const BATCH: u32 = 64;
@@ -28,6 +31,7 @@ pub struct Poller {
     pub servicenow: DevOpsClient,
     pub limiter: Arc<RateLimiter>,
     pub default_interval: Duration,
+    pub change: Option<Arc<ChangeMode>>,
 }
 
 impl Poller {
@@ -78,6 +82,9 @@ impl Poller {
     /// Poll one gate's change request and act on what it says.
     #[tracing::instrument(skip_all, fields(gate_id = %gate.id))]
     pub async fn poll(&self, gate: &Gate) -> Result<(), StoreError> {
+        if gate.spec.mode == GateMode::Change {
+            return self.poll_change(gate).await;
+        }
         let info = match self.servicenow.change_info(&gate.spec).await {
             Ok(i) => i,
             Err(e) => {
@@ -137,6 +144,92 @@ impl Poller {
                 format!("{m} (ignoreErrors: the stage proceeds)"),
             ),
             Verdict::Fail(m) => (GateState::Failed, false, m),
+        };
+        self.decider
+            .decide(Transition {
+                gate_id: gate.id,
+                to,
+                proceed: Some(proceed),
+                message,
+                actor: "servicenow".into(),
+                event_kind: "polled",
+                change_request: Some(cr),
+                outbox: Vec::new(),
+                timers: Timers::default(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Change mode: read the linked CR and decide (SPEC §6): Implement inside its window →
+    /// approved; New/Assess/Authorize/Scheduled → wait; any other state → failed, named.
+    async fn poll_change(&self, gate: &Gate) -> Result<(), StoreError> {
+        let (Some(change), Some(sys_id)) = (
+            &self.change,
+            gate.change_request.as_ref().and_then(|c| c.sys_id.clone()),
+        ) else {
+            return Ok(());
+        };
+        let record = match change.client.get(&sys_id).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e.describe(), "reading the change request failed");
+                return Ok(());
+            }
+        };
+        let mut cr = change_request_of(&change.client, &record);
+        cr.created_by_snowgate = gate
+            .change_request
+            .as_ref()
+            .is_some_and(|c| c.created_by_snowgate);
+        let Some(state) = CrState::parse(&record.state) else {
+            return self
+                .wait(
+                    gate,
+                    cr,
+                    format!(
+                        "{} is in an unknown state `{}`",
+                        record.number, record.state
+                    ),
+                    None,
+                )
+                .await;
+        };
+        let approval = record.approval.as_deref().map(|a| format!("approval {a}"));
+        let v = verdict(
+            &record.number,
+            state,
+            parse_planned(record.start_date.as_deref()),
+            parse_planned(record.end_date.as_deref()),
+            approval.as_deref(),
+            Utc::now(),
+        );
+        let (to, proceed, message) = match v {
+            Verdict::Wait {
+                message,
+                recheck_in,
+            } => return self.wait(gate, cr, message, recheck_in).await,
+            Verdict::Approve(m) => (
+                GateState::Approved,
+                true,
+                format!("Approved in ServiceNow: {m}"),
+            ),
+            Verdict::Cancel(m) | Verdict::Reject(m) | Verdict::Fail(m) => {
+                let m = if m.starts_with("change window closed") {
+                    m
+                } else {
+                    format!("{} is in state {}: {m}", record.number, state.name())
+                };
+                if gate.spec.ignore_errors {
+                    (
+                        GateState::Failed,
+                        true,
+                        format!("{m} (ignoreErrors: the stage proceeds)"),
+                    )
+                } else {
+                    (GateState::Failed, false, m)
+                }
+            }
         };
         self.decider
             .decide(Transition {

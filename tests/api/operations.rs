@@ -1,0 +1,200 @@
+//! Metrics, request ids, and secrets kept out of logs and answers.
+use std::time::Duration;
+
+use serde_json::Value;
+use snowgate::simulator::SimSettings;
+
+use crate::durability::{free_port, start_binary, write_config};
+use crate::helpers::*;
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_gates_decisions_and_servicenow_calls() {
+    let app = spawn_app().await;
+    app.open("A").await;
+    let b = app.open("B").await;
+    app.sim.approve(&app.change_of("B"), "ok").await.unwrap();
+    assert_eq!(
+        app.gate(b["id"].as_str().unwrap()).await["state"],
+        "approved"
+    );
+    let resp = app.get("/metrics", None).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        metric(&text, r#"snowgate_gates{state="pending"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"snowgate_gates{state="approved"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, r#"snowgate_gates{state="rejected"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"snowgate_servicenow_requests_total{endpoint="POST orchestration/changeControl",status="200"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"snowgate_decisions_total{source="servicenow"}"#),
+        Some(1.0)
+    );
+    assert!(metric(&text, "snowgate_decision_latency_seconds_count").is_some_and(|n| n >= 1.0));
+    assert!(text.contains("snowgate_outbox_backlog"));
+    assert!(text.contains("snowgate_gate_pending_seconds_bucket"));
+    // No secret ends up in a label.
+    assert!(!text.contains("pipeline_"));
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = spawn_app().await;
+    let resp = app.get("/api/v1/gates", Some(PIPELINE_TOKEN)).await;
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(id.len() >= 16);
+    let resp = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "jenkins-build-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "jenkins-build-42");
+    // A request id that could forge log lines is replaced.
+    let resp = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "a b\tc")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "a b\tc");
+}
+
+#[tokio::test]
+async fn no_configured_secret_appears_in_logs_or_error_bodies() {
+    let sim_cfg = SimSettings::default();
+    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &sim, &sim_cfg, "200ms");
+    // Debug logs too: secrets must not leak at any level.
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str("log:\n  level: debug\n");
+    std::fs::write(&config, &yaml).unwrap();
+    let log = dir.path().join("snowgate.log");
+    let address = format!("http://127.0.0.1:{port}");
+    let mut bin = start_binary(&config, &address, &log).await;
+    let client = reqwest::Client::new();
+    let mut bodies = String::new();
+
+    // Normal traffic: open, notice, decision, acknowledgement, polling.
+    let resp = client
+        .post(format!("{address}/api/v1/gates"))
+        .bearer_auth(PIPELINE_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(gate_body("Deploy").to_string())
+        .send()
+        .await
+        .unwrap();
+    let gate: Value = resp.json().await.unwrap();
+    bodies.push_str(&gate.to_string());
+    let callback = registration_in(&sim, "Deploy").json().unwrap()["callbackURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = callback.rsplit('/').next().unwrap().to_string();
+    // Refused requests with wrong credentials of every kind.
+    for (auth, path) in [
+        (Some("wrong-token"), "/api/v1/gates".to_string()),
+        (
+            Some(PIPELINE_TOKEN),
+            format!("/api/v1/gates/{}/abort", gate["id"].as_str().unwrap()),
+        ),
+        (None, "/api/v1/gates".to_string()),
+    ] {
+        let mut req = client
+            .post(format!("{address}{path}"))
+            .header("Content-Type", "application/json")
+            .body("{\"reason\":\"x\"}");
+        if let Some(a) = auth {
+            req = req.bearer_auth(a);
+        }
+        bodies.push_str(&req.send().await.unwrap().text().await.unwrap());
+    }
+    for body in [
+        "",
+        r#"{"changeRequestId":"CHG1"}"#,
+        r#"{"result":"succeeded"}"#,
+        r#"{"result":"canceled"}"#,
+    ] {
+        let r = client.post(&callback).body(body).send().await.unwrap();
+        bodies.push_str(&r.text().await.unwrap());
+    }
+    let wrong_cb = format!("{address}/sn-devops/pipeline_{}", "0".repeat(36));
+    bodies.push_str(
+        &client
+            .post(&wrong_cb)
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let events = client
+        .get(format!(
+            "{address}/api/v1/gates/{}/events",
+            gate["id"].as_str().unwrap()
+        ))
+        .bearer_auth(PIPELINE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    bodies.push_str(&events);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("/sn-devops/"),
+        "the callbacks are in the access log"
+    );
+    for secret in [
+        sim_cfg.token.as_str(),
+        PIPELINE_TOKEN,
+        OPERATOR_TOKEN,
+        token.as_str(),
+    ] {
+        assert!(
+            !logged.contains(secret),
+            "a secret is in the log:\n{logged}"
+        );
+        assert!(
+            !bodies.contains(secret),
+            "a secret is in an answer:\n{bodies}"
+        );
+    }
+}
