@@ -7,14 +7,14 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
-use crate::configuration::{Secret, Settings};
-use crate::decisions::{Decider, Wakeups};
 use crate::change_mode::ChangeMode;
 use crate::configuration::{GateMode, ServiceNowAuth};
+use crate::configuration::{Secret, Settings};
+use crate::decisions::{Decider, Wakeups};
 use crate::jenkins::JenkinsClient;
-use crate::servicenow::change::ChangeClient;
 use crate::metrics::Metrics;
 use crate::routes::{self, auth::Tokens};
+use crate::servicenow::change::ChangeClient;
 use crate::servicenow::DevOpsClient;
 use crate::servicenow::RateLimiter;
 use crate::store::{GateStore, SqliteStore};
@@ -175,7 +175,9 @@ impl Application {
                     .exclude("/healthz")
                     .exclude("/metrics"),
                 )
-                .wrap(actix_web::middleware::from_fn(routes::request_id::request_id))
+                .wrap(actix_web::middleware::from_fn(
+                    routes::request_id::request_id,
+                ))
                 .route("/healthz", web::get().to(routes::health::healthz))
                 .route("/readyz", web::get().to(routes::health::readyz))
                 // The status page: HTML for people, outside the JSON API.

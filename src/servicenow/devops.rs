@@ -105,10 +105,7 @@ fn without_url(e: &reqwest::Error) -> String {
 /// replaced, so labels stay few and secrets stay out).
 fn endpoint_label(method: &Method, url: &url::Url) -> String {
     let path = url.path();
-    let rest = path
-        .split_once("/devops/")
-        .map(|(_, r)| r)
-        .unwrap_or(path);
+    let rest = path.split_once("/devops/").map(|(_, r)| r).unwrap_or(path);
     let mut parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     if parts.len() > 2 {
         parts.truncate(2);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::Fault;
 
 /// The endpoint keys a [`Fault`] may name (besides `"*"`, any endpoint).
-pub(crate) const FAULT_KEYS: [&str; 10] = [
+pub(crate) const FAULT_KEYS: &[&str] = &[
     "changeControl.get",
     "changeControl.post",
     "changeControl.put",
@@ -16,6 +16,12 @@ pub(crate) const FAULT_KEYS: [&str; 10] = [
     "callback.get",
     "artifactRegistration.post",
     "packageRegistration.post",
+    // The change API (`change.rs`) and its token endpoint (`oauth.rs`).
+    "change.get",
+    "change.post",
+    "change.patch",
+    "change.template",
+    "oauth",
 ];
 
 /// What the next call of an endpoint has to suffer.

@@ -52,9 +52,12 @@
 mod admin;
 mod artifacts;
 mod callbacks;
+mod change;
+mod change_admin;
 mod devops;
 mod faults;
 mod model;
+mod oauth;
 mod protocol;
 
 use std::fmt;
@@ -67,6 +70,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 pub use artifacts::{ArtifactVersionRecord, BuildDetails, PackageRecord};
+pub use change::{ChgChange, ChgTemplate, ChgWorkNote};
 pub use model::{CallbackAttempt, ChangeRecord};
 
 use model::{Decision, Model};
@@ -104,6 +108,25 @@ pub struct SimSettings {
     pub numeric_states: bool,
     /// The one artifact tool (`toolId` of artifact and package registration) the instance knows.
     pub artifact_tool_id: String,
+    /// Change API: the roles of the account (`user`, and whoever holds its OAuth tokens).
+    pub chg_roles: Vec<String>,
+    /// Change API: the standard change templates at start, as (name, active).
+    pub chg_templates: Vec<(String, bool)>,
+    /// Change API: creates answer `{"result":[{…}]}` instead of `{"result":{…}}` (SPEC §6:
+    /// clients accept both).
+    pub chg_create_as_array: bool,
+    /// Change API: `state` values as numbers (`-5`) and `active` as a boolean (SPEC §6: a
+    /// `value` may be a string or a number).
+    pub chg_numeric_values: bool,
+    /// Change API: `sys_id` as a plain string instead of a `{"value","display_value"}` object.
+    pub chg_plain_sys_id: bool,
+    /// OAuth (`/oauth_token.do`): the client credentials accepted.
+    pub oauth_client_id: String,
+    pub oauth_client_secret: String,
+    /// OAuth: access-token lifetime (`expires_in`, whole seconds rounded up).
+    pub oauth_token_lifetime: Duration,
+    /// OAuth: refresh answers omit `refresh_token` (the client keeps the old one).
+    pub oauth_refresh_omits_token: bool,
 }
 
 impl Default for SimSettings {
@@ -122,6 +145,17 @@ impl Default for SimSettings {
             numeric_states: false,
             // The seed's example artifact tool.
             artifact_tool_id: "391b4ff6dba24010bc8cdd384b96198f".to_string(),
+            // The seed's web-service-only account: exactly these two roles.
+            chg_roles: vec!["sn_change_read".to_string(), "sn_change_write".to_string()],
+            chg_templates: vec![("Jenkins deployment".to_string(), true)],
+            chg_create_as_array: false,
+            chg_numeric_values: false,
+            chg_plain_sys_id: false,
+            oauth_client_id: "sim-oauth-client".to_string(),
+            oauth_client_secret: "sim-oauth-secret".to_string(),
+            // ServiceNow's default access-token lifespan.
+            oauth_token_lifetime: Duration::from_secs(1800),
+            oauth_refresh_omits_token: false,
         }
     }
 }
@@ -144,6 +178,15 @@ impl fmt::Debug for SimSettings {
             )
             .field("numeric_states", &self.numeric_states)
             .field("artifact_tool_id", &self.artifact_tool_id)
+            .field("chg_roles", &self.chg_roles)
+            .field("chg_templates", &self.chg_templates)
+            .field("chg_create_as_array", &self.chg_create_as_array)
+            .field("chg_numeric_values", &self.chg_numeric_values)
+            .field("chg_plain_sys_id", &self.chg_plain_sys_id)
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field("oauth_client_secret", &"[redacted]")
+            .field("oauth_token_lifetime", &self.oauth_token_lifetime)
+            .field("oauth_refresh_omits_token", &self.oauth_refresh_omits_token)
             .finish()
     }
 }
@@ -208,9 +251,11 @@ impl RecordedRequest {
 /// Endpoint keys: `changeControl.get`, `changeControl.post`, `changeControl.put`,
 /// `stepMapping.get`, `stepMapping.post`, `changeInfo.get`, `changeInfo.put`, `callback.get`,
 /// `artifactRegistration.post`, `packageRegistration.post`,
+/// `change.get` (list and one CR), `change.post` (every create), `change.patch`,
+/// `change.template`, `oauth` (`/oauth_token.do`),
 /// and `*` for any endpoint (used after an endpoint's own fault). `status` should be 400–599:
-/// 400 and 404 use the sn_devops error shape, 401 the authentication failure, everything else
-/// `{"error":{"message","detail"},"status":"failure"}` (429 adds `Retry-After: 1`).
+/// on sn_devops 400 and 404 use the sn_devops error shape; 401 is the authentication failure;
+/// everything else `{"error":{"message","detail"},"status":"failure"}` (429 adds `Retry-After: 1`).
 ///
 /// As JSON (admin API) the fields are camelCase (`failNext`, `latencyMs`; snake_case is accepted
 /// too); `failNext` defaults to 1, `status` to 500, `latencyMs` to 0.
@@ -240,6 +285,10 @@ pub(crate) struct Shared {
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub(crate) base_url: String,
     model: Mutex<Model>,
+    /// The change API's CRs, templates and roles (`change.rs`).
+    chg: Mutex<change::ChgModel>,
+    /// Issued OAuth tokens and grant counts (`oauth.rs`).
+    oauth: Mutex<oauth::OAuthState>,
     /// The one client for callbacks.
     pub(crate) client: reqwest::Client,
     /// The runtime `start` ran on: callbacks and timers run there.
@@ -281,10 +330,13 @@ pub async fn start(settings: SimSettings) -> anyhow::Result<SimHandle> {
         .context("building the simulator's callback client")?;
     let mut model = Model::default();
     model.controlled_stages = settings.controlled_stages.clone();
+    let chg = change::ChgModel::new(&settings);
     let shared = Arc::new(Shared {
         settings,
         base_url,
         model: Mutex::new(model),
+        chg: Mutex::new(chg),
+        oauth: Mutex::default(),
         client,
         runtime: tokio::runtime::Handle::current(),
     });
@@ -293,7 +345,11 @@ pub async fn start(settings: SimSettings) -> anyhow::Result<SimHandle> {
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            // Before `admin`: its `/__sim` scope would otherwise answer `/__sim/chg/…` too.
+            .configure(change_admin::configure)
             .configure(admin::configure)
+            .configure(change::configure)
+            .configure(oauth::configure)
             .default_service(web::to(devops::entry))
     })
     .workers(2)
@@ -483,5 +539,7 @@ impl fmt::Debug for SimHandle {
     }
 }
 
+#[cfg(test)]
+mod change_tests;
 #[cfg(test)]
 mod tests;
