@@ -15,4 +15,9 @@ if [ -z "${JAVA_HOME:-}" ]; then
     if [ -x "$jdk/bin/java" ]; then export JAVA_HOME="$jdk"; break; fi
   done
 fi
+# The status page is tested in a real headless browser (tests/api/ui.rs): Debian's chromium.
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+fi
 cargo test --locked --all-targets "$@"

@@ -181,6 +181,7 @@ impl Application {
                 .route("/healthz", web::get().to(routes::health::healthz))
                 .route("/readyz", web::get().to(routes::health::readyz))
                 // The status page: HTML for people, outside the JSON API.
+                .service(routes::ui::scope())
                 .route("/metrics", web::get().to(routes::health::metrics))
                 .service(
                     web::scope("/api/v1")

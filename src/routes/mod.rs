@@ -8,5 +8,6 @@ pub mod health;
 pub mod operator;
 pub mod passthrough;
 pub mod request_id;
+pub mod ui;
 
 pub use error::ApiError;

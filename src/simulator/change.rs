@@ -19,9 +19,10 @@
 //! the records (404).
 //!
 //! Records carry every field as `{"value","display_value"}`. Values are what clients must use:
-//! dates are `YYYY-MM-DD HH:MM:SS` UTC, while display values are written for a user in
-//! [`USER_TIME_ZONE`] (`MM/DD/YYYY hh:mm:ss AM`), so a client that parses display values is
-//! off by eight hours — on purpose.
+//! dates are `YYYY-MM-DD HH:MM:SS` UTC, while display values are written for a user in US
+//! Pacific time, UTC-08:00 (`display_value` as `MM/DD/YYYY hh:mm:ss AM`, `display_value_internal`
+//! as `YYYY-MM-DD HH:MM:SS`), so a client that parses display values is eight hours off, on
+//! purpose.
 //!
 //! The state model is ServiceNow's default lifecycle (SPEC §6; seed: "The only supported states
 //! are those defined in the default CR lifecycle"), and PATCH enforces its transitions the way
@@ -40,8 +41,8 @@ use subtle::ConstantTimeEq as _;
 use super::faults::status_message;
 use super::model::{now, CrState, DATE_FORMAT};
 use super::protocol::{
-    check_accept, is_json_content_type, parse_authorization, query_pairs, AcceptCheck,
-    Credentials, RouteError,
+    check_accept, is_json_content_type, parse_authorization, query_pairs, AcceptCheck, Credentials,
+    RouteError,
 };
 use super::{RecordedRequest, Shared, SimSettings};
 
@@ -52,9 +53,9 @@ pub(crate) use query::EncodedQuery;
 const FIRST_NUMBER: usize = 40_001;
 /// `sysparm_limit` when none is given: the Table API's documented maximum page.
 const DEFAULT_LIMIT: usize = 10_000;
-/// The user's time zone that display values are written in: US Pacific standard time, as a
-/// fixed offset (no daylight saving), far enough from UTC that parsing display values shows.
-pub(crate) const USER_TIME_ZONE: &str = "America/Los_Angeles (UTC-08:00, no DST)";
+/// The user's time zone that display values are written in: US Pacific standard time
+/// (America/Los_Angeles as a fixed UTC-08:00, no daylight saving), far enough from UTC that a
+/// client parsing display values is visibly wrong.
 const USER_UTC_OFFSET_HOURS: i64 = -8;
 /// How display values of dates read (the instance's "MM/dd/yyyy hh:mm:ss a" user format).
 const DISPLAY_DATE_FORMAT: &str = "%m/%d/%Y %I:%M:%S %p";
@@ -387,12 +388,7 @@ impl Cr {
     }
 
     pub(crate) fn public(&self) -> ChgChange {
-        let date = |name: &str| {
-            self.fields
-                .get(name)
-                .filter(|v| !v.is_empty())
-                .cloned()
-        };
+        let date = |name: &str| self.fields.get(name).filter(|v| !v.is_empty()).cloned();
         ChgChange {
             number: self.number.clone(),
             sys_id: self.sys_id.clone(),
@@ -474,11 +470,13 @@ fn date_field(value: &str) -> Value {
 }
 
 /// Why a change-API call was refused, in ServiceNow's error shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ChgError {
     /// 400.
+    #[error("{message}: {detail}")]
     BadRequest { message: String, detail: String },
     /// 404 "No Record found".
+    #[error("not found: {0}")]
     NotFound(String),
 }
 
@@ -501,17 +499,6 @@ impl ChgError {
         }
     }
 }
-
-impl std::fmt::Display for ChgError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ChgError::BadRequest { message, detail } => write!(f, "{message}: {detail}"),
-            ChgError::NotFound(detail) => write!(f, "not found: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for ChgError {}
 
 /// The change API's model: CRs, templates and the account's roles. Only ever touched under
 /// [`Shared::with_chg`], never across an `.await`.
@@ -693,7 +680,7 @@ impl ChgModel {
     }
 
     /// The CRs a query selects, in its order (by sys_id when it names none, like an instance
-    /// reading its primary key: never creation order), and how many matched before paging.
+    /// reading its primary key, so not creation order), and how many matched before paging.
     pub(crate) fn search(
         &self,
         query: &EncodedQuery,
@@ -1042,7 +1029,9 @@ pub(crate) mod query {
 
     fn field_name(text: &str) -> usize {
         text.bytes()
-            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'.')
+            .take_while(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'.'
+            })
             .count()
     }
 
@@ -1108,9 +1097,13 @@ pub(crate) mod query {
                 } else if let Some(field) = term.strip_prefix("ORDERBY") {
                     check_field(field, &term)?;
                     query.order.push((field.to_string(), false));
-                } else if term == "NQ" {
+                } else if let Some(rest) = term.strip_prefix("NQ") {
+                    // `a=1^NQb=2`: a new query whose results are added to the first one's.
                     if !block.is_empty() {
                         query.blocks.push(std::mem::take(&mut block));
+                    }
+                    if !rest.is_empty() {
+                        block.push(vec![parse_condition(rest)?]);
                     }
                 } else if let Some(rest) = term.strip_prefix("OR") {
                     let condition = parse_condition(rest)?;
@@ -1273,7 +1266,12 @@ pub(crate) async fn entry(
 }
 
 #[tracing::instrument(skip_all, fields(endpoint = route.fault_key()))]
-async fn serve(shared: &Arc<Shared>, req: &HttpRequest, body: &[u8], route: ChgRoute) -> HttpResponse {
+async fn serve(
+    shared: &Arc<Shared>,
+    req: &HttpRequest,
+    body: &[u8],
+    route: ChgRoute,
+) -> HttpResponse {
     let action = shared.with_model(|m| m.faults.on_call(route.fault_key()));
     if !action.latency.is_zero() {
         tokio::time::sleep(action.latency).await;
@@ -1393,14 +1391,15 @@ fn first<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// `sysparm_fields=number,state`: only these fields (an empty value means every field).
 fn fields_param(pairs: &[(String, String)]) -> Option<Vec<String>> {
-    first(pairs, "sysparm_fields").map(|f| {
-        f.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    })
+    let fields: Vec<String> = first(pairs, "sysparm_fields")?
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!fields.is_empty()).then_some(fields)
 }
 
 fn list_params(pairs: &[(String, String)]) -> Result<ListParams, ChgError> {
@@ -1452,8 +1451,7 @@ fn list_answer(total: usize, records: Vec<Map<String, Value>>) -> HttpResponse {
 
 fn list(shared: &Arc<Shared>, pairs: &[(String, String)], shape: Shape) -> Answer {
     let params = list_params(pairs)?;
-    let (total, found) =
-        shared.with_chg(|c| c.search(&params.query, params.offset, params.limit));
+    let (total, found) = shared.with_chg(|c| c.search(&params.query, params.offset, params.limit));
     let records = found
         .iter()
         .map(|c| c.render(shape, params.fields.as_deref()))

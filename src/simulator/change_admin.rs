@@ -335,7 +335,11 @@ impl SimHandle {
     }
 
     /// (De)activates the templates with this name or sys_id; errors when there is none.
-    pub fn chg_set_template_active(&self, name_or_sys_id: &str, active: bool) -> anyhow::Result<()> {
+    pub fn chg_set_template_active(
+        &self,
+        name_or_sys_id: &str,
+        active: bool,
+    ) -> anyhow::Result<()> {
         self.shared
             .with_chg(|c| c.set_template_active(name_or_sys_id, active))?;
         Ok(())

@@ -14,6 +14,14 @@
 //! later the decision (`{"result":"succeeded"|"rejected"|"canceled","changeComments":…}`, or
 //! `{"result":"failed","isError":true,…}`) when a test, the demo timer or the admin API decides.
 //!
+//! It also serves the Change Management API of SPEC §6 and seed `000_54d60dabfc9e1606.txt`
+//! (`change.rs`: `GET /api/sn_chg_rest/change` with `sysparm_query`, `GET …/change/{sys_id}`,
+//! `POST …/change/normal|emergency`, `POST …/change/standard/{template}`,
+//! `GET …/change/standard/template`, `PATCH …/change/{sys_id}`, also under `…/v1/…`), with its
+//! own CRs (CHG0040001…), Basic or `Bearer` auth, roles, and the OAuth token endpoint
+//! `POST /oauth_token.do` (`oauth.rs`: password and refresh-token grants). New change-API CRs
+//! move to Implement after `auto_approve_after` too.
+//!
 //! # Admin API
 //!
 //! Under `/__sim/`, without authentication, JSON in and out (any request content type is taken,
@@ -36,6 +44,23 @@
 //! | `GET /__sim/artifacts` | `{"artifactVersions":[…],"packages":[…]}` ([`ArtifactVersionRecord`], [`PackageRecord`]) |
 //! | `POST /__sim/controlled-stages` | `{"stages":["Deploy"]}` or `{"stages":null}` (every stage) |
 //! | `POST /__sim/invalid-steps` | `{"invalid":["app#Deploy"]}`: stepMapping answers `stepValid: false` for these names (or stages) |
+//!
+//! The change API and OAuth (`change_admin.rs`; CRs as [`ChgChange`], camelCase, with their
+//! `workNotes`):
+//!
+//! | request | effect / answer | [`SimHandle`] |
+//! |---|---|---|
+//! | `GET /__sim/chg/changes` | every change-API CR, oldest first | `chg_changes()` |
+//! | `POST /__sim/chg/changes` | plants a CR: `{"type":"normal","state":"Closed","fields":{"short_description":"…"}}` (approval follows the state) → the CR | `chg_create(fields, type, state)` |
+//! | `GET /__sim/chg/changes/{number}` | one CR with its work notes (404 when unknown) | `chg_change(number)` |
+//! | `POST /__sim/chg/changes/{number}/state` | `{"state":"Implement","approval":"approved","startDate":"2030-01-01 08:00:00","endDate":"…"}`, each optional; no state-model rules; an empty date clears it → the CR | `chg_set_state(number, state, start, end)`, `chg_set_approval(number, approval)` |
+//! | `GET /__sim/chg/changes/{number}/work-notes` | `{"workNotes":[{"at","by","text"}…]}` | `chg_work_notes(number)` |
+//! | `GET /__sim/chg/templates`, `POST /__sim/chg/templates` | list; add `{"name":"…","active":true}` → the template | `chg_templates()`, `chg_add_template(name, active)` |
+//! | `POST /__sim/chg/templates/{name or sys_id}` | `{"active":false}`: (de)activate | `chg_set_template_active(name, active)` |
+//! | `GET /__sim/chg/roles`, `POST /__sim/chg/roles` | `{"roles":["sn_change_read"]}` | `chg_roles()`, `chg_set_roles(roles)` |
+//! | `GET /__sim/chg/oauth` | `{"passwordGrants","refreshGrants","refusedGrants","activeAccessTokens"}` | `oauth_grants()` |
+//! | `POST /__sim/chg/oauth/expire-tokens` | every access token expires now | `oauth_expire_tokens()` |
+//! | `POST /__sim/chg/oauth/revoke-refresh` | every refresh token issued so far is revoked | `oauth_revoke_refresh()` |
 //!
 //! `{number}` may be `latest`, the newest CR. Decisions answer
 //! `{"number":"CHG0030001","state":"Implement","callbackStatus":200}` (`callbackStatus` is `null`

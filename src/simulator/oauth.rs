@@ -46,7 +46,10 @@ pub(crate) struct OAuthState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum GrantError {
     /// 400 `invalid_request` / `unsupported_grant_type`.
-    BadRequest { error: &'static str, description: String },
+    BadRequest {
+        error: &'static str,
+        description: String,
+    },
     /// 401: bad client, user or refresh token.
     Denied,
 }
@@ -182,12 +185,14 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `application/x-www-form-urlencoded`, with or without parameters.
 fn is_form(value: Option<&str>) -> bool {
-    value
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    value.and_then(|v| v.split(';').next()).is_some_and(|m| {
+        m.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
 }
 
 /// `POST /oauth_token.do`.
+#[tracing::instrument(skip_all)]
 async fn token(req: HttpRequest, body: web::Bytes, data: web::Data<Shared>) -> HttpResponse {
     let shared: Arc<Shared> = data.into_inner();
     shared.with_model(|m| m.record_request(RecordedRequest::capture(&req, &body)));

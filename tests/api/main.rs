@@ -13,3 +13,4 @@ mod passthrough;
 mod registration;
 mod reliability;
 mod shim;
+mod ui;

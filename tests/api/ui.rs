@@ -1,0 +1,817 @@
+//! The status page at `/ui`: login, listing, the gate page, resume/abort forms with CSRF
+//! tokens, over HTTP and in a real headless Chromium.
+use std::time::Duration;
+
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = no_redirects().post(app.url(path)).form(form);
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    req.send().await.unwrap()
+}
+
+async fn get_page(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut req = no_redirects().get(app.url(path));
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    req.send().await.unwrap()
+}
+
+/// Log in with the operator token; returns the `name=value` pair to send as `Cookie`.
+async fn login(app: &TestApp) -> String {
+    let resp = post_form(app, "/ui/login", None, &[("token", OPERATOR_TOKEN)]).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/ui");
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    set.split(';').next().unwrap().trim().to_string()
+}
+
+/// Assert an HTML page with `status` that is never cached; returns its text.
+async fn html(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status(), status);
+    assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+    assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+    resp.text().await.unwrap()
+}
+
+/// The CSRF token in the first form of a page.
+fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("the page has a CSRF field") + marker.len();
+    let end = start + page[start..].find('"').unwrap();
+    page[start..end].to_string()
+}
+
+async fn gate_page(app: &TestApp, id: &str, cookie: &str) -> String {
+    html(
+        get_page(app, &format!("/ui/gates/{id}"), Some(cookie)).await,
+        200,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_ui_page_redirects_to_the_login_form_without_a_session() {
+    let app = spawn_app().await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    for cookie in [
+        None,
+        Some("snowgate_ui=garbage"),
+        Some("snowgate_ui=00.bm90LWEtdG9rZW4"), // base64url("not-a-token")
+    ] {
+        for path in ["/ui", "/ui/", &format!("/ui/gates/{id}")] {
+            let resp = get_page(&app, path, cookie).await;
+            assert_eq!(resp.status(), 303, "{path} {cookie:?}");
+            assert_eq!(resp.headers()[LOCATION], "/ui/login", "{path}");
+        }
+        let resp = post_form(
+            &app,
+            &format!("/ui/gates/{id}/abort"),
+            cookie,
+            &[("reason", "no session"), ("csrf", "x")],
+        )
+        .await;
+        assert_eq!(resp.status(), 303);
+        assert_eq!(resp.headers()[LOCATION], "/ui/login");
+    }
+    // A bearer header is not a session either: the page is for browsers.
+    let resp = no_redirects()
+        .get(app.url("/ui"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(app.gate(id).await["state"], "pending");
+
+    let page = html(get_page(&app, "/ui/login", None).await, 200).await;
+    assert!(page.contains("action=\"/ui/login\""), "{page}");
+    assert!(page.contains("type=\"password\""), "{page}");
+    assert!(!page.contains("<script"), "{page}");
+}
+
+#[tokio::test]
+async fn logging_in_sets_a_strict_http_only_cookie_that_opens_the_page() {
+    let app = spawn_app().await;
+    let resp = post_form(&app, "/ui/login", None, &[("token", OPERATOR_TOKEN)]).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/ui");
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(set.starts_with("snowgate_ui="), "{set}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age="] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    assert!(
+        !set.contains(OPERATOR_TOKEN),
+        "the token is encoded, not raw: {set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let page = html(get_page(&app, "/ui", Some(&cookie)).await, 200).await;
+    assert!(page.contains("alice"), "the operator's name is shown");
+    // Logged in, the login form sends the operator on to the overview.
+    let resp = get_page(&app, "/ui/login", Some(&cookie)).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/ui");
+
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let resp = no_redirects()
+        .post(app.url("/ui/login"))
+        .header("X-Forwarded-Proto", "https")
+        .form(&[("token", OPERATOR_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(set.contains("; Secure"), "{set}");
+}
+
+type Form<'a> = &'a [(&'a str, &'a str)];
+
+#[tokio::test]
+async fn a_wrong_or_pipeline_token_re_shows_the_login_form_with_an_error() {
+    let app = spawn_app().await;
+    let cases: [(Form, u16, &str); 4] = [
+        (&[("token", "not-a-token")], 401, "not valid"),
+        (&[("token", "")], 401, "not valid"),
+        (&[], 401, "not valid"),
+        (&[("token", PIPELINE_TOKEN)], 403, "pipeline token"),
+    ];
+    for (form, status, says) in cases {
+        let resp = post_form(&app, "/ui/login", None, form).await;
+        assert!(resp.headers().get(SET_COOKIE).is_none(), "{form:?}");
+        let page = html(resp, status).await;
+        assert!(page.contains(says), "{form:?}: {page}");
+        assert!(page.contains("action=\"/ui/login\""), "the form again");
+    }
+}
+
+#[tokio::test]
+async fn the_overview_lists_a_pending_gate_with_its_links() {
+    let app = spawn_app().await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    app.until_state(id, "pending").await;
+    let gate = until_change_known(&app, id).await;
+    let cr = &gate["changeRequest"];
+    let cookie = login(&app).await;
+    let page = html(get_page(&app, "/ui", Some(&cookie)).await, 200).await;
+    let row_start = page
+        .find(&format!("<tr id=\"gate-{id}\">"))
+        .expect("a row for the gate");
+    let row = &page[row_start..row_start + page[row_start..].find("</tr>").unwrap()];
+    for part in [
+        "pending",
+        "href=\"https://ci.example.com/job/shop/job/app/\"",
+        ">app</a>",
+        "href=\"https://ci.example.com/job/shop/job/app/42/\"",
+        "#42",
+        &format!("href=\"/ui/gates/{id}\">Deploy</a>"),
+        &format!(
+            "href=\"{}\" rel=\"noopener noreferrer\">{}</a>",
+            escape_html(cr["url"].as_str().unwrap()),
+            escape_html(cr["number"].as_str().unwrap())
+        ),
+        &escape_html(gate["message"].as_str().unwrap()),
+    ] {
+        assert!(row.contains(part), "{part} missing in {row}");
+    }
+    assert!(page.contains("No decisions yet"), "{page}");
+}
+
+/// The gate once the simulator's "change request created" notice has given it a CR number.
+async fn until_change_known(app: &TestApp, id: &str) -> Value {
+    for _ in 0..200 {
+        let g = app.gate(id).await;
+        if g["changeRequest"]["number"].is_string() && g["changeRequest"]["url"].is_string() {
+            return g;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "gate {id} never learned its change request: {}",
+        app.gate(id).await
+    );
+}
+
+/// What the page must show for `s` (the same five replacements as the server's escape).
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[tokio::test]
+async fn values_from_requests_are_escaped_on_the_page() {
+    let app = spawn_app().await;
+    let stage = "<script>alert('x')</script>";
+    let resp = app.open_gate(&gate_body(stage)).await;
+    assert_eq!(resp.status(), 201);
+    let gate: Value = resp.json().await.unwrap();
+    let id = gate["id"].as_str().unwrap();
+    let cookie = login(&app).await;
+    for page in [
+        html(get_page(&app, "/ui", Some(&cookie)).await, 200).await,
+        gate_page(&app, id, &cookie).await,
+    ] {
+        assert!(!page.contains("<script"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    }
+}
+
+#[tokio::test]
+async fn aborting_without_a_reason_is_refused_and_the_gate_stays_pending() {
+    let app = spawn_app().await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    app.until_state(id, "pending").await;
+    let cookie = login(&app).await;
+    let page = gate_page(&app, id, &cookie).await;
+    assert!(page.contains("id=\"abort-reason\" name=\"reason\" required"));
+    let csrf = csrf_of(&page);
+    let cases: [&[(&str, &str)]; 3] = [
+        &[("csrf", &csrf)],
+        &[("csrf", &csrf), ("reason", "")],
+        &[("csrf", &csrf), ("reason", "   ")],
+    ];
+    for form in cases {
+        let resp = post_form(&app, &format!("/ui/gates/{id}/abort"), Some(&cookie), form).await;
+        let page = html(resp, 400).await;
+        assert!(page.contains("A reason is required"), "{page}");
+    }
+    let resp = post_form(
+        &app,
+        &format!("/ui/gates/{id}/resume"),
+        Some(&cookie),
+        &[("csrf", &csrf), ("reason", &"x".repeat(1001))],
+    )
+    .await;
+    assert!(html(resp, 400).await.contains("at most 1000"));
+    let g = app.gate(id).await;
+    assert_eq!(g["state"], "pending");
+    assert_eq!(g["proceed"], Value::Null);
+}
+
+#[tokio::test]
+async fn aborting_with_a_reason_stops_the_stage_and_is_logged() {
+    let app = spawn_app().await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    app.until_state(id, "pending").await;
+    let cookie = login(&app).await;
+    let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
+    let resp = post_form(
+        &app,
+        &format!("/ui/gates/{id}/abort"),
+        Some(&cookie),
+        &[("csrf", &csrf), ("reason", "wrong artifact")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()[LOCATION],
+        format!("/ui/gates/{id}?done=aborted").as_str()
+    );
+    // Exactly what the operator API records.
+    let g = app.gate(id).await;
+    assert_eq!(g["state"], "aborted");
+    assert_eq!(g["proceed"], false);
+    assert_eq!(g["decidedBy"], "operator:alice");
+    assert_eq!(g["message"], "aborted by alice: wrong artifact");
+    let last = app.events(id).await.last().unwrap().clone();
+    assert_eq!(last["kind"], "aborted");
+    assert_eq!(last["actor"], "operator:alice");
+    assert_eq!(last["fromState"], "pending");
+    assert_eq!(last["toState"], "aborted");
+
+    let page = html(
+        get_page(&app, &format!("/ui/gates/{id}?done=aborted"), Some(&cookie)).await,
+        200,
+    )
+    .await;
+    assert!(page.contains("The gate is now aborted."), "{page}");
+    assert!(page.contains("operator:alice"), "the event log: {page}");
+    assert!(page.contains("pending → aborted"), "{page}");
+    assert!(!page.contains("id=\"abort-form\""), "no forms once decided");
+    let overview = html(get_page(&app, "/ui", Some(&cookie)).await, 200).await;
+    let recent = &overview[overview.find("id=\"recent-decisions\"").unwrap()..];
+    assert!(recent.contains(&format!("/ui/gates/{id}")), "{recent}");
+    assert!(recent.contains("aborted by alice: wrong artifact"));
+    assert!(
+        !overview[..overview.find("id=\"recent-decisions\"").unwrap()]
+            .contains(&format!("/ui/gates/{id}"))
+    );
+
+    // A second decision conflicts; the page says why.
+    let resp = post_form(
+        &app,
+        &format!("/ui/gates/{id}/resume"),
+        Some(&cookie),
+        &[("csrf", &csrf), ("reason", "too late")],
+    )
+    .await;
+    let page = html(resp, 409).await;
+    assert!(
+        page.contains("The gate is already aborted; it cannot be resumed."),
+        "{page}"
+    );
+    assert_eq!(app.gate(id).await["state"], "aborted");
+}
+
+#[tokio::test]
+async fn resuming_with_a_reason_lets_the_stage_proceed() {
+    let app = spawn_app().await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let cookie = login(&app).await;
+    let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
+    let resp = post_form(
+        &app,
+        &format!("/ui/gates/{id}/resume"),
+        Some(&cookie),
+        &[("csrf", &csrf), ("reason", "CAB approved by phone")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let g = app.gate(id).await;
+    assert_eq!(g["state"], "resumed");
+    assert_eq!(g["proceed"], true);
+    assert_eq!(g["decidedBy"], "operator:alice");
+}
+
+#[tokio::test]
+async fn a_post_without_the_sessions_csrf_token_is_forbidden() {
+    let app = spawn_app().await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let cookie = login(&app).await;
+    let other_login = login(&app).await;
+    let others_csrf = csrf_of(&gate_page(&app, id, &other_login).await);
+    let cases: [&[(&str, &str)]; 3] = [
+        &[("reason", "forged")],
+        &[("reason", "forged"), ("csrf", "")],
+        &[("reason", "forged"), ("csrf", &others_csrf)],
+    ];
+    for form in cases {
+        for action in ["abort", "resume"] {
+            let resp = post_form(
+                &app,
+                &format!("/ui/gates/{id}/{action}"),
+                Some(&cookie),
+                form,
+            )
+            .await;
+            let page = html(resp, 403).await;
+            assert!(page.contains("CSRF"), "{page}");
+        }
+    }
+    let resp = post_form(&app, "/ui/logout", Some(&cookie), &[]).await;
+    assert_eq!(resp.status(), 403, "logout needs the token too");
+    assert_eq!(app.gate(id).await["state"], "pending");
+}
+
+#[tokio::test]
+async fn logging_out_clears_the_cookie() {
+    let app = spawn_app().await;
+    let cookie = login(&app).await;
+    let csrf = csrf_of(&html(get_page(&app, "/ui", Some(&cookie)).await, 200).await);
+    let resp = post_form(&app, "/ui/logout", Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/ui/login");
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(set.starts_with("snowgate_ui=;"), "{set}");
+    assert!(set.contains("Max-Age=0"), "{set}");
+}
+
+#[tokio::test]
+async fn with_auth_disabled_the_page_works_without_login() {
+    let app = spawn_app_with(sim_settings(), |s| s.auth.disabled = true).await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let page = html(get_page(&app, "/ui", None).await, 200).await;
+    assert!(page.contains(&format!("/ui/gates/{id}")));
+    assert!(!page.contains("Log out"));
+    let csrf = csrf_of(&gate_page(&app, id, "").await);
+    let resp = post_form(
+        &app,
+        &format!("/ui/gates/{id}/abort"),
+        None,
+        &[("reason", "no auth")],
+    )
+    .await;
+    assert_eq!(resp.status(), 403, "the CSRF check still applies");
+    let resp = post_form(
+        &app,
+        &format!("/ui/gates/{id}/abort"),
+        None,
+        &[("reason", "no auth"), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(app.gate(id).await["decidedBy"], "operator:anonymous");
+}
+
+#[tokio::test]
+async fn an_unknown_gate_is_a_404_page() {
+    let app = spawn_app().await;
+    let cookie = login(&app).await;
+    for path in [
+        "/ui/gates/not-a-uuid".to_string(),
+        "/ui/gates/00000000-0000-4000-8000-000000000000".to_string(),
+    ] {
+        let page = html(get_page(&app, &path, Some(&cookie)).await, 404).await;
+        assert!(page.contains("There is no gate"), "{page}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real browser: Debian's Chromium, headless, driven over the DevTools protocol.
+
+mod chromium {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use serde_json::{json, Value};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+    use tokio::process::{Child, Command};
+
+    pub const CHROMIUM: &str = "/usr/bin/chromium";
+    const STEP: Duration = Duration::from_secs(30);
+
+    /// A headless Chromium with a fresh profile, killed when dropped.
+    pub struct Browser {
+        _child: Child,
+        dir: tempfile::TempDir,
+        pub page: Cdp,
+    }
+
+    impl Browser {
+        pub async fn launch() -> Browser {
+            assert!(
+                Path::new(CHROMIUM).exists(),
+                "{CHROMIUM} is missing: the status page is tested in a real browser; run \
+                 `bash scripts/test.sh` (it installs Debian's `chromium`) or \
+                 `apt-get install -y --no-install-recommends chromium`"
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let log = std::fs::File::create(dir.path().join("chromium.log")).unwrap();
+            let profile = dir.path().join("profile");
+            let mut child = Command::new(CHROMIUM)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
+                    "--disable-dev-shm-usage",
+                    "--remote-debugging-port=0",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg("about:blank")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
+            let port = devtools_port(&mut child, dir.path()).await;
+            let page = Cdp::connect(&page_socket(port).await).await;
+            Browser {
+                _child: child,
+                dir,
+                page,
+            }
+        }
+
+        pub fn log_tail(&self) -> String {
+            let log = read_log(self.dir.path());
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        }
+    }
+
+    fn read_log(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("chromium.log")).unwrap_or_default()
+    }
+
+    /// Chromium prints `DevTools listening on ws://127.0.0.1:PORT/…` on stderr once the
+    /// debugging port (0: any free one) is open.
+    async fn devtools_port(child: &mut Child, dir: &Path) -> u16 {
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("chromium exited ({status}):\n{}", read_log(dir));
+            }
+            let log = read_log(dir);
+            if let Some(rest) = log
+                .lines()
+                .find_map(|l| l.split("DevTools listening on ws://").nth(1))
+            {
+                let hostport = rest.split('/').next().unwrap();
+                return hostport.rsplit(':').next().unwrap().parse().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "chromium did not open its DevTools port in 30 s:\n{}",
+            read_log(dir)
+        );
+    }
+
+    /// The websocket of the tab Chromium opened (`about:blank`).
+    async fn page_socket(port: u16) -> String {
+        let list: Vec<Value> = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .unwrap_or_else(|| panic!("no page target in {list:?}"))
+            .to_string()
+    }
+
+    /// A minimal DevTools protocol client: JSON commands over a websocket (RFC 6455, text
+    /// frames, client frames masked), answers matched by id; events are skipped.
+    pub struct Cdp {
+        stream: BufReader<TcpStream>,
+        next_id: u64,
+    }
+
+    impl Cdp {
+        async fn connect(ws_url: &str) -> Cdp {
+            let rest = ws_url.strip_prefix("ws://").expect("a ws:// URL");
+            let (host, path) = rest.split_at(rest.find('/').unwrap());
+            let mut stream = TcpStream::connect(host).await.unwrap();
+            let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+            // No Origin header: Chromium refuses websocket origins it was not told to allow.
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let b = reader.read_u8().await.unwrap();
+                head.push(b);
+                assert!(head.len() < 16 * 1024, "no end of the handshake answer");
+            }
+            let head = String::from_utf8_lossy(&head);
+            assert!(
+                head.starts_with("HTTP/1.1 101"),
+                "websocket handshake: {head}"
+            );
+            Cdp {
+                stream: reader,
+                next_id: 0,
+            }
+        }
+
+        async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+            let mut frame = vec![0x80 | opcode];
+            match payload.len() {
+                n if n < 126 => frame.push(0x80 | n as u8),
+                n if n <= u16::MAX as usize => {
+                    frame.push(0x80 | 126);
+                    frame.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    frame.push(0x80 | 127);
+                    frame.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            let mask: [u8; 4] = rand::random();
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            self.stream.get_mut().write_all(&frame).await.unwrap();
+        }
+
+        /// The next whole text message (fragments joined; pings answered).
+        async fn read_message(&mut self) -> String {
+            let mut message = Vec::new();
+            loop {
+                let s = &mut self.stream;
+                let b0 = s.read_u8().await.unwrap();
+                let b1 = s.read_u8().await.unwrap();
+                let len = match b1 & 0x7f {
+                    126 => u64::from(s.read_u16().await.unwrap()),
+                    127 => s.read_u64().await.unwrap(),
+                    n => u64::from(n),
+                };
+                let mask = if b1 & 0x80 != 0 {
+                    let mut m = [0u8; 4];
+                    s.read_exact(&mut m).await.unwrap();
+                    Some(m)
+                } else {
+                    None
+                };
+                let mut payload = vec![0u8; len as usize];
+                s.read_exact(&mut payload).await.unwrap();
+                if let Some(m) = mask {
+                    for (i, b) in payload.iter_mut().enumerate() {
+                        *b ^= m[i % 4];
+                    }
+                }
+                match b0 & 0x0f {
+                    0x0..=0x2 => {
+                        message.extend_from_slice(&payload);
+                        if b0 & 0x80 != 0 {
+                            return String::from_utf8(message).unwrap();
+                        }
+                    }
+                    0x8 => panic!("chromium closed the DevTools connection"),
+                    0x9 => self.send_frame(0xA, &payload).await,
+                    _ => {}
+                }
+            }
+        }
+
+        /// Send one command and wait for its answer: `Ok(result)` or `Err(error)`.
+        pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+            self.next_id += 1;
+            let id = self.next_id;
+            let msg = json!({"id": id, "method": method, "params": params}).to_string();
+            self.send_frame(0x1, msg.as_bytes()).await;
+            let answer = tokio::time::timeout(STEP, async {
+                loop {
+                    let v: Value = serde_json::from_str(&self.read_message().await).unwrap();
+                    if v["id"] == id {
+                        return v;
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {method} in {STEP:?}"));
+            match answer.get("error") {
+                Some(e) => Err(e.clone()),
+                None => Ok(answer["result"].clone()),
+            }
+        }
+
+        /// Evaluate JavaScript in the page (as the DevTools console does) and return its value.
+        pub async fn eval(&mut self, expression: &str) -> Result<Value, String> {
+            let r = self
+                .call(
+                    "Runtime.evaluate",
+                    json!({"expression": expression, "returnByValue": true}),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(ex) = r.get("exceptionDetails") {
+                return Err(ex.to_string());
+            }
+            Ok(r["result"]["value"].clone())
+        }
+
+        pub async fn navigate(&mut self, url: &str) {
+            self.call("Page.navigate", json!({ "url": url }))
+                .await
+                .unwrap_or_else(|e| panic!("navigate to {url}: {e}"));
+        }
+
+        /// Wait until `condition` (a JavaScript expression) is true in a loaded page; evaluation
+        /// errors while a page is being replaced count as "not yet".
+        pub async fn wait_for(&mut self, condition: &str) -> bool {
+            let expression = format!("document.readyState === 'complete' && ({condition})");
+            for _ in 0..200 {
+                if let Ok(Value::Bool(true)) = self.eval(&expression).await {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn in_a_real_browser_an_operator_logs_in_sees_the_pending_gate_and_aborts_it() {
+    let app = spawn_app().await;
+    let gate = app.open("Deploy to production").await;
+    let id = gate["id"].as_str().unwrap().to_string();
+    app.until_state(&id, "pending").await;
+    let mut browser = chromium::Browser::launch().await;
+    let b = &mut browser.page;
+    let js = |s: &str| serde_json::to_string(s).unwrap();
+
+    // Not logged in: the page sends the browser to the login form.
+    b.navigate(&app.url("/ui")).await;
+    let at_login = b
+        .wait_for("location.pathname === '/ui/login' && !!document.querySelector('#login-form')")
+        .await;
+    // Fill in the token and press the button, as a person would.
+    let typed = b
+        .eval(&format!(
+            "document.querySelector('#token').value = {}; \
+             document.querySelector('#login-form button[type=submit]').click(); true",
+            js(OPERATOR_TOKEN)
+        ))
+        .await;
+    let listed = b
+        .wait_for(&format!(
+            "location.pathname === '/ui' && \
+             !!document.querySelector('#open-gates a[href=\"/ui/gates/{id}\"]')"
+        ))
+        .await;
+    let row = b
+        .eval(&format!(
+            "document.querySelector('#gate-{id}') && document.querySelector('#gate-{id}').innerText"
+        ))
+        .await;
+    // HttpOnly: the page's own scripts cannot read the session cookie.
+    let cookie_seen_by_js = b.eval("document.cookie").await;
+    let tail = browser.log_tail();
+    let b = &mut browser.page;
+    assert!(at_login, "never reached the login form:\n{tail}");
+    assert_eq!(typed, Ok(json!(true)));
+    assert!(listed, "the overview did not list the gate:\n{tail}");
+    let row = row.unwrap();
+    let row = row.as_str().unwrap_or_default();
+    assert!(row.contains("Deploy to production"), "{row}");
+    assert!(row.contains("pending"), "{row}");
+    assert_eq!(cookie_seen_by_js, Ok(json!("")));
+
+    // Follow the gate's link to its page.
+    b.eval(&format!(
+        "document.querySelector('#open-gates a[href=\"/ui/gates/{id}\"]').click(); true"
+    ))
+    .await
+    .unwrap();
+    assert!(
+        b.wait_for(&format!(
+            "location.pathname === '/ui/gates/{id}' && !!document.querySelector('#abort-form')"
+        ))
+        .await,
+        "the gate page did not open"
+    );
+
+    // Without a reason the browser itself refuses to submit (the `required` attribute).
+    let missing = b
+        .eval(
+            "document.querySelector('#abort-form button[type=submit]').click(); \
+             document.querySelector('#abort-reason').validity.valueMissing",
+        )
+        .await;
+    assert_eq!(missing, Ok(json!(true)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.gate(&id).await["state"], "pending");
+
+    // With a reason the abort goes through and the page shows the new state.
+    b.eval(&format!(
+        "document.querySelector('#abort-reason').value = {}; \
+         document.querySelector('#abort-form button[type=submit]').click(); true",
+        js("wrong artifact, seen in the browser")
+    ))
+    .await
+    .unwrap();
+    let shown = b
+        .wait_for(&format!(
+            "location.pathname === '/ui/gates/{id}' && location.search === '?done=aborted' && \
+             document.querySelector('#notice').innerText.includes('aborted') && \
+             document.querySelector('#events').innerText.includes('operator:alice')"
+        ))
+        .await;
+    let text = b.eval("document.body.innerText").await;
+    assert!(shown, "the gate page did not show the abort: {text:?}");
+    let g = app.gate(&id).await;
+    assert_eq!(g["state"], "aborted");
+    assert_eq!(g["proceed"], false);
+    assert_eq!(g["decidedBy"], "operator:alice");
+    assert_eq!(
+        g["message"],
+        "aborted by alice: wrong artifact, seen in the browser"
+    );
+}
