@@ -270,7 +270,11 @@ async fn demo(
         auto_approve_after: auto_approve,
         ..SimSettings::default()
     };
-    let (tool_id, sim_token) = (sim_settings.tool_id.clone(), sim_settings.token.clone());
+    let (tool_id, sim_user, sim_password) = (
+        sim_settings.tool_id.clone(),
+        sim_settings.user.clone(),
+        sim_settings.password.clone(),
+    );
     let sim = simulator::start(sim_settings).await?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e} (try --port)"))?;
@@ -280,8 +284,13 @@ async fn demo(
     settings.server.bind = listener.local_addr()?.to_string();
     settings.servicenow.instance_url = sim.url();
     settings.servicenow.tool_id = tool_id;
-    settings.servicenow.auth = ServiceNowAuth::Token;
-    settings.servicenow.token = Secret::new(sim_token);
+    // Basic auth serves both APIs: DevOps v1 and the Change Management API (change mode).
+    settings.servicenow.auth = ServiceNowAuth::Basic;
+    settings.servicenow.user = sim_user;
+    settings.servicenow.password = Secret::new(sim_password);
+    // Change mode decides by polling; poll often so the demo answers quickly.
+    settings.servicenow.poll_interval = snowgate::configuration::Dur(Duration::from_secs(2));
+    settings.change.environments = vec!["Production".into()];
     settings.callback.public_base_url = Some(format!("{api}/"));
     // Loopback only, so the demo may run without tokens.
     settings.auth.disabled = true;
@@ -306,6 +315,7 @@ async fn demo(
 
 fn print_walkthrough(api: &str, sim: &str, store: &std::path::Path, auto: Option<Duration>) {
     let store_path = store.display();
+    let change_body = r#"{"mode":"change","environment":"Production","jobUrl":"http://jenkins.example.com/job/shop/job/deploy-app/","buildNumber":42,"stageName":"Release","buildUrl":"http://jenkins.example.com/job/shop/job/deploy-app/42/"}"#;
     let body = r#"{"jobUrl":"http://jenkins.example.com/job/shop/job/deploy-app/","buildNumber":42,"stageName":"Deploy to production","buildUrl":"http://jenkins.example.com/job/shop/job/deploy-app/42/"}"#;
     println!(
         r#"
@@ -334,6 +344,17 @@ gates are stored in {store_path}; authentication is off (loopback only). Ctrl-C 
 
    An operator can also release or stop a held stage by hand:
    curl -s -X POST {api}/api/v1/gates/$GATE/abort -H 'Content-Type: application/json' -d '{{"reason":"wrong build"}}'
+
+   The status page: {api}/ui
+
+5. Change mode (Change Management API, the way Octopus Deploy gates): snowgate finds or
+   creates the change request itself and polls it.
+
+   CHG=$(curl -s -X POST {api}/api/v1/gates -H 'Content-Type: application/json' \
+     -d '{change_body}' | sed -E 's/^\{{"id":"([^"]+)".*/\1/'); echo $CHG
+   curl -s {sim}/__sim/chg/changes; echo          # the CR snowgate created, in state New
+   curl -s -X POST {sim}/__sim/chg/changes/latest/state -H 'Content-Type: application/json' -d '{{"state":"Implement"}}'; echo
+   curl -s "{api}/api/v1/gates/$CHG/wait?timeout=60"; echo   # approved at the next poll
 "#
     );
     if let Some(d) = auto {

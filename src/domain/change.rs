@@ -52,6 +52,20 @@ impl CrState {
             .unwrap_or("Unknown")
     }
 
+    /// Position in the normal flow New → … → Closed (Canceled after all of them).
+    pub fn order(self) -> u8 {
+        match self {
+            CrState::New => 0,
+            CrState::Assess => 1,
+            CrState::Authorize => 2,
+            CrState::Scheduled => 3,
+            CrState::Implement => 4,
+            CrState::Review => 5,
+            CrState::Closed => 6,
+            CrState::Canceled => 7,
+        }
+    }
+
     /// States in which the CR still waits for approval or scheduling.
     pub fn is_waiting(self) -> bool {
         matches!(

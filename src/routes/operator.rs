@@ -175,23 +175,28 @@ fn completion_actions(
             change.auto_transitions(&gate.spec),
             change.settings.auto_transition,
         ) {
+            let close = json!({
+                "close_code": if result == "success" { "successful" } else { "unsuccessful" },
+                "close_notes": format!(
+                    "Jenkins stage {} of build {} finished: {result} ({build})",
+                    gate.spec.stage_name, gate.spec.build_number
+                ),
+            });
+            let mut review = close.clone();
+            review["state"] = json!("review");
+            let mut steps = vec![review];
+            if to == AutoTransition::Closed {
+                let mut closed = close;
+                closed["state"] = json!("closed");
+                steps.push(closed);
+            }
             let target = match to {
                 AutoTransition::Review => "review",
                 AutoTransition::Closed => "closed",
             };
             out.push(NewOutbox {
                 kind: OutboxKind::ChangeUpdate,
-                payload: json!({
-                    "fields": {
-                        "state": target,
-                        "close_code": if result == "success" { "successful" } else { "unsuccessful" },
-                        "close_notes": format!(
-                            "Jenkins stage {} of build {} finished: {result} ({build})",
-                            gate.spec.stage_name, gate.spec.build_number
-                        ),
-                    },
-                    "what": format!("move to {target}"),
-                }),
+                payload: json!({"steps": steps, "what": format!("move to {target}")}),
             });
         }
     }

@@ -389,9 +389,13 @@ impl Outbox {
                 ));
                 if created && change.auto_transitions(&gate.spec) {
                     // A pre-approved standard change: snowgate moves it to Implement itself.
+                    // The state model takes a standard change New → Scheduled → Implement.
                     outbox.push(NewOutbox {
                         kind: OutboxKind::ChangeUpdate,
-                        payload: serde_json::json!({"fields": {"state": "implement"}, "what": "move to Implement"}),
+                        payload: serde_json::json!({
+                            "steps": [{"state": "scheduled"}, {"state": "implement"}],
+                            "what": "move to Implement",
+                        }),
                     });
                 }
                 self.decider
@@ -453,20 +457,55 @@ impl Outbox {
             .as_str()
             .unwrap_or("update")
             .to_string();
-        let Some(fields) = item.payload["fields"].as_object() else {
-            return OutboxResult::GiveUp {
-                error: "a change update without fields".into(),
-            };
+        let result = match (
+            item.payload["fields"].as_object(),
+            item.payload["steps"].as_array(),
+        ) {
+            (Some(fields), _) => change.client.patch(&sys_id, fields).await.map(|r| r.number),
+            (None, Some(steps)) => self.move_through(change, &sys_id, steps).await,
+            (None, None) => {
+                return OutboxResult::GiveUp {
+                    error: "a change update without fields".into(),
+                }
+            }
         };
-        match change.client.patch(&sys_id, fields).await {
-            Ok(r) => OutboxResult::Done {
-                message: format!("{what} written to {}", r.number),
+        match result {
+            Ok(number) => OutboxResult::Done {
+                message: format!("{what} written to {number}"),
             },
             Err(e) if e.is_transient() => self.retry_or_give_up(item, e.describe()),
             Err(e) => OutboxResult::GiveUp {
                 error: format!("{what} refused by ServiceNow: {}", e.describe()),
             },
         }
+    }
+
+    /// PATCH a CR through states in order, skipping the steps it has already passed (so a
+    /// retry after a partial success does not ask for a move backwards).
+    async fn move_through(
+        &self,
+        change: &ChangeMode,
+        sys_id: &str,
+        steps: &[serde_json::Value],
+    ) -> Result<String, crate::servicenow::ServiceNowError> {
+        let mut current = change.client.get(sys_id).await?;
+        for step in steps {
+            let Some(fields) = step.as_object() else {
+                continue;
+            };
+            let target = fields
+                .get("state")
+                .and_then(|s| s.as_str())
+                .and_then(CrState::parse);
+            let now = CrState::parse(&current.state);
+            if let (Some(t), Some(n)) = (target, now) {
+                if n.order() >= t.order() {
+                    continue;
+                }
+            }
+            current = change.client.patch(sys_id, fields).await?;
+        }
+        Ok(current.number)
     }
 
     fn retry_or_give_up(&self, item: &OutboxItem, error: String) -> OutboxResult {

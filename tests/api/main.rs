@@ -1,6 +1,7 @@
 //! Integration tests: the real application on port 0, a real SQLite file, and the ServiceNow
 //! simulator over HTTP.
 mod callbacks;
+mod change;
 mod cli;
 mod durability;
 mod gates;
