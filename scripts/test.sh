@@ -20,4 +20,9 @@ if [ ! -x /usr/bin/chromium ]; then
   sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 fi
+# The PostgreSQL store and replica tests start throwaway clusters with Debian's server binaries.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
+fi
 cargo test --locked --all-targets "$@"

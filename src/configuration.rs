@@ -292,29 +292,87 @@ impl Default for JenkinsSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
+    /// `sqlite://<path>` (default) or `postgres://user[:password]@host:port/db`.
     pub url: String,
+    /// PostgreSQL: the password, when not in the URL.
+    pub password: Secret,
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: connections per replica.
+    pub pool_size: usize,
+    /// PostgreSQL: how soon another replica takes over a dead replica's claimed work.
+    pub lease_ttl: Dur,
+    pub connect_timeout: Dur,
+    pub statement_timeout: Dur,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://snowgate.db".into(),
+            password: Secret::default(),
+            password_file: None,
+            pool_size: 16,
+            lease_ttl: Dur(Duration::from_secs(15)),
+            connect_timeout: Dur(Duration::from_secs(5)),
+            statement_timeout: Dur(Duration::from_secs(10)),
         }
     }
 }
 
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &redact_url_password(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:[redacted]@host/db`.
+pub fn redact_url_password(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("[redacted]"));
+            parsed.to_string()
+        }
+        _ => u.to_string(),
+    }
+}
+
+/// Which store `store.url` names.
+pub enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
 impl StoreSettings {
+    pub fn backend(&self) -> Result<Backend, String> {
+        if let Some(p) = self.url.strip_prefix("sqlite://") {
+            if p.is_empty() {
+                return Err("`sqlite://` needs a file path, e.g. sqlite://snowgate.db".into());
+            }
+            return Ok(Backend::Sqlite(PathBuf::from(p)));
+        }
+        if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
+            return Ok(Backend::Postgres(self.url.clone()));
+        }
+        Err(format!(
+            "`{}` is not a supported store URL (sqlite://<path> or postgres://user@host:port/db)",
+            redact_url_password(&self.url)
+        ))
+    }
+
     /// The SQLite file named by `sqlite://<path>`.
     pub fn sqlite_path(&self) -> Result<PathBuf, String> {
-        match self.url.strip_prefix("sqlite://") {
-            Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-            _ => Err(format!(
-                "`{}` is not a supported store URL (this build supports sqlite://<path>)",
-                self.url
-            )),
+        match self.backend()? {
+            Backend::Sqlite(p) => Ok(p),
+            Backend::Postgres(_) => {
+                Err("store.url names a PostgreSQL database, not a SQLite file".into())
+            }
         }
     }
 }
@@ -449,6 +507,11 @@ impl Settings {
         if let Some(j) = &mut self.jenkins {
             read("jenkins.api_token", &j.api_token_file, &mut j.api_token)?;
         }
+        read(
+            "store.password",
+            &self.store.password_file,
+            &mut self.store.password,
+        )?;
         if let Some(b) = &mut self.callback.basic_auth {
             read(
                 "callback.basic_auth.password",
@@ -586,7 +649,7 @@ impl Settings {
                 ));
             }
         }
-        if let Err(p) = self.store.sqlite_path() {
+        if let Err(p) = self.store.backend() {
             out.push(key_problem("store.url", &p));
         }
         if !self.auth.disabled

@@ -8,6 +8,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::change_mode::ChangeMode;
+use crate::configuration::{redact_url_password, Backend};
 use crate::configuration::{GateMode, ServiceNowAuth};
 use crate::configuration::{Secret, Settings};
 use crate::decisions::{Decider, Wakeups};
@@ -17,7 +18,7 @@ use crate::routes::{self, auth::Tokens};
 use crate::servicenow::change::ChangeClient;
 use crate::servicenow::DevOpsClient;
 use crate::servicenow::RateLimiter;
-use crate::store::{GateStore, SqliteStore};
+use crate::store::{GateStore, PgOptions, PostgresStore, SqliteStore, StoreSignal};
 use crate::waiters::{ShutdownFlag, Waiters};
 use crate::workers::outbox::Outbox;
 use crate::workers::poller::Poller;
@@ -47,6 +48,29 @@ pub struct Application {
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The store `store.url` names: a SQLite file, or a PostgreSQL database shared by replicas.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn GateStore>> {
+    let s = &settings.store;
+    Ok(
+        match s.backend().map_err(|e| anyhow::anyhow!("store.url: {e}"))? {
+            Backend::Sqlite(path) => Arc::new(SqliteStore::open(&path)?),
+            Backend::Postgres(url) => {
+                let store = PostgresStore::connect(PgOptions {
+                    url,
+                    password: (!s.password.is_empty()).then(|| s.password.expose().to_string()),
+                    pool_size: s.pool_size,
+                    connect_timeout: s.connect_timeout.0,
+                    statement_timeout: s.statement_timeout.0,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("store {}: {e}", redact_url_password(&s.url)))?;
+                tracing::info!(url = %redact_url_password(&s.url), pool = s.pool_size, "PostgreSQL store ready");
+                Arc::new(store)
+            }
+        },
+    )
+}
+
 impl Application {
     /// Validate settings, open the store, bind, and start the workers.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
@@ -54,11 +78,7 @@ impl Application {
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
-        let path = settings
-            .store
-            .sqlite_path()
-            .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
-        let store: Arc<dyn GateStore> = Arc::new(SqliteStore::open(&path)?);
+        let store = open_store(&settings).await?;
         let listener = TcpListener::bind(&settings.server.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
         Self::build_with(settings, store, listener).await
@@ -108,11 +128,22 @@ impl Application {
             poll_interval: settings.servicenow.poll_interval.0,
             jenkins: jenkins.clone(),
             change: change.clone(),
+            claim: settings
+                .store
+                .lease_ttl
+                .0
+                .max(settings.servicenow.timeout.0 + Duration::from_secs(5)),
         };
         let shutdown = waiters.shutdown().clone();
         let limiter = Arc::new(RateLimiter::per_second(
             settings.servicenow.max_requests_per_second,
         ));
+        let limiter_for_heartbeat = limiter.clone();
+        let replica = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let poller = Poller {
             store: store.clone(),
             decider: decider.clone(),
@@ -131,17 +162,50 @@ impl Application {
             servicenow: servicenow.clone(),
             limiter,
         };
-        let workers = vec![
+        let mut workers = vec![
             tokio::spawn(outbox.clone().run(shutdown.clone())),
             tokio::spawn(poller.run(shutdown.clone())),
             tokio::spawn(timers.run(shutdown.clone())),
             tokio::spawn({
                 let shutdown = shutdown.clone();
+                let store = store.clone();
+                let replica = replica.clone();
+                let ttl = settings.store.lease_ttl.0;
                 async move {
-                    reconciler.run(shutdown).await;
+                    // With several replicas one of them reconciles; a store used by one
+                    // process always grants the lease.
+                    match store
+                        .try_lease("reconcile", &replica, ttl.max(Duration::from_secs(60)))
+                        .await
+                    {
+                        Ok(true) => {
+                            reconciler.run(shutdown).await;
+                        }
+                        Ok(false) => {
+                            tracing::info!("another replica is reconciling with ServiceNow")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reconciliation skipped: store unavailable")
+                        }
+                    }
                 }
             }),
+            tokio::spawn(share_rate_limit(
+                store.clone(),
+                replica.clone(),
+                limiter_for_heartbeat,
+                settings.servicenow.max_requests_per_second,
+                settings.store.lease_ttl.0,
+                shutdown.clone(),
+            )),
         ];
+        if let Some(signals) = store.listen().await {
+            workers.push(tokio::spawn(wake_from_other_replicas(
+                store.clone(),
+                waiters.clone(),
+                signals,
+            )));
+        }
         let counts = store.count_by_state().await?;
         let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
         tracing::info!(gates = %summary.join(" "), "store loaded");
@@ -270,5 +334,61 @@ impl AppHandle {
     pub async fn stop(&self) {
         self.shutdown.trigger();
         self.server.stop(true).await;
+    }
+}
+
+/// Replicas share `servicenow.max_requests_per_second`: each takes its share of the rate,
+/// by how many replicas have been seen alive within the lease time.
+async fn share_rate_limit(
+    store: Arc<dyn GateStore>,
+    replica: String,
+    limiter: Arc<RateLimiter>,
+    total: u32,
+    ttl: Duration,
+    shutdown: ShutdownFlag,
+) {
+    let every = (ttl / 3).max(Duration::from_millis(200));
+    let mut last = 1;
+    loop {
+        match store.heartbeat(&replica, ttl).await {
+            Ok(live) if live != last => {
+                limiter.set_rate((total / live).max(1));
+                tracing::info!(
+                    replicas = live,
+                    per_replica = (total / live).max(1),
+                    "sharing the ServiceNow rate limit"
+                );
+                last = live;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait() => break,
+        }
+    }
+}
+
+/// Wake this replica's long-polls for decisions committed by others (PostgreSQL NOTIFY). After
+/// a (re)connection every waited-on gate is checked again, so none hangs on a missed message.
+async fn wake_from_other_replicas(
+    store: Arc<dyn GateStore>,
+    waiters: Arc<Waiters>,
+    mut signals: tokio::sync::mpsc::Receiver<StoreSignal>,
+) {
+    while let Some(signal) = signals.recv().await {
+        let ids = match signal {
+            StoreSignal::Decided(id) if waiters.is_waited(id) => vec![id],
+            StoreSignal::Decided(_) => continue,
+            StoreSignal::Resync => waiters.waited_ids(),
+        };
+        for id in ids {
+            match store.gate(id).await {
+                Ok(Some(gate)) if gate.state.is_terminal() => waiters.notify(&gate),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(gate_id = %id, error = %e, "cannot read a decided gate"),
+            }
+        }
     }
 }

@@ -103,6 +103,20 @@ impl Waiters {
         }
     }
 
+    pub fn is_waited(&self, id: Uuid) -> bool {
+        self.slots
+            .lock()
+            .map(|s| s.contains_key(&id))
+            .unwrap_or(false)
+    }
+
+    pub fn waited_ids(&self) -> Vec<Uuid> {
+        self.slots
+            .lock()
+            .map(|s| s.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Gates with at least one open long-poll.
     pub fn waiting_gates(&self) -> usize {
         self.slots.lock().map(|s| s.len()).unwrap_or(0)

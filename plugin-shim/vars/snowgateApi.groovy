@@ -419,14 +419,31 @@ Map finish(Map gate) {
             log('Resumed by hand in snowgate: ' + message)
             return gate
         case 'timed_out':
-            boolean creation = isCreationTimeout(gate)
-            log(creation ? 'Change Creation failure timeout occurred.' : 'Change Step timeout occurred.')
+            // snowgate's timers (SPEC §4) end the gate here: proceed true when the timeout's
+            // abort flag is false. The gate's message says which timeout ran out.
+            String kind = timeoutKind(message)
+            if (kind == 'creation') {
+                log('Change Creation failure timeout occurred.')
+            } else if (kind == 'step') {
+                log('Change Step timeout occurred.')
+            } else {
+                log('Change control timed out.')
+            }
+            if (message) {
+                log(message)
+            }
             if (proceed) {
                 log('Resuming the pipeline')
                 return gate
             }
             log('Aborting the pipeline')
-            error(prefix + (creation ? 'Pipeline aborted due to change creation timeout' : 'Pipeline aborted due to change step timeout'))
+            if (kind == 'creation') {
+                error(prefix + 'Pipeline aborted due to change creation timeout')
+            } else if (kind == 'step') {
+                error(prefix + 'Pipeline aborted due to change step timeout')
+            } else {
+                error(prefix + (message ?: 'Pipeline aborted due to a change control timeout'))
+            }
             return gate
         case 'failed':
             String reason = comments ?: message ?: 'ServiceNow reported an error'
@@ -464,17 +481,25 @@ Map finish(Map gate) {
     }
 }
 
-/** Which of the two timeouts ran out: the gate's message says, else "no CR yet" means creation. */
+/**
+ * Which of snowgate's two timeouts ended a `timed_out` gate, read from the message its timer
+ * wrote (src/workers/timers.rs):
+ *   creation  "Pipeline aborted due to change creation timeout (Ns without a change request)" /
+ *             "No change request within Ns; the stage continues (abortOnChangeCreationFailure: false)"
+ *   step      "Pipeline aborted due to change step timeout (Ns without a decision)" /
+ *             "No change decision within Ns; the stage continues (abortOnChangeStepTimeOut: false)"
+ * null for any other message (then the step reports that message itself).
+ */
 @NonCPS
-boolean isCreationTimeout(Map gate) {
-    String m = gate.message ? gate.message.toString().toLowerCase() : ''
-    if (m.contains('creation')) {
-        return true
+String timeoutKind(String message) {
+    String m = message ? message.toLowerCase() : ''
+    if (m.contains('change creation timeout') || m.contains('abortonchangecreationfailure')) {
+        return 'creation'
     }
-    if (m.contains('step')) {
-        return false
+    if (m.contains('change step timeout') || m.contains('abortonchangesteptimeout')) {
+        return 'step'
     }
-    return changeNumberOf(gate) == null
+    return null
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ use super::ApiError;
 use crate::configuration::GateMode;
 use crate::domain::{CallbackToken, FieldError, Gate, GateSpec, GateState};
 use crate::startup::AppState;
-use crate::workers::outbox::Outbox;
 
 /// How long `POST /gates` waits for the first registration attempt before answering with
 /// the gate still `registering` (the attempt goes on, and retries come from the outbox).
@@ -84,7 +83,11 @@ pub async fn open(
     }
     let opened = state
         .store
-        .open_gate(spec, CallbackToken::generate(), Outbox::claim_duration())
+        .open_gate(
+            spec,
+            CallbackToken::generate(),
+            state.outbox.claim_duration(),
+        )
         .await?;
     let mut gate = opened.gate;
     if let Some(item) = opened.register_item {

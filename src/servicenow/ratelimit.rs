@@ -6,15 +6,22 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub struct RateLimiter {
-    spacing: Duration,
+    spacing: Mutex<Duration>,
     next: Mutex<Instant>,
 }
 
 impl RateLimiter {
     pub fn per_second(rate: u32) -> RateLimiter {
         RateLimiter {
-            spacing: Duration::from_secs(1) / rate.max(1),
+            spacing: Mutex::new(Duration::from_secs(1) / rate.max(1)),
             next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Change the rate (replicas share the deployment's limit).
+    pub fn set_rate(&self, rate: u32) {
+        if let Ok(mut s) = self.spacing.lock() {
+            *s = Duration::from_secs(1) / rate.max(1);
         }
     }
 
@@ -24,7 +31,8 @@ impl RateLimiter {
             let mut next = self.next.lock().expect("rate limiter lock");
             let now = Instant::now();
             let slot = (*next).max(now);
-            *next = slot + self.spacing;
+            let spacing = *self.spacing.lock().expect("rate limiter lock");
+            *next = slot + spacing;
             slot
         };
         tokio::time::sleep_until(slot).await;

@@ -10,9 +10,20 @@ use uuid::Uuid;
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+
+/// What a shared store tells the replicas about each other's commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreSignal {
+    /// A gate's decision was committed (by any replica).
+    Decided(Uuid),
+    /// The listening connection was (re)opened: notifications may have been missed.
+    Resync,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -267,4 +278,27 @@ pub trait GateStore: Send + Sync + 'static {
     /// Gate counts per state.
     async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Decisions committed by other processes on the same store (PostgreSQL `LISTEN`);
+    /// `None` when this process is the only one (SQLite).
+    async fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<StoreSignal>> {
+        None
+    }
+
+    /// Take (or renew) a named lease for `ttl`; false while another holder's lease runs.
+    /// A store used by one process always grants it.
+    async fn try_lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Record that `replica` is alive; returns how many replicas are (for sharing
+    /// `servicenow.max_requests_per_second` across the deployment).
+    async fn heartbeat(&self, _replica: &str, _ttl: Duration) -> Result<u32, StoreError> {
+        Ok(1)
+    }
 }

@@ -25,8 +25,6 @@ use crate::store::{
 };
 use crate::waiters::ShutdownFlag;
 
-/// How long a claimed row stays ours; longer than any single attempt can take.
-const CLAIM: Duration = Duration::from_secs(120);
 /// Rows attempted at the same time.
 const CONCURRENCY: usize = 32;
 
@@ -44,11 +42,15 @@ pub struct Outbox {
     pub jenkins: Option<JenkinsClient>,
     /// Change mode, when ServiceNow's Change API can be used (auth basic or oauth).
     pub change: Option<Arc<ChangeMode>>,
+    /// How long a claimed row stays ours: `store.lease_ttl`, but never shorter than one
+    /// attempt can take (the ServiceNow timeout plus a margin), so no other replica repeats
+    /// an action still in flight. A dead replica's claims expire after it.
+    pub claim: Duration,
 }
 
 impl Outbox {
-    pub fn claim_duration() -> Duration {
-        CLAIM
+    pub fn claim_duration(&self) -> Duration {
+        self.claim
     }
 
     /// The callback URL ServiceNow calls for this gate.
@@ -67,7 +69,11 @@ impl Outbox {
             if shutdown.is_set() {
                 break;
             }
-            let claimed = match self.store.claim_outbox(CONCURRENCY as u32, CLAIM).await {
+            let claimed = match self
+                .store
+                .claim_outbox(CONCURRENCY as u32, self.claim)
+                .await
+            {
                 Ok(items) => items,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox: cannot claim work");

@@ -82,18 +82,37 @@ async fn without_a_cr_one_normal_cr_is_created_waits_and_is_approved_at_implemen
     let cr = &crs[0];
     assert_eq!(cr.change_type, "normal");
     assert_eq!(cr.short_description, TITLE);
-    assert_eq!(cr.fields.get("category").map(String::as_str), Some("Software"));
+    assert_eq!(
+        cr.fields.get("category").map(String::as_str),
+        Some("Software")
+    );
     assert_eq!(gate["changeRequest"]["number"], cr.number.as_str());
     assert_eq!(gate["changeRequest"]["sysId"], cr.sys_id.as_str());
     let url = gate["changeRequest"]["url"].as_str().unwrap();
-    assert!(url.ends_with(&format!("/nav_to.do?uri=change_request.do?sys_id={}", cr.sys_id)), "{url}");
+    assert!(
+        url.ends_with(&format!(
+            "/nav_to.do?uri=change_request.do?sys_id={}",
+            cr.sys_id
+        )),
+        "{url}"
+    );
 
-    app.sim.chg_set_state(&cr.number, "Assess", None, None).unwrap();
-    let g = until(&app, id, "shows Assess", |g| g["changeRequest"]["state"] == "Assess").await;
+    app.sim
+        .chg_set_state(&cr.number, "Assess", None, None)
+        .unwrap();
+    let g = until(&app, id, "shows Assess", |g| {
+        g["changeRequest"]["state"] == "Assess"
+    })
+    .await;
     assert_eq!(g["state"], "pending");
-    assert!(g["message"].as_str().unwrap().contains("state Assess"), "{g}");
+    assert!(
+        g["message"].as_str().unwrap().contains("state Assess"),
+        "{g}"
+    );
 
-    app.sim.chg_set_state(&cr.number, "Implement", None, None).unwrap();
+    app.sim
+        .chg_set_state(&cr.number, "Implement", None, None)
+        .unwrap();
     let g = app.until_state(id, "approved").await;
     assert_eq!(g["proceed"], true);
     // The create request carried the title and attributes as a JSON body.
@@ -103,7 +122,10 @@ async fn without_a_cr_one_normal_cr_is_created_waits_and_is_approved_at_implemen
         .into_iter()
         .find(|r| r.method == "POST" && r.path.ends_with("/change/normal"))
         .unwrap();
-    assert!(create.header("authorization").unwrap().starts_with("Basic "));
+    assert!(create
+        .header("authorization")
+        .unwrap()
+        .starts_with("Basic "));
     let body = create.json().unwrap();
     assert_eq!(body["short_description"], TITLE);
     assert_eq!(body["justification"], "release 42");
@@ -119,8 +141,16 @@ async fn an_environment_outside_change_control_is_not_controlled_and_asks_nothin
     assert_eq!(g["state"], "not_controlled", "{g}");
     assert_eq!(g["proceed"], true);
     // A job outside change.jobs neither.
-    let app2 = change_app_with(SimSettings::default(), |s| s.change.jobs = vec!["deploy-*".into()]).await;
-    let g: Value = app2.open_gate(&change_gate("Deploy", json!({}))).await.json().await.unwrap();
+    let app2 = change_app_with(SimSettings::default(), |s| {
+        s.change.jobs = vec!["deploy-*".into()]
+    })
+    .await;
+    let g: Value = app2
+        .open_gate(&change_gate("Deploy", json!({})))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(g["state"], "not_controlled", "{g}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(chg_requests(&app), 0);
@@ -137,16 +167,29 @@ async fn a_supplied_number_is_the_only_cr_checked() {
         .unwrap();
     let target = app
         .sim
-        .chg_create(json!({"short_description": "CAB-approved release train"}), "normal", "Assess")
+        .chg_create(
+            json!({"short_description": "CAB-approved release train"}),
+            "normal",
+            "Assess",
+        )
         .unwrap();
-    let g = open_change(&app, "Deploy", json!({"changeRequestNumber": target.number})).await;
+    let g = open_change(
+        &app,
+        "Deploy",
+        json!({"changeRequestNumber": target.number}),
+    )
+    .await;
     let id = g["id"].as_str().unwrap();
     assert_eq!(g["changeRequest"]["number"], target.number.as_str());
     tokio::time::sleep(Duration::from_millis(800)).await;
     let g = app.gate(id).await;
     assert_eq!(g["state"], "pending", "the decoy must not approve it: {g}");
     assert_eq!(app.sim.chg_changes().len(), 2, "no CR created");
-    assert!(!app.sim.requests().iter().any(|r| r.method == "POST" && r.path.contains("/change/")));
+    assert!(!app
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.contains("/change/")));
 
     // An unknown number fails the gate, naming it.
     let g = open_change(&app, "Other", json!({"changeRequestNumber": "CHG9999999"})).await;
@@ -157,12 +200,22 @@ async fn a_supplied_number_is_the_only_cr_checked() {
 #[tokio::test]
 async fn the_open_cr_with_the_exact_title_is_linked_and_others_are_ignored() {
     let app = change_app().await;
-    app.sim.chg_create(json!({"short_description": TITLE}), "normal", "Closed").unwrap();
     app.sim
-        .chg_create(json!({"short_description": TITLE.to_lowercase()}), "normal", "Assess")
+        .chg_create(json!({"short_description": TITLE}), "normal", "Closed")
         .unwrap();
     app.sim
-        .chg_create(json!({"short_description": format!("{TITLE} (copy)")}), "normal", "Assess")
+        .chg_create(
+            json!({"short_description": TITLE.to_lowercase()}),
+            "normal",
+            "Assess",
+        )
+        .unwrap();
+    app.sim
+        .chg_create(
+            json!({"short_description": format!("{TITLE} (copy)")}),
+            "normal",
+            "Assess",
+        )
         .unwrap();
     let open = app
         .sim
@@ -177,7 +230,10 @@ async fn the_open_cr_with_the_exact_title_is_linked_and_others_are_ignored() {
 async fn a_rerun_reuses_the_open_cr_and_racing_gates_create_one() {
     let app = change_app().await;
     // Two stages of the same job, build and environment race for the same title.
-    let (body_a, body_b) = (change_gate("Deploy", json!({})), change_gate("Verify", json!({})));
+    let (body_a, body_b) = (
+        change_gate("Deploy", json!({})),
+        change_gate("Verify", json!({})),
+    );
     let (a, b) = tokio::join!(app.open_gate(&body_a), app.open_gate(&body_b));
     let a: Value = a.json().await.unwrap();
     let b: Value = b.json().await.unwrap();
@@ -188,8 +244,18 @@ async fn a_rerun_reuses_the_open_cr_and_racing_gates_create_one() {
     assert_eq!(c["changeRequest"]["number"], a["changeRequest"]["number"]);
     assert_eq!(app.sim.chg_changes().len(), 1);
     // A short_description from the attributes replaces the title, and is what is matched.
-    let d = open_change(&app, "Custom", json!({"changeRequestDetails": {"attributes": {"short_description": "Quarterly release"}}})).await;
-    let e = open_change(&app, "Custom 2", json!({"changeRequestDetails": {"attributes": {"short_description": "Quarterly release"}}})).await;
+    let d = open_change(
+        &app,
+        "Custom",
+        json!({"changeRequestDetails": {"attributes": {"short_description": "Quarterly release"}}}),
+    )
+    .await;
+    let e = open_change(
+        &app,
+        "Custom 2",
+        json!({"changeRequestDetails": {"attributes": {"short_description": "Quarterly release"}}}),
+    )
+    .await;
     assert_ne!(d["changeRequest"]["number"], a["changeRequest"]["number"]);
     assert_eq!(d["changeRequest"]["number"], e["changeRequest"]["number"]);
     assert_eq!(app.sim.chg_changes().len(), 2);
@@ -198,9 +264,17 @@ async fn a_rerun_reuses_the_open_cr_and_racing_gates_create_one() {
 #[tokio::test]
 async fn emergency_and_standard_changes_are_created_as_asked() {
     let app = change_app().await;
-    let g = open_change(&app, "Hotfix", json!({"emergency": true, "buildNumber": 43})).await;
+    let g = open_change(
+        &app,
+        "Hotfix",
+        json!({"emergency": true, "buildNumber": 43}),
+    )
+    .await;
     let number = g["changeRequest"]["number"].as_str().unwrap().to_string();
-    assert_eq!(app.sim.chg_change(&number).unwrap().change_type, "emergency");
+    assert_eq!(
+        app.sim.chg_change(&number).unwrap().change_type,
+        "emergency"
+    );
 
     let app = change_app_with(SimSettings::default(), |s| {
         s.change.standard_template = Some("Jenkins deployment".into());
@@ -219,7 +293,10 @@ async fn emergency_and_standard_changes_are_created_as_asked() {
     )
     .await;
     assert_eq!(g["state"], "failed");
-    assert!(g["message"].as_str().unwrap().contains("No such template"), "{g}");
+    assert!(
+        g["message"].as_str().unwrap().contains("No such template"),
+        "{g}"
+    );
 }
 
 #[tokio::test]
@@ -227,7 +304,8 @@ async fn a_canceled_or_closed_cr_fails_the_gate_naming_the_state() {
     let app = change_app().await;
     for (stage, state) in [("A", "Canceled"), ("B", "Closed")] {
         let mut extra = json!({});
-        extra["changeRequestDetails"] = json!({"attributes": {"short_description": format!("release {stage}")}});
+        extra["changeRequestDetails"] =
+            json!({"attributes": {"short_description": format!("release {stage}")}});
         let g = open_change(&app, stage, extra).await;
         let id = g["id"].as_str().unwrap();
         let number = g["changeRequest"]["number"].as_str().unwrap();
@@ -241,24 +319,51 @@ async fn a_canceled_or_closed_cr_fails_the_gate_naming_the_state() {
 #[tokio::test]
 async fn change_windows_hold_and_close() {
     let app = change_app().await;
-    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).format("%Y-%m-%d %H:%M:%S").to_string();
-    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%d %H:%M:%S").to_string();
-    let g = open_change(&app, "A", json!({"changeRequestDetails": {"attributes": {"short_description": "window A"}}})).await;
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let g = open_change(
+        &app,
+        "A",
+        json!({"changeRequestDetails": {"attributes": {"short_description": "window A"}}}),
+    )
+    .await;
     let a = g["id"].as_str().unwrap().to_string();
     let number = g["changeRequest"]["number"].as_str().unwrap().to_string();
-    app.sim.chg_set_state(&number, "Implement", Some(&soon), None).unwrap();
+    app.sim
+        .chg_set_state(&number, "Implement", Some(&soon), None)
+        .unwrap();
     until(&app, &a, "waits for its window", |g| {
-        g["message"].as_str().unwrap_or("").contains("waiting for its change window")
+        g["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("waiting for its change window")
     })
     .await;
     assert_eq!(app.until_state(&a, "approved").await["proceed"], true);
 
-    let g = open_change(&app, "B", json!({"changeRequestDetails": {"attributes": {"short_description": "window B"}}})).await;
+    let g = open_change(
+        &app,
+        "B",
+        json!({"changeRequestDetails": {"attributes": {"short_description": "window B"}}}),
+    )
+    .await;
     let b = g["id"].as_str().unwrap().to_string();
     let number = g["changeRequest"]["number"].as_str().unwrap().to_string();
-    app.sim.chg_set_state(&number, "Assess", None, Some(&past)).unwrap();
+    app.sim
+        .chg_set_state(&number, "Assess", None, Some(&past))
+        .unwrap();
     let g = app.until_state(&b, "failed").await;
-    assert!(g["message"].as_str().unwrap().starts_with("change window closed"), "{g}");
+    assert!(
+        g["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("change window closed"),
+        "{g}"
+    );
 }
 
 fn notes(app: &TestApp, number: &str) -> Vec<String> {
@@ -280,7 +385,10 @@ async fn until_notes(app: &TestApp, number: &str, n: usize) -> Vec<String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("fewer than {n} work notes on {number}: {:?}", notes(app, number));
+    panic!(
+        "fewer than {n} work notes on {number}: {:?}",
+        notes(app, number)
+    );
 }
 
 #[tokio::test]
@@ -291,27 +399,51 @@ async fn work_notes_are_written_once_per_lifecycle_point() {
     let number = g["changeRequest"]["number"].as_str().unwrap().to_string();
     let n = until_notes(&app, &number, 1).await;
     assert_eq!(n.len(), 1, "{n:?}");
-    assert!(n[0].contains("created") && n[0].contains("https://ci.example.com/job/shop/job/app/42/"), "{n:?}");
+    assert!(
+        n[0].contains("created") && n[0].contains("https://ci.example.com/job/shop/job/app/42/"),
+        "{n:?}"
+    );
 
     let resp = app
-        .post_json(&format!("/api/v1/gates/{id}/resume"), Some(OPERATOR_TOKEN), &json!({"reason": "CAB by phone"}))
+        .post_json(
+            &format!("/api/v1/gates/{id}/resume"),
+            Some(OPERATOR_TOKEN),
+            &json!({"reason": "CAB by phone"}),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let n = until_notes(&app, &number, 2).await;
     assert_eq!(n.len(), 2, "{n:?}");
-    assert!(n[1].contains("resumed") && n[1].contains("operator:alice") && n[1].contains("CAB by phone"), "{n:?}");
+    assert!(
+        n[1].contains("resumed")
+            && n[1].contains("operator:alice")
+            && n[1].contains("CAB by phone"),
+        "{n:?}"
+    );
 
     let resp = app
-        .post_json(&format!("/api/v1/gates/{id}/complete"), Some(PIPELINE_TOKEN), &json!({"result": "success"}))
+        .post_json(
+            &format!("/api/v1/gates/{id}/complete"),
+            Some(PIPELINE_TOKEN),
+            &json!({"result": "success"}),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     // The same report again is idempotent; another result conflicts.
     let again = app
-        .post_json(&format!("/api/v1/gates/{id}/complete"), Some(PIPELINE_TOKEN), &json!({"result": "success"}))
+        .post_json(
+            &format!("/api/v1/gates/{id}/complete"),
+            Some(PIPELINE_TOKEN),
+            &json!({"result": "success"}),
+        )
         .await;
     assert_eq!(again.status(), 200);
     let other = app
-        .post_json(&format!("/api/v1/gates/{id}/complete"), Some(PIPELINE_TOKEN), &json!({"result": "failure"}))
+        .post_json(
+            &format!("/api/v1/gates/{id}/complete"),
+            Some(PIPELINE_TOKEN),
+            &json!({"result": "failure"}),
+        )
         .await;
     assert_error(other, 409, "conflict").await;
     let n = until_notes(&app, &number, 3).await;
@@ -334,14 +466,24 @@ async fn a_standard_change_is_moved_through_the_cd_audit_states() {
     assert_eq!(g["proceed"], true);
     assert_eq!(app.sim.chg_change(&number).unwrap().state, "Implement");
     let resp = app
-        .post_json(&format!("/api/v1/gates/{id}/complete"), Some(PIPELINE_TOKEN), &json!({"result": "failure"}))
+        .post_json(
+            &format!("/api/v1/gates/{id}/complete"),
+            Some(PIPELINE_TOKEN),
+            &json!({"result": "failure"}),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     for _ in 0..200 {
         let cr = app.sim.chg_change(&number).unwrap();
         if cr.state == "Closed" {
-            assert_eq!(cr.fields.get("close_code").map(String::as_str), Some("unsuccessful"));
-            assert!(cr.fields.get("close_notes").is_some_and(|n| n.contains("failure")));
+            assert_eq!(
+                cr.fields.get("close_code").map(String::as_str),
+                Some("unsuccessful")
+            );
+            assert!(cr
+                .fields
+                .get("close_notes")
+                .is_some_and(|n| n.contains("failure")));
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -355,13 +497,24 @@ async fn complete_needs_a_decided_gate_and_a_valid_result() {
     let g = open_change(&app, "Deploy", json!({})).await;
     let id = g["id"].as_str().unwrap();
     let resp = app
-        .post_json(&format!("/api/v1/gates/{id}/complete"), Some(PIPELINE_TOKEN), &json!({"result": "success"}))
+        .post_json(
+            &format!("/api/v1/gates/{id}/complete"),
+            Some(PIPELINE_TOKEN),
+            &json!({"result": "success"}),
+        )
         .await;
     assert_error(resp, 409, "conflict").await;
     let resp = app
-        .post_json(&format!("/api/v1/gates/{id}/complete"), Some(PIPELINE_TOKEN), &json!({"result": "maybe"}))
+        .post_json(
+            &format!("/api/v1/gates/{id}/complete"),
+            Some(PIPELINE_TOKEN),
+            &json!({"result": "maybe"}),
+        )
         .await;
-    assert_eq!(assert_error(resp, 400, "invalid_field").await["error"]["field"], "result");
+    assert_eq!(
+        assert_error(resp, 400, "invalid_field").await["error"]["field"],
+        "result"
+    );
 }
 
 fn oauth(s: &mut Settings, sim: &SimSettings) {
@@ -377,7 +530,8 @@ async fn oauth_tokens_are_shared_refreshed_and_regranted_without_failing_a_gate(
     let app = change_app_with(sim, move |s| oauth(s, &sim_for)).await;
     for stage in ["A", "B", "C"] {
         let mut extra = json!({});
-        extra["changeRequestDetails"] = json!({"attributes": {"short_description": format!("oauth {stage}")}});
+        extra["changeRequestDetails"] =
+            json!({"attributes": {"short_description": format!("oauth {stage}")}});
         let g = open_change(&app, stage, extra).await;
         assert_eq!(g["state"], "pending", "{g}");
     }
@@ -391,7 +545,10 @@ async fn oauth_tokens_are_shared_refreshed_and_regranted_without_failing_a_gate(
         .rev()
         .find(|r| r.path.contains("/sn_chg_rest/"))
         .unwrap();
-    assert!(bearer.header("authorization").unwrap().starts_with("Bearer "));
+    assert!(bearer
+        .header("authorization")
+        .unwrap()
+        .starts_with("Bearer "));
     // The token dies early: the next call gets 401, snowgate refreshes and carries on.
     app.sim.oauth_expire_tokens();
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -403,13 +560,26 @@ async fn oauth_tokens_are_shared_refreshed_and_regranted_without_failing_a_gate(
     app.sim.oauth_expire_tokens();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(app.sim.oauth_grants().0, 2);
-    let list: Value = app.get("/api/v1/gates", Some(PIPELINE_TOKEN)).await.json().await.unwrap();
+    let list: Value = app
+        .get("/api/v1/gates", Some(PIPELINE_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
     for g in list["gates"].as_array().unwrap() {
         assert_eq!(g["state"], "pending", "{g}");
     }
     // The token form is form-encoded, never JSON.
-    let grant = app.sim.requests().into_iter().find(|r| r.path == "/oauth_token.do").unwrap();
-    assert!(grant.header("content-type").unwrap().starts_with("application/x-www-form-urlencoded"));
+    let grant = app
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/oauth_token.do")
+        .unwrap();
+    assert!(grant
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/x-www-form-urlencoded"));
 }
 
 #[tokio::test]
@@ -424,7 +594,10 @@ async fn a_wrong_client_secret_fails_the_gate_clearly() {
     let g = open_change(&app, "Deploy", json!({})).await;
     assert_eq!(g["state"], "failed", "{g}");
     let msg = g["message"].as_str().unwrap();
-    assert!(msg.contains("OAuth") && msg.contains("client_secret"), "{msg}");
+    assert!(
+        msg.contains("OAuth") && msg.contains("client_secret"),
+        "{msg}"
+    );
     assert!(!msg.contains("not-the-secret"));
 }
 
@@ -435,7 +608,10 @@ async fn missing_roles_fail_the_gate_naming_them() {
     let g = open_change(&app, "Deploy", json!({})).await;
     assert_eq!(g["state"], "failed", "{g}");
     let msg = g["message"].as_str().unwrap();
-    assert!(msg.contains("403") && msg.contains("sn_change_write"), "{msg}");
+    assert!(
+        msg.contains("403") && msg.contains("sn_change_write"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -449,9 +625,17 @@ async fn bad_change_mode_requests_are_refused_by_field() {
         ("changeRequestNumber", json!("CHG 1"), "changeRequestNumber"),
         ("changeRequestNumber", json!(42), "changeRequestNumber"),
         ("emergency", json!("yes"), "emergency"),
-        ("standardChangeTemplate", json!(["x"]), "standardChangeTemplate"),
+        (
+            "standardChangeTemplate",
+            json!(["x"]),
+            "standardChangeTemplate",
+        ),
         ("environment", json!(""), "environment"),
-        ("changeRequestDetails", json!({"attributes": {"risk": "1"}}), "changeRequestDetails.attributes.risk"),
+        (
+            "changeRequestDetails",
+            json!({"attributes": {"risk": "1"}}),
+            "changeRequestDetails.attributes.risk",
+        ),
     ] {
         let body = change_gate("Deploy", json!({ field: value }));
         let err = assert_error(app.open_gate(&body).await, 400, "invalid_field").await;
@@ -459,7 +643,12 @@ async fn bad_change_mode_requests_are_refused_by_field() {
     }
     // A DevOps-token configuration cannot run change mode.
     let devops = spawn_app().await;
-    let err = assert_error(devops.open_gate(&change_gate("Deploy", json!({}))).await, 400, "invalid_field").await;
+    let err = assert_error(
+        devops.open_gate(&change_gate("Deploy", json!({}))).await,
+        400,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(err["error"]["field"], "mode");
     assert!(app.sim.chg_changes().is_empty());
 }

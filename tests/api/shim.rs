@@ -131,6 +131,19 @@ impl ShimRun {
         );
     }
 
+    /// Each of `texts` is logged, in this order (each after the end of the one before).
+    fn assert_logged_in_order(&self, texts: &[&str]) {
+        let mut from = 0;
+        for text in texts {
+            match self.stdout[from..].find(text) {
+                Some(at) => from += at + text.len(),
+                None => {
+                    panic!("expected {text:?} after the lines before it in {texts:?} in\n{self}")
+                }
+            }
+        }
+    }
+
     fn assert_passed(&self) {
         assert_eq!(self.code, Some(0), "{self}");
         self.assert_logged("SHIM-RESULT: SUCCESS");
@@ -580,4 +593,93 @@ async fn an_unassociated_step_fails_sn_dev_ops_step_unless_errors_are_ignored() 
     run.assert_logged("snDevOpsStep(ignoreErrors: true) returned: false");
     run.assert_failed_with("[ServiceNow DevOps] Step could not be associated, perhaps you need to set the Orchestration pipeline");
     run.assert_not_logged("not reached");
+}
+
+/// The gate snowgate holds for `stage` (of the one build these tests run).
+async fn gate_of(app: &TestApp, stage: &str) -> Value {
+    let list: Value = app
+        .get("/api/v1/gates?limit=100", Some(PIPELINE_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["gates"]
+        .as_array()
+        .and_then(|gates| gates.iter().find(|g| g["stageName"] == stage))
+        .cloned()
+        .unwrap_or_else(|| panic!("no gate for stage {stage} in {list}"))
+}
+
+#[tokio::test]
+async fn the_change_creation_timeout_fails_the_shim_step_or_lets_it_go_on_by_its_flag() {
+    // No notice, and no poll within the test (60 s by default): the change request is never
+    // known, so snowgate's creation timer ends both gates.
+    let app = spawn_app_with(
+        SimSettings {
+            send_notice: false,
+            ..SimSettings::default()
+        },
+        |_| {},
+    )
+    .await;
+    let run = Shim::start(&app, "creation_timeout", "Deploy", &[])
+        .finish()
+        .await;
+
+    // abortOnChangeCreationFailure: false → the step logs why and returns.
+    run.assert_logged_in_order(&[
+        "[ServiceNow DevOps] Change Creation failure timeout occurred.",
+        "[ServiceNow DevOps] No change request within 1s; the stage continues (abortOnChangeCreationFailure: false)",
+        "[ServiceNow DevOps] Resuming the pipeline",
+        "Smoke test went on: state timed_out, proceed true",
+        // The default (abort) → the plugin's failure.
+        "[ServiceNow DevOps] Change Creation failure timeout occurred.",
+        "[ServiceNow DevOps] Pipeline aborted due to change creation timeout (1s without a change request)",
+        "[ServiceNow DevOps] Aborting the pipeline",
+    ]);
+    run.assert_failed_with("[ServiceNow DevOps] Pipeline aborted due to change creation timeout");
+    run.assert_not_logged("Change Step timeout occurred");
+    run.assert_not_logged("Change Request Id");
+    run.assert_not_logged("not reached");
+    run.assert_token_not_leaked();
+
+    // What the shim read is what snowgate decided.
+    let went_on = gate_of(&app, "Smoke test").await;
+    assert_eq!(went_on["state"], "timed_out", "{went_on}");
+    assert_eq!(went_on["proceed"], true, "{went_on}");
+    let aborted = gate_of(&app, "Deploy").await;
+    assert_eq!(aborted["state"], "timed_out", "{aborted}");
+    assert_eq!(aborted["proceed"], false, "{aborted}");
+}
+
+#[tokio::test]
+async fn the_change_step_timeout_fails_the_shim_step_or_lets_it_go_on_by_its_flag() {
+    // ServiceNow creates and names the change requests; nobody decides them.
+    let app = spawn_app().await;
+    let run = Shim::start(&app, "step_timeout", "Deploy", &[])
+        .finish()
+        .await;
+
+    // abortOnChangeStepTimeOut: false → the step logs why and returns.
+    run.assert_logged_in_order(&[
+        "[ServiceNow DevOps] Change Step timeout occurred.",
+        "[ServiceNow DevOps] No change decision within 1s; the stage continues (abortOnChangeStepTimeOut: false)",
+        "[ServiceNow DevOps] Resuming the pipeline",
+        "Smoke test went on: state timed_out, proceed true",
+        // The default (abort) → the plugin's failure.
+        "[ServiceNow DevOps] Change Step timeout occurred.",
+        "[ServiceNow DevOps] Pipeline aborted due to change step timeout (1s without a decision)",
+        "[ServiceNow DevOps] Aborting the pipeline",
+    ]);
+    run.assert_failed_with("[ServiceNow DevOps] Pipeline aborted due to change step timeout");
+    run.assert_not_logged("Change Creation failure timeout occurred");
+    run.assert_not_logged("not reached");
+    run.assert_token_not_leaked();
+
+    let went_on = gate_of(&app, "Smoke test").await;
+    assert_eq!(went_on["state"], "timed_out", "{went_on}");
+    assert_eq!(went_on["proceed"], true, "{went_on}");
+    let aborted = gate_of(&app, "Deploy").await;
+    assert_eq!(aborted["state"], "timed_out", "{aborted}");
+    assert_eq!(aborted["proceed"], false, "{aborted}");
 }

@@ -1,0 +1,286 @@
+//! The store trait's contract, run against both backends: SQLite and a real PostgreSQL.
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use snowgate::domain::{CallbackToken, GateSpec, GateState};
+use snowgate::store::{
+    Completion, GateStore, NewOutbox, OutboxKind, OutboxResult, PgOptions, PostgresStore,
+    SqliteStore, Transition, TransitionOutcome,
+};
+
+use crate::helpers::gate_body;
+use crate::pg::PgServer;
+
+fn spec(stage: &str) -> GateSpec {
+    GateSpec::parse(&gate_body(stage)).unwrap()
+}
+
+fn decision(id: uuid::Uuid, to: GateState) -> Transition {
+    Transition {
+        gate_id: id,
+        to,
+        proceed: Some(to == GateState::Approved),
+        message: format!("test {to}"),
+        actor: "servicenow".into(),
+        event_kind: "decided",
+        change_request: None,
+        outbox: vec![NewOutbox {
+            kind: OutboxKind::Acknowledge,
+            payload: json!({}),
+        }],
+        timers: Default::default(),
+    }
+}
+
+async fn contract(store: Arc<dyn GateStore>) {
+    // Opening is idempotent on (jobUrl, buildNumber, stageName), and claims its registration.
+    let token = CallbackToken::generate();
+    let opened = store
+        .open_gate(spec("Deploy"), token.clone(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(opened.created);
+    let item = opened.register_item.expect("a registration row");
+    assert_eq!(item.kind, OutboxKind::Register);
+    let again = store
+        .open_gate(
+            spec("Deploy"),
+            CallbackToken::generate(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.gate.id, opened.gate.id);
+    let id = opened.gate.id;
+    // The claimed registration is nobody else's to take.
+    assert!(store
+        .claim_outbox(10, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Callback tokens find their gate, and only whole.
+    assert_eq!(
+        store
+            .gate_by_token(token.expose())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    assert!(store
+        .gate_by_token(&token.expose()[..20])
+        .await
+        .unwrap()
+        .is_none());
+
+    // Compare-and-set: registering → pending → approved; a second decision conflicts.
+    let mut pending = decision(id, GateState::Pending);
+    pending.proceed = None;
+    pending.outbox.clear();
+    pending.timers.next_poll_ms = Some(0);
+    assert!(matches!(
+        store.transition(pending).await.unwrap(),
+        TransitionOutcome::Applied(_)
+    ));
+    // A due poll is claimed once.
+    let polled = store
+        .claim_polls(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(polled.len(), 1);
+    assert!(store
+        .claim_polls(10, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+    match store
+        .transition(decision(id, GateState::Approved))
+        .await
+        .unwrap()
+    {
+        TransitionOutcome::Applied(g) => {
+            assert_eq!(g.state, GateState::Approved);
+            assert_eq!(g.proceed, Some(true));
+            assert!(g.decided_at.is_some());
+            assert_eq!(
+                g.timers,
+                Default::default(),
+                "a decision clears every timer"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match store
+        .transition(decision(id, GateState::Rejected))
+        .await
+        .unwrap()
+    {
+        TransitionOutcome::Conflict(g) => assert_eq!(g.state, GateState::Approved),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store
+            .transition(decision(uuid::Uuid::new_v4(), GateState::Approved))
+            .await
+            .unwrap(),
+        TransitionOutcome::NotFound
+    ));
+    let kinds: Vec<String> = store
+        .events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec!["opened", "decided", "decided"]);
+
+    // The decision's acknowledgement is due; claimed once; a retry comes back after its delay.
+    let acks = store
+        .claim_outbox(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].kind, OutboxKind::Acknowledge);
+    assert!(store
+        .claim_outbox(10, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .finish_outbox(
+            &acks[0],
+            OutboxResult::Retry {
+                after: Duration::from_millis(100),
+                error: "503".into(),
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let again = store
+        .claim_outbox(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    store
+        .finish_outbox(
+            &again[0],
+            OutboxResult::Done {
+                message: "ok".into(),
+            },
+        )
+        .await
+        .unwrap();
+    // An expired claim is taken over (a dead replica's work).
+    store
+        .finish_outbox(
+            &item,
+            OutboxResult::Done {
+                message: "registered".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+
+    // Completion: once, after the decision.
+    let other = store
+        .open_gate(
+            spec("Verify"),
+            CallbackToken::generate(),
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .complete_gate(other.gate.id, "success".into(), "pipeline".into(), vec![])
+            .await
+            .unwrap(),
+        Completion::NotDecided(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let expired = store
+        .claim_outbox(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1, "an expired claim is due again");
+    assert!(matches!(
+        store
+            .complete_gate(id, "success".into(), "pipeline".into(), vec![])
+            .await
+            .unwrap(),
+        Completion::Recorded(_)
+    ));
+    assert!(matches!(
+        store
+            .complete_gate(id, "failure".into(), "pipeline".into(), vec![])
+            .await
+            .unwrap(),
+        Completion::AlreadyCompleted { .. }
+    ));
+
+    // Listing and counts.
+    let listed = store
+        .list_gates(Some(GateState::Registering), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].spec.stage_name, "Verify");
+    let counts = store.count_by_state().await.unwrap();
+    assert!(counts.contains(&(GateState::Approved, 1)));
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    contract(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_the_contract() {
+    let pg = PgServer::start();
+    let url = pg.database("contract").await;
+    let store = PostgresStore::connect(PgOptions {
+        url,
+        password: None,
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    contract(Arc::new(store.clone())).await;
+    // Migrations applied by a second process are a no-op (and never race: advisory lock).
+    let second = PostgresStore::connect(PgOptions {
+        url: pg.url("contract"),
+        password: None,
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    second.ping().await.unwrap();
+    // Leases: one holder at a time until it expires.
+    assert!(store
+        .try_lease("reconcile", "a", Duration::from_millis(300))
+        .await
+        .unwrap());
+    assert!(!second
+        .try_lease("reconcile", "b", Duration::from_millis(300))
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(second
+        .try_lease("reconcile", "b", Duration::from_millis(300))
+        .await
+        .unwrap());
+}
