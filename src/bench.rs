@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// Concurrent callback clients in the burst.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
+    /// Run on this PostgreSQL database (empty; migrations are applied) with two replicas,
+    /// instead of one process on SQLite.
+    #[arg(long)]
+    pub postgres: Option<String>,
     /// Directory for the store (default: a fresh directory under the current one, so the
     /// floor is measured on the disk snowgate would use).
     #[arg(long)]
@@ -117,11 +121,17 @@ fn free_port() -> anyhow::Result<u16> {
 
 async fn start_server(
     dir: &Path,
+    name: &str,
     sim: &SimHandle,
     sim_cfg: &SimSettings,
+    postgres: Option<&str>,
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
-    let config = dir.join("bench.yaml");
+    let config = dir.join(format!("{name}.yaml"));
+    let store_url = match postgres {
+        Some(u) => u.to_string(),
+        None => format!("sqlite://{}", dir.join("bench.db").display()),
+    };
     std::fs::write(
         &config,
         format!(
@@ -137,7 +147,7 @@ servicenow:
   poll_interval: "1h"
   max_requests_per_second: 1000
 store:
-  url: "sqlite://{db}"
+  url: "{store_url}"
 auth:
   pipeline_tokens: [ {{ name: bench, token: "{TOKEN}" }} ]
 log:
@@ -146,7 +156,6 @@ log:
             instance = sim.url(),
             tool = sim_cfg.tool_id,
             token = sim_cfg.token,
-            db = dir.join("bench.db").display(),
         ),
     )?;
     let child = Command::new(std::env::current_exe()?)
@@ -290,7 +299,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
         ..SimSettings::default()
     };
     let sim = simulator::start(sim_cfg.clone()).await?;
-    let server = start_server(dir.path(), &sim, &sim_cfg).await?;
+    let server = start_server(dir.path(), "a", &sim, &sim_cfg, args.postgres.as_deref()).await?;
+    // With --postgres a second replica shares the database: decisions arrive there while
+    // the long-polls wait at the first (cross-replica wake-up by NOTIFY).
+    let other = match &args.postgres {
+        Some(u) => Some(start_server(dir.path(), "b", &sim, &sim_cfg, Some(u)).await?),
+        None => None,
+    };
+    let to_decider = |cb: &str| match &other {
+        Some(b) => cb.replacen(&server.url, &b.url, 1),
+        None => cb.to_string(),
+    };
+    if let Some(u) = &args.postgres {
+        writeln!(
+            out,
+            "store: PostgreSQL {} with two replicas (long-polls at A, callbacks at B)",
+            crate::configuration::redact_url_password(u)
+        )?;
+    } else {
+        writeln!(out, "store: SQLite, one process")?;
+    }
+    let rss_idle = rss_kib(server.child.id()).unwrap_or(0);
     let http = client(args.burst + 128)?;
     let mut rtt = Vec::new();
     for _ in 0..500 {
@@ -323,7 +352,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
         // Give the long-poll time to be registered before the decision.
         tokio::time::sleep(Duration::from_millis(5)).await;
         let t = Instant::now();
-        let status = callback(&http, cb).await?;
+        let status = callback(&http, &to_decider(cb)).await?;
         anyhow::ensure!(status == 200, "callback answered {status}");
         let g = waiter.await??;
         lat.push(t.elapsed());
@@ -355,6 +384,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
 
     // 2. `burst` gates pending with `burst` open long-polls: memory, then a burst of callbacks.
     let burst = open_gates(&http, &server.url, &sim, "Burst", args.burst).await?;
+    let rss_opened = rss_kib(server.child.id()).unwrap_or(0);
     let waiting = Arc::new(AtomicUsize::new(0));
     let mut waiters = Vec::with_capacity(burst.len());
     for (id, _) in &burst {
@@ -375,15 +405,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
     let rss = rss_kib(server.child.id()).unwrap_or(0);
     writeln!(
         out,
-        "resident memory with {} + {} gates pending and {} open long-polls: {:.1} MB",
+        "resident memory with {} + {} gates pending and {} open long-polls: {:.1} MB (idle after start {:.1} MB; after opening the gates, before the long-polls {:.1} MB)",
         args.pending.saturating_sub(args.samples),
         burst.len(),
         burst.len(),
-        rss as f64 / 1024.0
+        rss as f64 / 1024.0,
+        rss_idle as f64 / 1024.0,
+        rss_opened as f64 / 1024.0
     )?;
 
     let started = Instant::now();
-    let results: Vec<anyhow::Result<u16>> = stream::iter(burst.iter().map(|(_, cb)| cb.clone()))
+    let results: Vec<anyhow::Result<u16>> = stream::iter(burst.iter().map(|(_, cb)| to_decider(cb)))
         .map(|cb| {
             let http = http.clone();
             async move { callback(&http, &cb).await }
@@ -414,7 +446,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
         released,
         all_released.as_secs_f64()
     )?;
-    sim.stop().await;
+    drop(other);
     drop(server);
+    sim.stop().await;
     Ok(out)
 }

@@ -3,7 +3,7 @@
 //! many decisions, each caller answered only after the commit that holds its data), and a
 //! small pool of read connections.
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -86,10 +86,11 @@ ALTER TABLE gates ADD COLUMN completed_at TEXT;
 
 /// Largest number of writes committed together.
 const MAX_BATCH: usize = 512;
-/// Read connections kept open between uses.
-const MAX_IDLE_READERS: usize = 16;
+/// Reader threads, each with its own connection (WAL lets them read while the writer writes).
+const READERS: usize = 4;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 
 #[derive(Clone)]
@@ -98,9 +99,8 @@ pub struct SqliteStore {
 }
 
 struct Inner {
-    path: PathBuf,
     writer: Mutex<mpsc::Sender<Job>>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<mpsc::Sender<ReadJob>>,
 }
 
 fn now_ms() -> i64 {
@@ -172,11 +172,21 @@ impl SqliteStore {
             .name("snowgate-store-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
+        let read_rx = Arc::new(Mutex::new(read_rx));
+        for i in 0..READERS {
+            let conn = open_connection(path)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+            let rx = read_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("snowgate-store-reader-{i}"))
+                .spawn(move || reader_loop(conn, rx))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
         Ok(SqliteStore {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
                 writer: Mutex::new(tx),
-                readers: Mutex::new(Vec::new()),
+                readers: Mutex::new(read_tx),
             }),
         })
     }
@@ -211,28 +221,41 @@ impl SqliteStore {
     }
 
     /// Run `f` on a read connection on the blocking pool.
+    /// Run `f` on one of the reader threads. A fixed pool: thousands of long-polls arriving
+    /// together queue here instead of growing the blocking thread pool (and memory) by a
+    /// thread each.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.readers.lock().ok().and_then(|mut r| r.pop());
-            let conn = match conn {
-                Some(c) => c,
-                None => open_connection(&inner.path)?,
-            };
-            let out = f(&conn);
-            if let Ok(mut r) = inner.readers.lock() {
-                if r.len() < MAX_IDLE_READERS {
-                    r.push(conn);
-                }
-            }
-            out
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.inner
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Unavailable("reader lock poisoned".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the store readers have stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("a store reader dropped the request".into()))?
+    }
+}
+
+fn reader_loop(conn: Connection, rx: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {
+    loop {
+        let job = match rx.lock() {
+            Ok(r) => match r.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&conn))).is_err() {
+            tracing::error!("store: a read panicked");
+        }
     }
 }
 
@@ -336,13 +359,11 @@ fn gate_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Gate, StoreError>> {
 }
 
 fn load_gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
-    conn.query_row(
-        &format!("SELECT {GATE_COLUMNS} FROM gates WHERE id = ?1"),
-        params![id],
-        gate_from_row,
-    )
-    .optional()?
-    .transpose()
+    // Cached statements: these run several times per decision.
+    conn.prepare_cached(&format!("SELECT {GATE_COLUMNS} FROM gates WHERE id = ?1"))?
+        .query_row(params![id], gate_from_row)
+        .optional()?
+        .transpose()
 }
 
 fn insert_event(
@@ -354,19 +375,19 @@ fn insert_event(
     to: Option<GateState>,
     message: &str,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO events (gate_id, at, actor, kind, from_state, to_state, message) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            gate_id,
-            timestamp(&Utc::now()),
-            actor,
-            kind,
-            from.map(|s| s.as_str()),
-            to.map(|s| s.as_str()),
-            message
-        ],
-    )?;
+    )?
+    .execute(params![
+        gate_id,
+        timestamp(&Utc::now()),
+        actor,
+        kind,
+        from.map(|s| s.as_str()),
+        to.map(|s| s.as_str()),
+        message
+    ])?;
     Ok(())
 }
 
@@ -376,18 +397,18 @@ fn insert_outbox(
     item: &NewOutbox,
     claimed_until: i64,
 ) -> Result<i64, StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO outbox (gate_id, kind, payload, due_ms, claimed_until, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            gate_id,
-            item.kind.as_str(),
-            item.payload.to_string(),
-            now_ms(),
-            claimed_until,
-            timestamp(&Utc::now())
-        ],
-    )?;
+    )?
+    .execute(params![
+        gate_id,
+        item.kind.as_str(),
+        item.payload.to_string(),
+        now_ms(),
+        claimed_until,
+        timestamp(&Utc::now())
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -597,7 +618,7 @@ impl GateStore for SqliteStore {
                 None => None,
             };
             // Compare-and-set: touches exactly one row, or none when someone else decided first.
-            let changed = conn.execute(
+            let changed = conn.prepare_cached(
                 &format!(
                     "UPDATE gates SET state = ?1, proceed = ?2, message = ?3, updated_at = ?4, \
                      decided_at = CASE WHEN ?5 THEN ?4 ELSE decided_at END, \
@@ -608,7 +629,8 @@ impl GateStore for SqliteStore {
                      step_deadline_ms = CASE WHEN ?5 THEN NULL ELSE COALESCE(?11, step_deadline_ms) END \
                      WHERE id = ?8 AND state IN ({placeholders})"
                 ),
-                params![
+            )?
+            .execute(params![
                     t.to.as_str(),
                     t.proceed,
                     t.message,
@@ -620,8 +642,7 @@ impl GateStore for SqliteStore {
                     t.timers.next_poll_ms,
                     t.timers.creation_deadline_ms,
                     t.timers.step_deadline_ms
-                ],
-            )?;
+                ])?;
             if changed != 1 {
                 let current = load_gate(conn, &id)?
                     .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
