@@ -415,14 +415,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
     )?;
 
     let started = Instant::now();
-    let results: Vec<anyhow::Result<u16>> = stream::iter(burst.iter().map(|(_, cb)| to_decider(cb)))
-        .map(|cb| {
-            let http = http.clone();
-            async move { callback(&http, &cb).await }
-        })
-        .buffer_unordered(args.clients)
-        .collect()
-        .await;
+    let results: Vec<anyhow::Result<u16>> =
+        stream::iter(burst.iter().map(|(_, cb)| to_decider(cb)))
+            .map(|cb| {
+                let http = http.clone();
+                async move { callback(&http, &cb).await }
+            })
+            .buffer_unordered(args.clients)
+            .collect()
+            .await;
     let answered = started.elapsed();
     let ok = results.iter().filter(|r| matches!(r, Ok(200))).count();
     let mut last = started;

@@ -37,25 +37,8 @@ async fn act(
             "is required: say why the stage is released or stopped",
         )
     })?;
-    let (verb, proceed) = if to == GateState::Resumed {
-        ("resumed", true)
-    } else {
-        ("aborted", false)
-    };
-    let outcome = state
-        .decider
-        .decide(Transition {
-            gate_id: id,
-            to,
-            proceed: Some(proceed),
-            message: format!("{verb} by {}: {reason}", who.name),
-            actor: format!("operator:{}", who.name),
-            event_kind: verb,
-            change_request: None,
-            outbox: Vec::new(),
-            timers: Default::default(),
-        })
-        .await?;
+    let (verb, transition) = operator_decision(id, to, &who.name, &reason);
+    let outcome = state.decider.decide(transition).await?;
     match outcome {
         TransitionOutcome::Applied(gate) => {
             tracing::info!(gate_id = %gate.id, operator = %who.name, %reason, "gate {verb} by an operator");
@@ -67,6 +50,33 @@ async fn act(
         ))),
         TransitionOutcome::NotFound => Err(ApiError::NotFound(format!("no gate {id}"))),
     }
+}
+
+/// The decision an operator makes by hand (API and status page alike): `resumed` proceeds,
+/// `aborted` stops; the operator and the reason go into the message and the audit trail.
+pub fn operator_decision(
+    id: uuid::Uuid,
+    to: GateState,
+    operator: &str,
+    reason: &str,
+) -> (&'static str, Transition) {
+    let (verb, proceed) = if to == GateState::Resumed {
+        ("resumed", true)
+    } else {
+        ("aborted", false)
+    };
+    let t = Transition {
+        gate_id: id,
+        to,
+        proceed: Some(proceed),
+        message: format!("{verb} by {operator}: {reason}"),
+        actor: format!("operator:{operator}"),
+        event_kind: verb,
+        change_request: None,
+        outbox: Vec::new(),
+        timers: Default::default(),
+    };
+    (verb, t)
 }
 
 #[tracing::instrument(skip_all, fields(gate_id = %path))]

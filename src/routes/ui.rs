@@ -29,7 +29,7 @@ use crate::domain::names::short_job_name;
 use crate::domain::request::Fields;
 use crate::domain::{Gate, GateState};
 use crate::startup::AppState;
-use crate::store::{Event, StoreError, Transition, TransitionOutcome};
+use crate::store::{Event, StoreError, TransitionOutcome};
 
 /// The session cookie: `<nonce>.<base64url(operator token)>`.
 pub const COOKIE: &str = "snowgate_ui";
@@ -924,26 +924,9 @@ async fn act(
             .await;
         }
     };
-    let (verb, proceed) = if to == GateState::Resumed {
-        ("resumed", true)
-    } else {
-        ("aborted", false)
-    };
     let who = &session.operator;
-    let outcome = state
-        .decider
-        .decide(Transition {
-            gate_id: id,
-            to,
-            proceed: Some(proceed),
-            message: format!("{verb} by {who}: {reason}"),
-            actor: format!("operator:{who}"),
-            event_kind: verb,
-            change_request: None,
-            outbox: Vec::new(),
-            timers: Default::default(),
-        })
-        .await?;
+    let (verb, transition) = super::operator::operator_decision(id, to, who, &reason);
+    let outcome = state.decider.decide(transition).await?;
     match outcome {
         TransitionOutcome::Applied(gate) => {
             tracing::info!(gate_id = %gate.id, operator = %who, %reason, "gate {verb} by an operator on the status page");

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use super::devops::{encode_query_value, servicenow_message, ServiceNowError};
+use super::devops::{classify, encode_query_value, read_answer, ServiceNowError};
 use crate::configuration::{Secret, ServiceNowAuth, ServiceNowSettings};
 use crate::metrics::Metrics;
 
@@ -119,16 +119,6 @@ pub struct ChangeClient {
     instance: url::Url,
     auth: Arc<Auth>,
     metrics: Arc<Metrics>,
-}
-
-fn classify(e: reqwest::Error) -> ServiceNowError {
-    if e.is_timeout() {
-        ServiceNowError::Timeout
-    } else if e.is_connect() || e.is_request() {
-        ServiceNowError::Connect(e.to_string())
-    } else {
-        ServiceNowError::Decode(e.to_string())
-    }
 }
 
 impl ChangeClient {
@@ -367,34 +357,11 @@ impl ChangeClient {
                 .body(b.to_string());
         }
         let resp = req.send().await.map_err(classify)?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = resp.bytes().await.map_err(classify)?;
-        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if !status.is_success() {
-            let mut message = parsed
-                .as_ref()
-                .and_then(servicenow_message)
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").into());
-            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                message.push_str(
-                    "; the account needs the sn_change_read and sn_change_write roles (or itil)",
-                );
-            }
-            return Err(ServiceNowError::Status {
-                status: status.as_u16(),
-                message,
-                retry_after,
-            });
-        }
-        parsed.ok_or_else(|| {
-            ServiceNowError::Decode(format!("{status} with a body that is not JSON"))
-        })
+        read_answer(
+            resp,
+            "; the account needs the sn_change_read and sn_change_write roles (or itil)",
+        )
+        .await
     }
 
     async fn query(

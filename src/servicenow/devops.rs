@@ -76,7 +76,7 @@ impl ServiceNowError {
     }
 }
 
-fn classify(e: reqwest::Error) -> ServiceNowError {
+pub(crate) fn classify(e: reqwest::Error) -> ServiceNowError {
     if e.is_timeout() {
         ServiceNowError::Timeout
     } else if e.is_connect() || e.is_request() {
@@ -99,6 +99,38 @@ fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// ServiceNow's answer as JSON, or the error it stands for: the status, ServiceNow's own message
+/// (with `hint` appended for 401/403), and `Retry-After`.
+pub(crate) async fn read_answer(
+    resp: reqwest::Response,
+    hint: &str,
+) -> Result<Value, ServiceNowError> {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = resp.bytes().await.map_err(classify)?;
+    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if !status.is_success() {
+        let mut message = parsed
+            .as_ref()
+            .and_then(servicenow_message)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").into());
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            message.push_str(hint);
+        }
+        return Err(ServiceNowError::Status {
+            status: status.as_u16(),
+            message,
+            retry_after,
+        });
+    }
+    parsed.ok_or_else(|| ServiceNowError::Decode(format!("{status} with a body that is not JSON")))
 }
 
 /// `PUT orchestration/changeControl/{id}`: the metrics label of a request (ids and tokens
@@ -295,34 +327,7 @@ impl DevOpsClient {
                 .body(b.to_string());
         }
         let resp = req.send().await.map_err(classify)?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = resp.bytes().await.map_err(classify)?;
-        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if !status.is_success() {
-            let message = parsed
-                .as_ref()
-                .and_then(servicenow_message)
-                .unwrap_or_else(|| {
-                    status
-                        .canonical_reason()
-                        .unwrap_or("no message")
-                        .to_string()
-                });
-            return Err(ServiceNowError::Status {
-                status: status.as_u16(),
-                message,
-                retry_after,
-            });
-        }
-        let value = parsed.ok_or_else(|| {
-            ServiceNowError::Decode(format!("{status} with a body that is not JSON"))
-        })?;
+        let value = read_answer(resp, "").await?;
         if let Some(msg) = servicenow_message(&value) {
             // A 2xx whose result says `"status":"error"` is still a refusal.
             if value

@@ -145,20 +145,7 @@ impl Poller {
             ),
             Verdict::Fail(m) => (GateState::Failed, false, m),
         };
-        self.decider
-            .decide(Transition {
-                gate_id: gate.id,
-                to,
-                proceed: Some(proceed),
-                message,
-                actor: "servicenow".into(),
-                event_kind: "polled",
-                change_request: Some(cr),
-                outbox: Vec::new(),
-                timers: Timers::default(),
-            })
-            .await?;
-        Ok(())
+        self.decide(gate, to, proceed, message, cr).await
     }
 
     /// Change mode: read the linked CR and decide (SPEC §6): Implement inside its window →
@@ -231,6 +218,18 @@ impl Poller {
                 }
             }
         };
+        self.decide(gate, to, proceed, message, cr).await
+    }
+
+    /// A decision found by polling, through the one decision path.
+    async fn decide(
+        &self,
+        gate: &Gate,
+        to: GateState,
+        proceed: bool,
+        message: String,
+        cr: ChangeRequest,
+    ) -> Result<(), StoreError> {
         self.decider
             .decide(Transition {
                 gate_id: gate.id,

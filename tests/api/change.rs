@@ -652,3 +652,110 @@ async fn bad_change_mode_requests_are_refused_by_field() {
     assert_eq!(err["error"]["field"], "mode");
     assert!(app.sim.chg_changes().is_empty());
 }
+
+#[tokio::test]
+async fn work_notes_are_written_once_across_a_restart() {
+    use crate::durability::{free_port, start_binary};
+    let sim_cfg = SimSettings::default();
+    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("snowgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"server:
+  bind: "127.0.0.1:{port}"
+callback:
+  public_base_url: "{address}/"
+servicenow:
+  instance_url: "{instance}"
+  tool_id: "{tool}"
+  auth: basic
+  user: "{user}"
+  password: "{password}"
+  poll_interval: 200ms
+store:
+  url: "sqlite://{db}"
+outbox:
+  initial_backoff: 50ms
+  max_backoff: 300ms
+auth:
+  pipeline_tokens: [ {{ name: jenkins, token: "{PIPELINE_TOKEN}" }} ]
+  operator_tokens: [ {{ name: alice, token: "{OPERATOR_TOKEN}" }} ]
+change:
+  environments: [ "Production" ]
+  work_notes: true
+"#,
+            instance = sim.url(),
+            tool = sim_cfg.tool_id,
+            user = sim_cfg.user,
+            password = sim_cfg.password,
+            db = dir.path().join("s.db").display(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("snowgate.log");
+    let client = reqwest::Client::new();
+    let mut bin = start_binary(&config, &address, &log).await;
+    let resp = client
+        .post(format!("{address}/api/v1/gates"))
+        .bearer_auth(PIPELINE_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(change_gate("Deploy", json!({})).to_string())
+        .send()
+        .await
+        .unwrap();
+    let g: Value = resp.json().await.unwrap();
+    let id = g["id"].as_str().unwrap().to_string();
+    let number = g["changeRequest"]["number"].as_str().unwrap().to_string();
+    // Work-note writes fail for now, so the "linked" note is still in the outbox at the kill.
+    sim.inject_fault(snowgate::simulator::Fault {
+        endpoint: "change.patch".into(),
+        fail_next: 1_000_000,
+        status: 503,
+        latency_ms: 0,
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    sim.clear_faults();
+    sim.chg_set_state(&number, "Implement", None, None).unwrap();
+
+    let mut bin = start_binary(&config, &address, &log).await;
+    for _ in 0..200 {
+        let g: Value = client
+            .get(format!("{address}/api/v1/gates/{id}"))
+            .bearer_auth(PIPELINE_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if g["state"] == "approved" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..200 {
+        if sim.chg_work_notes(&number).unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a duplicate the chance to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let notes = sim.chg_work_notes(&number).unwrap();
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    let texts: Vec<String> = notes.into_iter().map(|n| n.text).collect();
+    assert_eq!(
+        texts.len(),
+        2,
+        "one note when linked, one when decided: {texts:?}"
+    );
+    assert!(texts[0].contains("created"), "{texts:?}");
+    assert!(texts[1].contains("approved"), "{texts:?}");
+}
