@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc keeps the untouched parts of idle connections' buffers out of resident memory:
+/// with thousands of open long-polls this is most of the footprint (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use snowgate::configuration::{parse_duration, NamedToken, Secret, ServiceNowAuth, Settings};
 use snowgate::simulator::{self, SimSettings};
 use snowgate::startup::{AppHandle, Application};
