@@ -20,6 +20,8 @@ pub struct TestApp {
     pub _dir: tempfile::TempDir,
     pub handle: AppHandle,
     pub settings: Settings,
+    /// The PostgreSQL cluster of this test, when the tests run on PostgreSQL.
+    pub _pg: Option<crate::pg::PgServer>,
 }
 
 pub fn sim_settings() -> SimSettings {
@@ -69,8 +71,24 @@ pub async fn spawn_app_with(sim_cfg: SimSettings, tweak: impl FnOnce(&mut Settin
     let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let mut settings = settings_for(&sim, &sim_cfg, dir.path(), &format!("{address}/"));
     tweak(&mut settings);
-    let path: PathBuf = settings.store.sqlite_path().unwrap();
-    let store: Arc<dyn GateStore> = Arc::new(SqliteStore::open(&path).unwrap());
+    // SNOWGATE_TEST_STORE=postgres runs the same tests on a real PostgreSQL (scripts/test.sh
+    // does a second pass so); otherwise each test has its own SQLite file.
+    let pg = if std::env::var("SNOWGATE_TEST_STORE").as_deref() == Ok("postgres") {
+        let server = crate::pg::PgServer::start();
+        settings.store.url = server.database("snowgate").await;
+        Some(server)
+    } else {
+        None
+    };
+    let store: Arc<dyn GateStore> = match &pg {
+        Some(_) => snowgate::startup::open_store(&settings)
+            .await
+            .expect("PostgreSQL store"),
+        None => {
+            let path: PathBuf = settings.store.sqlite_path().unwrap();
+            Arc::new(SqliteStore::open(&path).unwrap())
+        }
+    };
     let app = Application::build_with(settings.clone(), store, listener)
         .await
         .expect("application builds");
@@ -86,6 +104,7 @@ pub async fn spawn_app_with(sim_cfg: SimSettings, tweak: impl FnOnce(&mut Settin
         _dir: dir,
         handle,
         settings,
+        _pg: pg,
     }
 }
 
