@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use rand::RngCore as _;
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
@@ -211,25 +211,13 @@ fn proceed_text(p: Option<bool>) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // Sessions and CSRF
 
-/// HMAC-SHA256 (RFC 2104) for keys of at most one block; the project has `sha2` but no `hmac`.
+/// HMAC-SHA256 (RFC 2104).
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let ipad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&ipad)
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(&opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::Mac;
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
 }
 
 /// Derives and checks the CSRF token of a session.
