@@ -203,6 +203,7 @@ impl Application {
             workers.push(tokio::spawn(wake_from_other_replicas(
                 store.clone(),
                 waiters.clone(),
+                decider.clone(),
                 signals,
             )));
         }
@@ -375,9 +376,16 @@ async fn share_rate_limit(
 async fn wake_from_other_replicas(
     store: Arc<dyn GateStore>,
     waiters: Arc<Waiters>,
+    decider: Decider,
     mut signals: tokio::sync::mpsc::Receiver<StoreSignal>,
 ) {
     while let Some(signal) = signals.recv().await {
+        // Another replica's transition may have armed a poll, a deadline or outbox work that
+        // this replica's workers take over if that replica dies.
+        let w = decider.wakeups();
+        w.timers.notify_one();
+        w.poller.notify_one();
+        w.outbox.notify_one();
         let ids = match signal {
             StoreSignal::Decided(id) if waiters.is_waited(id) => vec![id],
             StoreSignal::Decided(_) => continue,

@@ -71,7 +71,7 @@ impl Poller {
             }
             let next = self.store.next_poll_due().await.unwrap_or(None);
             tokio::select! {
-                _ = tokio::time::sleep(super::until(next, Duration::from_secs(60))) => {}
+                _ = tokio::time::sleep(super::until(next, super::RECHECK)) => {}
                 _ = self.decider.wakeups().poller.notified() => {}
                 _ = shutdown.wait() => break,
             }

@@ -2,7 +2,6 @@
 //! `changeStepTimeoutSecs` (no decision in time), each with its abort flag. Deadlines are
 //! stored with the gates; this worker sleeps until the earliest one.
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::decisions::Decider;
 use crate::domain::timers::{Deadline, Timers};
@@ -55,7 +54,7 @@ impl TimeoutWorker {
             }
             let next = self.store.next_deadline().await.unwrap_or(None);
             tokio::select! {
-                _ = tokio::time::sleep(super::until(next, Duration::from_secs(60))) => {}
+                _ = tokio::time::sleep(super::until(next, super::RECHECK)) => {}
                 _ = self.decider.wakeups().timers.notified() => {}
                 _ = shutdown.wait() => break,
             }

@@ -332,6 +332,33 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
                 .to_string(),
         );
     }
+    // Opened at A: a gate whose step timeout runs, and one decided only by polling.
+    let mut timed = gate_body("Timer");
+    timed["changeStepTimeoutSecs"] = 2.into();
+    let timed: Value = client
+        .post(format!("{}/api/v1/gates", c.a_url))
+        .bearer_auth(PIPELINE_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(timed.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut polled = gate_body("Polled");
+    polled["pollingIntervalSecs"] = 1.into();
+    let polled: Value = client
+        .post(format!("{}/api/v1/gates", c.a_url))
+        .bearer_auth(PIPELINE_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(polled.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for (i, st) in stages.iter().enumerate() {
         let url = format!(
@@ -375,6 +402,38 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
     c.sim.clear_faults();
     let decided: Vec<String> = answered.iter().map(|i| stages[*i].clone()).collect();
     until_acknowledged_once(&c.sim, &decided).await;
+    // A's timers and polling go on at B: the step timeout fires, and a CR approved without a
+    // callback is found by B's poller.
+    c.sim.set_drop_callbacks(true);
+    let number = c
+        .sim
+        .changes()
+        .into_iter()
+        .find(|ch| ch.stage_name == "Polled")
+        .unwrap()
+        .number;
+    c.sim.approve(&number, "ok").await.unwrap();
+    let mut states = (String::new(), String::new());
+    for _ in 0..200 {
+        states = (
+            gate(&client, &c.b_url, timed["id"].as_str().unwrap()).await["state"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            gate(&client, &c.b_url, polled["id"].as_str().unwrap()).await["state"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        if states.0 == "timed_out" && states.1 == "approved" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "after A died: timer gate {}, polled gate {}",
+        states.0, states.1
+    );
 }
 
 #[tokio::test]
