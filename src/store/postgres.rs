@@ -160,13 +160,12 @@ fn outbox_from_row(row: &Row) -> Result<OutboxItem, StoreError> {
 }
 
 async fn load_gate(c: &impl GenericClient, id: &str) -> Result<Option<Gate>, StoreError> {
-    let row = c
-        .query_opt(
-            &format!("SELECT {GATE_COLUMNS} FROM gates WHERE id = $1"),
-            &[&id],
-        )
+    // Prepared once per connection: the hot statements save a round trip each time.
+    let stmt = c
+        .prepare_cached(&format!("SELECT {GATE_COLUMNS} FROM gates WHERE id = $1"))
         .await
         .map_err(pg)?;
+    let row = c.query_opt(&stmt, &[&id]).await.map_err(pg)?;
     row.as_ref().map(gate_from_row).transpose()
 }
 
@@ -179,9 +178,15 @@ async fn insert_event(
     to: Option<GateState>,
     message: &str,
 ) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO events (gate_id, at, actor, kind, from_state, to_state, message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await
+        .map_err(pg)?;
     c.execute(
-        "INSERT INTO events (gate_id, at, actor, kind, from_state, to_state, message) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &stmt,
         &[
             &gate_id,
             &timestamp(&Utc::now()),
@@ -203,10 +208,16 @@ async fn insert_outbox(
     item: &NewOutbox,
     claimed_until: i64,
 ) -> Result<i64, StoreError> {
-    let row = c
-        .query_one(
+    let stmt = c
+        .prepare_cached(
             "INSERT INTO outbox (gate_id, kind, payload, due_ms, claimed_until, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .await
+        .map_err(pg)?;
+    let row = c
+        .query_one(
+            &stmt,
             &[
                 &gate_id,
                 &item.kind.as_str(),
@@ -542,14 +553,13 @@ impl GateStore for PostgresStore {
         let tx = c.transaction().await.map_err(pg)?;
         let id = t.gate_id.to_string();
         // Lock the row: a concurrent decision on another replica waits, then sees ours.
-        let Some(row) = tx
-            .query_opt(
-                &format!("SELECT {GATE_COLUMNS} FROM gates WHERE id = $1 FOR UPDATE"),
-                &[&id],
-            )
+        let lock = tx
+            .prepare_cached(&format!(
+                "SELECT {GATE_COLUMNS} FROM gates WHERE id = $1 FOR UPDATE"
+            ))
             .await
-            .map_err(pg)?
-        else {
+            .map_err(pg)?;
+        let Some(row) = tx.query_opt(&lock, &[&id]).await.map_err(pg)? else {
             return Ok(TransitionOutcome::NotFound);
         };
         let before = gate_from_row(&row)?;
@@ -566,8 +576,8 @@ impl GateStore for PostgresStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let changed = tx
-            .execute(
+        let update = tx
+            .prepare_cached(&format!(
                 "UPDATE gates SET state = $1, proceed = $2, message = $3, updated_at = $4, \
                  decided_at = CASE WHEN $5 THEN $4 ELSE decided_at END, \
                  decided_by = CASE WHEN $5 THEN $6 ELSE decided_by END, \
@@ -575,7 +585,13 @@ impl GateStore for PostgresStore {
                  next_poll_ms = CASE WHEN $5 THEN NULL ELSE COALESCE($9, next_poll_ms) END, \
                  creation_deadline_ms = CASE WHEN $5 THEN NULL ELSE COALESCE($10, creation_deadline_ms) END, \
                  step_deadline_ms = CASE WHEN $5 THEN NULL ELSE COALESCE($11, step_deadline_ms) END \
-                 WHERE id = $8 AND state = ANY($12)",
+                 WHERE id = $8 AND state = ANY($12) RETURNING {GATE_COLUMNS}"
+            ))
+            .await
+            .map_err(pg)?;
+        let updated = tx
+            .query_opt(
+                &update,
                 &[
                     &t.to.as_str(),
                     &t.proceed,
@@ -593,13 +609,13 @@ impl GateStore for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        if changed != 1 {
+        let Some(after) = updated.as_ref().map(gate_from_row).transpose()? else {
             let current = load_gate(&tx, &id)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
             tx.commit().await.map_err(pg)?;
             return Ok(TransitionOutcome::Conflict(current));
-        }
+        };
         insert_event(
             &tx,
             &id,
@@ -614,12 +630,11 @@ impl GateStore for PostgresStore {
             insert_outbox(&tx, &id, item, 0).await?;
         }
         // Delivered to every listening replica when (and only if) this commits.
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &id])
+        let notify = tx
+            .prepare_cached("SELECT pg_notify($1, $2)")
             .await
             .map_err(pg)?;
-        let after = load_gate(&tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+        tx.execute(&notify, &[&CHANNEL, &id]).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(TransitionOutcome::Applied(after))
     }
