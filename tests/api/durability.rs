@@ -201,17 +201,10 @@ async fn gates_and_decisions_survive_sigkill() {
 }
 
 async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> String {
-    let resp = client
-        .post(format!("{address}/api/v1/gates"))
-        .bearer_auth(PIPELINE_TOKEN)
-        .header("Content-Type", "application/json")
-        .body(gate_body(stage).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let g: Value = resp.json().await.unwrap();
-    g["id"].as_str().unwrap().to_string()
+    open_at(client, address, &gate_body(stage), &[201]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn until_state_on(client: &reqwest::Client, address: &str, id: &str, state: &str) -> Value {

@@ -234,6 +234,30 @@ pub fn registration_in(sim: &SimHandle, stage: &str) -> RecordedRequest {
         .unwrap_or_else(|| panic!("no registration for stage {stage}"))
 }
 
+/// Open a gate with `body` on the snowgate at `address` (any process); the status must be one
+/// of `expected`.
+pub async fn open_at(
+    client: &reqwest::Client,
+    address: &str,
+    body: &Value,
+    expected: &[u16],
+) -> Value {
+    let resp = client
+        .post(format!("{address}/api/v1/gates"))
+        .bearer_auth(PIPELINE_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        expected.contains(&resp.status().as_u16()),
+        "{}",
+        resp.status()
+    );
+    resp.json().await.unwrap()
+}
+
 /// Assert a JSON error body `{"error":{"code","message"}}` with the given code.
 pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(resp.status(), status);

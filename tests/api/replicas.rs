@@ -102,16 +102,7 @@ async fn cluster(sim_cfg: SimSettings, poll: &str) -> Cluster {
 }
 
 async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> Value {
-    let resp = client
-        .post(format!("{address}/api/v1/gates"))
-        .bearer_auth(PIPELINE_TOKEN)
-        .header("Content-Type", "application/json")
-        .body(gate_body(stage).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    resp.json().await.unwrap()
+    open_at(client, address, &gate_body(stage), &[200, 201]).await
 }
 
 /// The callback path of `stage`, to send to whichever replica.
@@ -335,30 +326,10 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
     // Opened at A: a gate whose step timeout runs, and one decided only by polling.
     let mut timed = gate_body("Timer");
     timed["changeStepTimeoutSecs"] = 2.into();
-    let timed: Value = client
-        .post(format!("{}/api/v1/gates", c.a_url))
-        .bearer_auth(PIPELINE_TOKEN)
-        .header("Content-Type", "application/json")
-        .body(timed.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let timed = open_at(&client, &c.a_url, &timed, &[201]).await;
     let mut polled = gate_body("Polled");
     polled["pollingIntervalSecs"] = 1.into();
-    let polled: Value = client
-        .post(format!("{}/api/v1/gates", c.a_url))
-        .bearer_auth(PIPELINE_TOKEN)
-        .header("Content-Type", "application/json")
-        .body(polled.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let polled = open_at(&client, &c.a_url, &polled, &[201]).await;
     let mut tasks = Vec::new();
     for (i, st) in stages.iter().enumerate() {
         let url = format!(
