@@ -350,7 +350,8 @@ void logChangeNumber(Map gate) {
     String url = changeUrlOf(gate)
     // Jenkins turns a URL in the console into a link.
     log('Change Request Id : ' + number + (url ? ' (' + url + ')' : ''))
-    rememberChange(env.STAGE_NAME, number)
+    // The gate's own stage: a `stageName:` parameter may name another than STAGE_NAME.
+    rememberChange((gate.stageName ?: env.STAGE_NAME) as String, number)
 }
 
 /**
