@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::domain::timers::Timers;
+use crate::domain::GateState;
 use crate::metrics::{Metrics, SourceLabel};
 use crate::store::{GateStore, StoreError, Transition, TransitionOutcome};
 use crate::waiters::Waiters;
@@ -81,5 +82,30 @@ impl Decider {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// The outcome and message of a ServiceNow decision, as the plugin words it.
+pub fn decision_message(
+    to: GateState,
+    comments: &str,
+    ignore_errors: bool,
+) -> (Option<bool>, String) {
+    let with = |s: &str| {
+        if comments.is_empty() {
+            s.to_string()
+        } else {
+            format!("{s}: {comments}")
+        }
+    };
+    match to {
+        GateState::Approved => (Some(true), with("Approved in ServiceNow")),
+        GateState::Canceled => (Some(false), with("Job was canceled")),
+        GateState::Failed if ignore_errors => (
+            Some(true),
+            with("ServiceNow reported an error (ignoreErrors: the stage proceeds)"),
+        ),
+        GateState::Failed => (Some(false), with("ServiceNow reported an error")),
+        _ => (Some(false), with("Job was not approved for execution")),
     }
 }

@@ -62,3 +62,62 @@ pub fn on_change_known(spec: &GateSpec, now_ms: i64, step_running: bool) -> Opti
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::GateSpec;
+    use serde_json::json;
+
+    fn spec(extra: serde_json::Value) -> GateSpec {
+        let mut b =
+            json!({"jobUrl": "https://ci/job/app/", "buildNumber": 1, "stageName": "Deploy"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        GateSpec::parse(&b).unwrap()
+    }
+
+    #[test]
+    fn first_polls_are_spread_over_the_second_half_of_the_interval() {
+        let s = spec(json!({}));
+        let firsts: Vec<i64> = (0..200)
+            .map(|_| {
+                on_pending(&s, 0, Duration::from_secs(60))
+                    .next_poll_ms
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            firsts.iter().all(|f| (30_000..=60_000).contains(f)),
+            "{firsts:?}"
+        );
+        let distinct: std::collections::HashSet<_> = firsts.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "gates opened together must not poll together"
+        );
+        // A gate's own pollingIntervalSecs wins.
+        let own = on_pending(
+            &spec(json!({"pollingIntervalSecs": 10})),
+            0,
+            Duration::from_secs(60),
+        );
+        assert!(own.next_poll_ms.unwrap() <= 10_000);
+    }
+
+    #[test]
+    fn the_step_timeout_waits_for_the_change_request_when_a_creation_timeout_runs() {
+        let both = spec(json!({"changeCreationTimeoutSecs": 30, "changeStepTimeoutSecs": 60}));
+        let t = on_pending(&both, 1_000, Duration::from_secs(60));
+        assert_eq!(t.creation_deadline_ms, Some(31_000));
+        assert_eq!(t.step_deadline_ms, None);
+        assert_eq!(on_change_known(&both, 5_000, false), Some(65_000));
+        assert_eq!(on_change_known(&both, 5_000, true), None);
+        let step_only = spec(json!({"changeStepTimeoutSecs": 60}));
+        assert_eq!(
+            on_pending(&step_only, 1_000, Duration::from_secs(60)).step_deadline_ms,
+            Some(61_000)
+        );
+    }
+}

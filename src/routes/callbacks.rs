@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 
 use super::body::read_limited;
 use super::ApiError;
+use crate::decisions::decision_message;
 use crate::domain::timers::on_change_known;
 use crate::domain::{ChangeRequest, GateState};
 use crate::startup::AppState;
@@ -87,26 +88,6 @@ fn check_basic_auth(req: &HttpRequest, state: &AppState) -> Result<(), ApiError>
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
-    }
-}
-
-fn decision_message(to: GateState, comments: &str, ignore_errors: bool) -> (Option<bool>, String) {
-    let with = |s: &str| {
-        if comments.is_empty() {
-            s.to_string()
-        } else {
-            format!("{s}: {comments}")
-        }
-    };
-    match to {
-        GateState::Approved => (Some(true), with("Approved in ServiceNow")),
-        GateState::Canceled => (Some(false), with("Job was canceled")),
-        GateState::Failed if ignore_errors => (
-            Some(true),
-            with("ServiceNow reported an error (ignoreErrors: the stage proceeds)"),
-        ),
-        GateState::Failed => (Some(false), with("ServiceNow reported an error")),
-        _ => (Some(false), with("Job was not approved for execution")),
     }
 }
 

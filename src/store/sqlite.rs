@@ -618,7 +618,8 @@ impl GateStore for SqliteStore {
                 None => None,
             };
             // Compare-and-set: touches exactly one row, or none when someone else decided first.
-            let changed = conn.prepare_cached(
+            // The decided row comes back from the same statement (`RETURNING`): no second read.
+            let after = conn.prepare_cached(
                 &format!(
                     "UPDATE gates SET state = ?1, proceed = ?2, message = ?3, updated_at = ?4, \
                      decided_at = CASE WHEN ?5 THEN ?4 ELSE decided_at END, \
@@ -627,10 +628,10 @@ impl GateStore for SqliteStore {
                      next_poll_ms = CASE WHEN ?5 THEN NULL ELSE COALESCE(?9, next_poll_ms) END, \
                      creation_deadline_ms = CASE WHEN ?5 THEN NULL ELSE COALESCE(?10, creation_deadline_ms) END, \
                      step_deadline_ms = CASE WHEN ?5 THEN NULL ELSE COALESCE(?11, step_deadline_ms) END \
-                     WHERE id = ?8 AND state IN ({placeholders})"
+                     WHERE id = ?8 AND state IN ({placeholders}) RETURNING {GATE_COLUMNS}"
                 ),
             )?
-            .execute(params![
+            .query_row(params![
                     t.to.as_str(),
                     t.proceed,
                     t.message,
@@ -642,12 +643,14 @@ impl GateStore for SqliteStore {
                     t.timers.next_poll_ms,
                     t.timers.creation_deadline_ms,
                     t.timers.step_deadline_ms
-                ])?;
-            if changed != 1 {
+                ], gate_from_row)
+            .optional()?
+            .transpose()?;
+            let Some(after) = after else {
                 let current = load_gate(conn, &id)?
                     .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
                 return Ok(TransitionOutcome::Conflict(current));
-            }
+            };
             insert_event(
                 conn,
                 &id,
@@ -660,8 +663,6 @@ impl GateStore for SqliteStore {
             for item in t.outbox.iter().chain(follow_ups(&before, &t).iter()) {
                 insert_outbox(conn, &id, item, 0)?;
             }
-            let after =
-                load_gate(conn, &id)?.ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
             Ok(TransitionOutcome::Applied(after))
         })
         .await

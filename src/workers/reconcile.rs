@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::decisions::Decider;
+use crate::decisions::{decision_message, Decider};
 use crate::domain::timers::Timers;
 use crate::domain::{Gate, GateState};
 use crate::servicenow::{DevOpsClient, RateLimiter, ServiceNowError};
@@ -94,28 +94,15 @@ impl Reconciler {
             return Ok(false);
         }
         let comments = status.comments.clone().unwrap_or_default();
-        let with = |s: &str| {
-            if comments.is_empty() {
-                s.to_string()
-            } else {
-                format!("{s}: {comments}")
-            }
-        };
-        let (to, proceed, message) = match status.result.as_str() {
+        let to = match status.result.as_str() {
             "pending" | "" => return Ok(false),
-            "succeeded" => (GateState::Approved, true, with("Approved in ServiceNow")),
-            "canceled" => (GateState::Canceled, false, with("Job was canceled")),
-            "failed" | "error" => (
-                GateState::Failed,
-                gate.spec.ignore_errors,
-                with("ServiceNow reported an error"),
-            ),
-            _ => (
-                GateState::Rejected,
-                false,
-                with("Job was not approved for execution"),
-            ),
+            "succeeded" => GateState::Approved,
+            "canceled" => GateState::Canceled,
+            "failed" | "error" => GateState::Failed,
+            _ => GateState::Rejected,
         };
+        // The same outcome and wording as if the callback had arrived.
+        let (proceed, message) = decision_message(to, &comments, gate.spec.ignore_errors);
         let mut cr = gate.change_request.clone().unwrap_or_default();
         if !comments.is_empty() {
             cr.comments = Some(comments.clone());
@@ -124,7 +111,7 @@ impl Reconciler {
             .decide(Transition {
                 gate_id: gate.id,
                 to,
-                proceed: Some(proceed),
+                proceed,
                 message: format!("{message} (found while reconciling after a restart)"),
                 actor: "servicenow".into(),
                 event_kind: "reconciled",

@@ -59,14 +59,7 @@ async fn each_decision_body_sets_the_plugins_outcome() {
 
 #[tokio::test]
 async fn a_notice_records_the_change_request_and_keeps_the_gate_pending() {
-    let app = spawn_app_with(
-        SimSettings {
-            send_notice: false,
-            ..SimSettings::default()
-        },
-        |_| {},
-    )
-    .await;
+    let app = spawn_app_with(quiet_sim(), |_| {}).await;
     let gate = app.open("Deploy").await;
     let id = gate["id"].as_str().unwrap();
     let url = app.callback_url_of("Deploy");

@@ -116,10 +116,7 @@ pub async fn gate(client: &reqwest::Client, address: &str, id: &str) -> Value {
 
 #[tokio::test]
 async fn gates_and_decisions_survive_sigkill() {
-    let sim_cfg = SimSettings {
-        send_notice: false,
-        ..SimSettings::default()
-    };
+    let sim_cfg = quiet_sim();
     let sim = simulator::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -348,14 +345,7 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
 
 #[tokio::test]
 async fn sigkill_during_a_burst_of_callbacks_loses_no_answered_decision() {
-    let s = setup(
-        SimSettings {
-            send_notice: false,
-            ..SimSettings::default()
-        },
-        "1h",
-    )
-    .await;
+    let s = setup(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     let stages: Vec<String> = (0..200).map(|i| format!("Stage {i}")).collect();

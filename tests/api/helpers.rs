@@ -24,6 +24,15 @@ pub struct TestApp {
     pub _pg: Option<crate::pg::PgServer>,
 }
 
+/// A simulator that sends no "change request created" notice (the CR stays unknown to
+/// snowgate until a poll or a decision).
+pub fn quiet_sim() -> SimSettings {
+    SimSettings {
+        send_notice: false,
+        ..SimSettings::default()
+    }
+}
+
 pub fn sim_settings() -> SimSettings {
     SimSettings::default()
 }

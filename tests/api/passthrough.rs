@@ -187,13 +187,9 @@ async fn change_info_is_answered_from_the_gate_once_a_notice_linked_its_change()
 #[tokio::test]
 async fn change_info_asks_servicenow_when_snowgate_does_not_know_the_change() {
     // Without the notice the gate never learns its CR number, but ServiceNow knows it.
-    let app = spawn_app_with(
-        SimSettings {
-            send_notice: false,
-            ..SimSettings::default()
-        },
-        |s| s.servicenow.poll_interval = Dur(Duration::from_secs(3600)),
-    )
+    let app = spawn_app_with(quiet_sim(), |s| {
+        s.servicenow.poll_interval = Dur(Duration::from_secs(3600))
+    })
     .await;
     app.open("Deploy to prod").await;
     let number = app.change_of("Deploy to prod");

@@ -186,10 +186,7 @@ fn with(stage: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn the_change_creation_timeout_aborts_or_continues_by_its_flag() {
     // No notice and no poll within the test: the change request is never seen.
-    let quiet = SimSettings {
-        send_notice: false,
-        ..SimSettings::default()
-    };
+    let quiet = quiet_sim();
     let (app, g) = timed_out(
         quiet.clone(),
         with("Deploy", json!({"changeCreationTimeoutSecs": 1})),

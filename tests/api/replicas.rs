@@ -116,14 +116,7 @@ fn callback_path(sim: &SimHandle, stage: &str) -> String {
 
 #[tokio::test]
 async fn a_decision_at_one_replica_wakes_the_long_poll_held_by_the_other() {
-    let c = cluster(
-        SimSettings {
-            send_notice: false,
-            ..SimSettings::default()
-        },
-        "1h",
-    )
-    .await;
+    let c = cluster(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
     let g = open_on(&client, &c.a_url, "Deploy").await;
     let id = g["id"].as_str().unwrap().to_string();
@@ -275,14 +268,7 @@ async fn until_acknowledged_once(sim: &SimHandle, stages: &[String]) {
 
 #[tokio::test]
 async fn a_burst_split_across_replicas_is_acknowledged_exactly_once_per_gate() {
-    let c = cluster(
-        SimSettings {
-            send_notice: false,
-            ..SimSettings::default()
-        },
-        "1h",
-    )
-    .await;
+    let c = cluster(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
     let (ids, ok) = burst(&c, &client, 60).await;
     assert_eq!(ok.len(), 60);
@@ -295,14 +281,7 @@ async fn a_burst_split_across_replicas_is_acknowledged_exactly_once_per_gate() {
 
 #[tokio::test]
 async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on() {
-    let mut c = cluster(
-        SimSettings {
-            send_notice: false,
-            ..SimSettings::default()
-        },
-        "1h",
-    )
-    .await;
+    let mut c = cluster(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
     // Acknowledgements fail for a while, so replica A has claimed outbox work when it dies.
     c.sim.inject_fault(snowgate::simulator::Fault {
@@ -409,14 +388,7 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
 
 #[tokio::test]
 async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
-    let c = cluster(
-        SimSettings {
-            send_notice: false,
-            ..SimSettings::default()
-        },
-        "1h",
-    )
-    .await;
+    let c = cluster(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
     open_on(&client, &c.a_url, "Before").await;
     c.pg.stop();

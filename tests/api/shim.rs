@@ -614,14 +614,7 @@ async fn gate_of(app: &TestApp, stage: &str) -> Value {
 async fn the_change_creation_timeout_fails_the_shim_step_or_lets_it_go_on_by_its_flag() {
     // No notice, and no poll within the test (60 s by default): the change request is never
     // known, so snowgate's creation timer ends both gates.
-    let app = spawn_app_with(
-        SimSettings {
-            send_notice: false,
-            ..SimSettings::default()
-        },
-        |_| {},
-    )
-    .await;
+    let app = spawn_app_with(quiet_sim(), |_| {}).await;
     let run = Shim::start(&app, "creation_timeout", "Deploy", &[])
         .finish()
         .await;

@@ -269,6 +269,24 @@ async fn the_postgres_store_keeps_the_contract() {
     .await
     .unwrap();
     second.ping().await.unwrap();
+    // Replicas count each other (to share servicenow.max_requests_per_second).
+    assert_eq!(
+        store.heartbeat("a", Duration::from_secs(5)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        second.heartbeat("b", Duration::from_secs(5)).await.unwrap(),
+        2
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        second
+            .heartbeat("b", Duration::from_millis(200))
+            .await
+            .unwrap(),
+        1,
+        "a silent replica stops counting"
+    );
     // Leases: one holder at a time until it expires.
     assert!(store
         .try_lease("reconcile", "a", Duration::from_millis(300))
