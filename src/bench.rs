@@ -151,18 +151,20 @@ store:
 auth:
   pipeline_tokens: [ {{ name: bench, token: "{TOKEN}" }} ]
 log:
-  level: warn
+  level: info
 "#,
             instance = sim.url(),
             tool = sim_cfg.tool_id,
             token = sim_cfg.token,
         ),
     )?;
+    // Measured at the default log level; the log goes to a file beside the store.
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let child = Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .context("cannot start `snowgate serve`")?;
     let server = Server {

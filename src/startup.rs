@@ -231,15 +231,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(
-                    // Callback tokens are secrets: the request line is logged with them cut.
-                    actix_web::middleware::Logger::new(
-                        "%a \"%{request}xi\" %s %b %Dms request_id=%{x-request-id}o",
-                    )
-                    .custom_request_replace("request", routes::request_id::redacted_request_line)
-                    .exclude("/healthz")
-                    .exclude("/metrics"),
-                )
+                // Request id and access log (callback tokens cut from the request line).
                 .wrap(actix_web::middleware::from_fn(
                     routes::request_id::request_id,
                 ))

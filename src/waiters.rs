@@ -2,19 +2,26 @@
 //! decision notifies *after* its commit, so no decision can slip between the read and the wait.
 //! Entries exist only while someone waits; a notification carries the decided gate, so waking
 //! thousands of long-polls costs no store reads.
+//!
+//! A slot is kept small (a lock, an `Arc` and a `Notify`, under 100 bytes) because 10,000 gates
+//! may be waited on at once.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::domain::Gate;
 
-type Slot = watch::Sender<Option<Arc<Gate>>>;
+#[derive(Default)]
+struct Slot {
+    decided: Mutex<Option<Arc<Gate>>>,
+    notify: Notify,
+}
 
 #[derive(Default)]
 pub struct Waiters {
-    slots: Mutex<HashMap<Uuid, Slot>>,
+    slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
     shutdown: ShutdownFlag,
 }
 
@@ -49,28 +56,35 @@ impl ShutdownFlag {
 /// A subscription to one gate's decision; unsubscribes when dropped.
 pub struct Subscription {
     id: Uuid,
-    rx: Option<watch::Receiver<Option<Arc<Gate>>>>,
+    slot: Arc<Slot>,
     waiters: Arc<Waiters>,
 }
 
 impl Subscription {
     /// The decided gate, once a decision for this gate is committed.
     pub async fn decided(&mut self) -> Option<Arc<Gate>> {
-        let rx = self.rx.as_mut()?;
         loop {
-            if let Some(g) = rx.borrow_and_update().clone() {
+            // Register for the wake-up before looking, so a notify in between is not missed.
+            let notified = self.slot.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(g) = self.slot.decided.lock().ok()?.clone() {
                 return Some(g);
             }
-            rx.changed().await.ok()?;
+            notified.await;
         }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        drop(self.rx.take());
         if let Ok(mut slots) = self.waiters.slots.lock() {
-            if slots.get(&self.id).is_some_and(|s| s.receiver_count() == 0) {
+            // Counts change only under this lock: the map's reference and ours mean no one
+            // else waits on this gate.
+            if slots
+                .get(&self.id)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.slot) && Arc::strong_count(s) == 2)
+            {
                 slots.remove(&self.id);
             }
         }
@@ -84,13 +98,10 @@ impl Waiters {
 
     pub fn subscribe(self: &Arc<Self>, id: Uuid) -> Subscription {
         let mut slots = self.slots.lock().expect("waiters lock");
-        let rx = slots
-            .entry(id)
-            .or_insert_with(|| watch::channel(None).0)
-            .subscribe();
+        let slot = slots.entry(id).or_default().clone();
         Subscription {
             id,
-            rx: Some(rx),
+            slot,
             waiters: self.clone(),
         }
     }
@@ -99,7 +110,10 @@ impl Waiters {
     pub fn notify(&self, gate: &Gate) {
         let slots = self.slots.lock().expect("waiters lock");
         if let Some(slot) = slots.get(&gate.id) {
-            slot.send_replace(Some(Arc::new(gate.clone())));
+            if let Ok(mut decided) = slot.decided.lock() {
+                *decided = Some(Arc::new(gate.clone()));
+            }
+            slot.notify.notify_waiters();
         }
     }
 
@@ -124,5 +138,77 @@ impl Waiters {
 
     pub fn shutdown(&self) -> &ShutdownFlag {
         &self.shutdown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::GateState;
+
+    fn decided_gate(id: Uuid) -> Gate {
+        let spec = crate::domain::request::GateSpec::parse(&serde_json::json!({
+            "jobUrl": "https://ci.example.com/job/app/", "buildNumber": 1, "stageName": "Deploy"
+        }))
+        .unwrap();
+        let now = chrono::Utc::now();
+        Gate {
+            id,
+            state: GateState::Approved,
+            proceed: Some(true),
+            message: String::new(),
+            spec,
+            callback_token: crate::domain::names::CallbackToken::generate(),
+            change_request: None,
+            created_at: now,
+            updated_at: now,
+            decided_at: Some(now),
+            decided_by: None,
+            timers: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decision_wakes_every_waiter_of_its_gate_only() {
+        let waiters = Waiters::new();
+        let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut a = waiters.subscribe(id);
+        let mut b = waiters.subscribe(id);
+        let mut c = waiters.subscribe(other);
+        let wait_a = tokio::spawn(async move { a.decided().await.map(|g| g.state) });
+        let wait_b = tokio::spawn(async move { b.decided().await.map(|g| g.state) });
+        tokio::task::yield_now().await;
+        waiters.notify(&decided_gate(id));
+        assert_eq!(wait_a.await.unwrap(), Some(GateState::Approved));
+        assert_eq!(wait_b.await.unwrap(), Some(GateState::Approved));
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), c.decided()).await;
+        assert!(pending.is_err(), "another gate's decision woke this waiter");
+    }
+
+    #[tokio::test]
+    async fn a_decision_before_the_wait_is_not_missed() {
+        let waiters = Waiters::new();
+        let id = Uuid::new_v4();
+        let mut sub = waiters.subscribe(id);
+        waiters.notify(&decided_gate(id));
+        let g = sub.decided().await.expect("decided");
+        assert_eq!(g.id, id);
+    }
+
+    #[test]
+    fn a_slot_lives_while_someone_waits() {
+        let waiters = Waiters::new();
+        let id = Uuid::new_v4();
+        let a = waiters.subscribe(id);
+        let b = waiters.subscribe(id);
+        assert_eq!(waiters.waiting_gates(), 1);
+        drop(a);
+        assert!(waiters.is_waited(id), "the second waiter still waits");
+        drop(b);
+        assert!(!waiters.is_waited(id));
+        assert_eq!(waiters.waiting_gates(), 0);
+        // A notification for a gate no one waits on is dropped.
+        waiters.notify(&decided_gate(id));
+        assert_eq!(waiters.waiting_gates(), 0);
     }
 }
