@@ -250,12 +250,52 @@ async fn open_gates(
 }
 
 async fn long_poll(http: &reqwest::Client, server: &str, id: &str) -> anyhow::Result<Value> {
+    Ok(long_poll_timed(http, server, id).await?.0)
+}
+
+/// The long-poll's answer and its `Server-Timing: decision;dur=…` (ms since the deciding
+/// callback arrived), when the server sent one.
+async fn long_poll_timed(
+    http: &reqwest::Client,
+    server: &str,
+    id: &str,
+) -> anyhow::Result<(Value, Option<Duration>)> {
     let r = http
         .get(format!("{server}/api/v1/gates/{id}/wait?timeout=300"))
         .bearer_auth(TOKEN)
         .send()
         .await?;
-    Ok(r.json().await?)
+    let server_ms = r
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("decision;dur="))
+        .and_then(|v| v.parse::<f64>().ok());
+    Ok((
+        r.json().await?,
+        server_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+    ))
+}
+
+/// (sum, count) of the server's decision-latency histogram (store commit and wake-ups).
+async fn decision_seconds(http: &reqwest::Client, server: &str) -> Option<(f64, f64)> {
+    let text = http
+        .get(format!("{server}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let value = |suffix: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.contains(&format!("decision_latency_seconds_{suffix}")))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((value("sum")?, value("count")?))
 }
 
 async fn callback(http: &reqwest::Client, url: &str) -> anyhow::Result<u16> {
@@ -345,31 +385,69 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
     let gates = open_gates(&http, &server.url, &sim, "Latency", args.pending).await?;
     let before = sim.requests().len();
     let mut lat = Vec::new();
+    let mut server_side = Vec::new();
+    let mut answered = Vec::new();
+    let commit_before = decision_seconds(&http, &server.url).await;
     for (id, cb) in gates.iter().take(args.samples) {
         let waiter = {
             let http = http.clone();
             let (url, id) = (server.url.clone(), id.clone());
-            tokio::spawn(async move { long_poll(&http, &url, &id).await })
+            tokio::spawn(async move { long_poll_timed(&http, &url, &id).await })
         };
         // Give the long-poll time to be registered before the decision.
         tokio::time::sleep(Duration::from_millis(5)).await;
         let t = Instant::now();
         let status = callback(&http, &to_decider(cb)).await?;
+        answered.push(t.elapsed());
         anyhow::ensure!(status == 200, "callback answered {status}");
-        let g = waiter.await??;
+        let (g, at_server) = waiter.await??;
         lat.push(t.elapsed());
+        server_side.extend(at_server);
         anyhow::ensure!(g["state"] == "approved", "long-poll answered {g}");
     }
     let lat = percentiles(lat);
+    let floor = |d: Duration| d.as_secs_f64() / fsync.p50.as_secs_f64().max(1e-9);
+    if server_side.is_empty() {
+        writeln!(
+            out,
+            "decision latency at the server (callback received → long-poll answered): n/a (decided at the other replica; no Server-Timing)"
+        )?;
+    } else {
+        let n = server_side.len();
+        let s = percentiles(server_side);
+        writeln!(
+            out,
+            "decision latency at the server (callback received → long-poll answered, Server-Timing), {} pending, {n} samples: p50 {} p90 {} p99 {} (p50 = {:.1}× the fsync floor)",
+            args.pending,
+            ms(s.p50),
+            ms(s.p90),
+            ms(s.p99),
+            floor(s.p50)
+        )?;
+    }
+    let answered = percentiles(answered);
+    let commit_after = decision_seconds(&http, &server.url).await;
     writeln!(
         out,
-        "decision latency (callback sent → long-poll answered), {} pending, {} samples: p50 {} p90 {} p99 {} (p50 = {:.1}× the fsync floor)",
+        "  of which: callback answered 200 p50 {} p99 {}; server-side decision (commit and wake-ups) mean {}",
+        ms(answered.p50),
+        ms(answered.p99),
+        match (commit_before, commit_after) {
+            (Some((s0, n0)), Some((s1, n1))) if n1 > n0 => {
+                ms(Duration::from_secs_f64((s1 - s0) / (n1 - n0)))
+            }
+            _ => "n/a (decisions made at the other replica)".into(),
+        }
+    )?;
+    writeln!(
+        out,
+        "decision latency at the client (callback sent → long-poll answer read: two loopback HTTP exchanges more), {} pending, {} samples: p50 {} p90 {} p99 {} (p50 = {:.1}× the fsync floor)",
         args.pending,
         args.samples.min(gates.len()),
         ms(lat.p50),
         ms(lat.p90),
         ms(lat.p99),
-        lat.p50.as_secs_f64() / fsync.p50.as_secs_f64().max(1e-9)
+        floor(lat.p50)
     )?;
     // Let the acknowledgements of the sampled decisions finish before counting calls.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -45,8 +45,18 @@ impl Decider {
         &self.wakeups
     }
 
-    #[tracing::instrument(skip_all, fields(gate_id = %t.gate_id, to = %t.to, actor = %t.actor))]
     pub async fn decide(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
+        self.decide_received(t, None).await
+    }
+
+    /// As `decide`, for a decision that arrived by HTTP at `received`: the long-polls it
+    /// releases report the time since then (`Server-Timing`).
+    #[tracing::instrument(skip_all, fields(gate_id = %t.gate_id, to = %t.to, actor = %t.actor))]
+    pub async fn decide_received(
+        &self,
+        t: Transition,
+        received: Option<std::time::Instant>,
+    ) -> Result<TransitionOutcome, StoreError> {
         // Terminal transitions may carry follow-ups the store adds (e.g. a Jenkins release).
         let has_outbox = !t.outbox.is_empty() || t.to.is_terminal();
         let has_timers = t.timers != Timers::default();
@@ -54,7 +64,7 @@ impl Decider {
         let actor = t.actor.clone();
         let outcome = self.store.transition(t).await?;
         if let TransitionOutcome::Applied(gate) = &outcome {
-            self.waiters.notify(gate);
+            self.waiters.notify_received(gate, received);
             if gate.state.is_terminal() {
                 let m = &self.metrics;
                 m.decision_latency.observe(started.elapsed().as_secs_f64());

@@ -145,7 +145,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Bench(args) => {
-                telemetry::init(Default::default(), "warn");
+                let _log = telemetry::init(Default::default(), "warn");
                 let report = snowgate::bench::run(args).await?;
                 println!("{report}");
                 Ok(())
@@ -218,7 +218,7 @@ fn stop_on_signal(handle: AppHandle) {
 
 async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
-    telemetry::init(settings.log.format, &settings.log.level);
+    let _log = telemetry::init(settings.log.format, &settings.log.level);
     raise_open_files_limit();
     let app = Application::build(settings.clone()).await?;
     tracing::info!(
@@ -250,7 +250,7 @@ async fn check(config: Option<PathBuf>) -> ExitCode {
 }
 
 async fn sim(settings: SimSettings) -> anyhow::Result<()> {
-    telemetry::init(Default::default(), "info");
+    let _log = telemetry::init(Default::default(), "info");
     let handle = simulator::start(settings).await?;
     println!("ServiceNow simulator listening on {}", handle.url());
     println!(
@@ -269,7 +269,7 @@ async fn demo(
     auto_approve: Option<Duration>,
     store: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    telemetry::init(Default::default(), "info");
+    let _log = telemetry::init(Default::default(), "info");
     let sim_settings = SimSettings {
         bind: SocketAddr::from(([127, 0, 0, 1], sim_port)),
         auto_approve_after: auto_approve,

@@ -1,21 +1,39 @@
 //! One tracing setup for every subcommand: text or JSON lines on stderr.
+//!
+//! Lines are written by a background thread (`tracing-appender`'s non-blocking writer, which
+//! blocks rather than drops when it falls behind), so a request never waits for the terminal
+//! or the log file: at info level the access log and decision lines used to add about 0.15 ms
+//! to every decision. The audit trail is the store's event log, not these lines.
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::configuration::LogFormat;
 
+/// Keeps the log writer running; dropping it flushes what is still queued.
+#[must_use = "logs are flushed when the guard is dropped; hold it until the process ends"]
+pub struct LogGuard {
+    _writer: Option<WorkerGuard>,
+}
+
 /// Install the global subscriber. `RUST_LOG` overrides `level` when set.
-pub fn init(format: LogFormat, level: &str) {
+pub fn init(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("snowgate-log")
+        .finish(std::io::stderr());
+    let builder = fmt().with_env_filter(filter).with_writer(writer);
     // A second init (tests calling it twice) is harmless: keep the first subscriber.
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    LogGuard {
+        _writer: installed.ok().map(|_| guard),
+    }
 }
-
 /// The first characters of a secret, for log lines that must tell tokens apart.
 pub fn redact(secret: &str) -> String {
     let prefix: String = secret.chars().take(6).collect();

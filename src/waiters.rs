@@ -7,6 +7,7 @@
 //! may be waited on at once.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
@@ -15,8 +16,16 @@ use crate::domain::Gate;
 
 #[derive(Default)]
 struct Slot {
-    decided: Mutex<Option<Arc<Gate>>>,
+    decided: Mutex<Option<Decided>>,
     notify: Notify,
+}
+
+/// A decision as a waiter sees it.
+#[derive(Clone)]
+pub struct Decided {
+    pub gate: Arc<Gate>,
+    /// When the request that made the decision arrived, if it came by HTTP.
+    pub received: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -62,7 +71,7 @@ pub struct Subscription {
 
 impl Subscription {
     /// The decided gate, once a decision for this gate is committed.
-    pub async fn decided(&mut self) -> Option<Arc<Gate>> {
+    pub async fn decided(&mut self) -> Option<Decided> {
         loop {
             // Register for the wake-up before looking, so a notify in between is not missed.
             let notified = self.slot.notify.notified();
@@ -108,10 +117,18 @@ impl Waiters {
 
     /// Wake everyone waiting on this gate (call after the commit).
     pub fn notify(&self, gate: &Gate) {
+        self.notify_received(gate, None)
+    }
+
+    /// As `notify`, for a decision whose request arrived at `received`.
+    pub fn notify_received(&self, gate: &Gate, received: Option<Instant>) {
         let slots = self.slots.lock().expect("waiters lock");
         if let Some(slot) = slots.get(&gate.id) {
             if let Ok(mut decided) = slot.decided.lock() {
-                *decided = Some(Arc::new(gate.clone()));
+                *decided = Some(Decided {
+                    gate: Arc::new(gate.clone()),
+                    received,
+                });
             }
             slot.notify.notify_waiters();
         }
@@ -175,8 +192,8 @@ mod tests {
         let mut a = waiters.subscribe(id);
         let mut b = waiters.subscribe(id);
         let mut c = waiters.subscribe(other);
-        let wait_a = tokio::spawn(async move { a.decided().await.map(|g| g.state) });
-        let wait_b = tokio::spawn(async move { b.decided().await.map(|g| g.state) });
+        let wait_a = tokio::spawn(async move { a.decided().await.map(|d| d.gate.state) });
+        let wait_b = tokio::spawn(async move { b.decided().await.map(|d| d.gate.state) });
         tokio::task::yield_now().await;
         waiters.notify(&decided_gate(id));
         assert_eq!(wait_a.await.unwrap(), Some(GateState::Approved));
@@ -191,8 +208,9 @@ mod tests {
         let id = Uuid::new_v4();
         let mut sub = waiters.subscribe(id);
         waiters.notify(&decided_gate(id));
-        let g = sub.decided().await.expect("decided");
-        assert_eq!(g.id, id);
+        let d = sub.decided().await.expect("decided");
+        assert_eq!(d.gate.id, id);
+        assert!(d.received.is_none());
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub async fn callback(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let received = std::time::Instant::now();
     check_basic_auth(&req, &state)?;
     let bytes = read_limited(&req, payload, state.max_body).await?;
     let token = path.into_inner();
@@ -163,20 +164,23 @@ pub async fn callback(
             }
             let outcome = state
                 .decider
-                .decide(Transition {
-                    gate_id: gate.id,
-                    to,
-                    proceed,
-                    message,
-                    actor: "servicenow".into(),
-                    event_kind: "decided",
-                    change_request: Some(cr),
-                    outbox: vec![NewOutbox {
-                        kind: OutboxKind::Acknowledge,
-                        payload: json!({}),
-                    }],
-                    timers: Default::default(),
-                })
+                .decide_received(
+                    Transition {
+                        gate_id: gate.id,
+                        to,
+                        proceed,
+                        message,
+                        actor: "servicenow".into(),
+                        event_kind: "decided",
+                        change_request: Some(cr),
+                        outbox: vec![NewOutbox {
+                            kind: OutboxKind::Acknowledge,
+                            payload: json!({}),
+                        }],
+                        timers: Default::default(),
+                    },
+                    Some(received),
+                )
                 .await?;
             match outcome {
                 TransitionOutcome::Applied(_) => Ok(HttpResponse::Ok()

@@ -2,6 +2,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
@@ -170,8 +171,17 @@ pub async fn wait(
     }
     tokio::select! {
         decided = sub.decided() => {
-            if let Some(g) = decided {
-                return Ok(gate_json(&g));
+            if let Some(d) = decided {
+                let mut resp = gate_json(&d.gate);
+                if let Some(received) = d.received {
+                    // W3C Server-Timing: how long after the decision's request arrived this
+                    // long-poll was answered (SPEC §9's decision latency, seen by the server).
+                    let ms = received.elapsed().as_secs_f64() * 1000.0;
+                    if let Ok(v) = HeaderValue::from_str(&format!("decision;dur={ms:.3}")) {
+                        resp.headers_mut().insert(HeaderName::from_static("server-timing"), v);
+                    }
+                }
+                return Ok(resp);
             }
         }
         _ = tokio::time::sleep(Duration::from_secs(secs)) => {}

@@ -122,6 +122,8 @@ fn open_connection(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> 
     // FULL: a commit is on disk (WAL fsynced) before any reply that depends on it.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The per-write savepoints' statement journals stay in memory, not in a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 
