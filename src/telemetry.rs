@@ -22,6 +22,9 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        // The queue is allocated up front: 16,384 lines (512 KB) instead of the default
+        // 128,000 (4 MB); a burst's lines are written out far faster than they fill it.
+        .buffered_lines_limit(16_384)
         .thread_name("snowgate-log")
         .finish(std::io::stderr());
     let builder = fmt().with_env_filter(filter).with_writer(writer);
