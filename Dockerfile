@@ -23,6 +23,10 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 # Only what the release binary needs (see .dockerignore); tests are not built here.
 COPY Cargo.toml Cargo.lock ./
+# actix-http with snowgate's smaller connection buffers ([patch.crates-io], vendor/README.md),
+# and the SQLite build flag (fdatasync) in .cargo/config.toml.
+COPY vendor ./vendor
+COPY .cargo ./.cargo
 COPY src ./src
 # Cache mounts keep the crate registry and compiled dependencies between builds (BuildKit).
 # The binary is copied out of the cached target directory, which is not part of the layer.

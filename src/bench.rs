@@ -418,10 +418,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
             let (url, id) = (server.url.clone(), id.clone());
             tokio::spawn(async move { long_poll_timed(&http, &url, &id).await })
         };
-        // Give the long-poll time to be registered before the decision; sample the floor
-        // meanwhile.
-        probe.sample()?;
+        // Give the long-poll time to be registered before the decision, then sample the
+        // floor while everything is quiet (the long-poll parked, nothing else in flight).
         tokio::time::sleep(Duration::from_millis(5)).await;
+        probe.sample()?;
+        tokio::time::sleep(Duration::from_millis(1)).await;
         let t = Instant::now();
         let status = callback(&http, &to_decider(cb)).await?;
         answered.push(t.elapsed());
