@@ -485,13 +485,14 @@ impl GateStore for PostgresStore {
     async fn gate_by_token(&self, raw_token: &str) -> Result<Option<Gate>, StoreError> {
         let hash = CallbackToken::lookup_hash(raw_token);
         let c = self.client().await?;
-        let row = c
-            .query_opt(
-                &format!("SELECT {GATE_COLUMNS} FROM gates WHERE token_hash = $1"),
-                &[&hash],
-            )
+        // Prepared once per connection: every callback starts here.
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {GATE_COLUMNS} FROM gates WHERE token_hash = $1"
+            ))
             .await
             .map_err(pg)?;
+        let row = c.query_opt(&stmt, &[&hash]).await.map_err(pg)?;
         let gate = row.as_ref().map(gate_from_row).transpose()?;
         Ok(gate.filter(|g| g.callback_token.matches(raw_token)))
     }
@@ -811,9 +812,12 @@ impl GateStore for PostgresStore {
         let kind = item.kind.as_str();
         match &result {
             OutboxResult::Done { message } => {
-                tx.execute("DELETE FROM outbox WHERE id = $1", &[&item.id])
+                // Prepared once per connection: every acknowledgement ends here.
+                let delete = tx
+                    .prepare_cached("DELETE FROM outbox WHERE id = $1")
                     .await
                     .map_err(pg)?;
+                tx.execute(&delete, &[&item.id]).await.map_err(pg)?;
                 insert_event(
                     &tx,
                     &gate_id,
