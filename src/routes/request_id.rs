@@ -63,7 +63,9 @@ fn access_log<B: MessageBody>(
     started: Instant,
     id: &str,
 ) {
-    if NOT_LOGGED.contains(&req.path()) || !tracing::enabled!(tracing::Level::INFO) {
+    if NOT_LOGGED.contains(&req.path())
+        || !tracing::enabled!(target: "snowgate::access", tracing::Level::INFO)
+    {
         return;
     }
     let peer = req
