@@ -36,6 +36,7 @@ pub struct Metrics {
     pub gates: Family<StateLabel, Gauge>,
     pub decisions: Family<SourceLabel, Counter>,
     pub decision_latency: Histogram,
+    pub release_latency: Histogram,
     pub time_pending: Histogram,
     pub servicenow_requests: Family<CallLabels, Counter>,
     pub servicenow_latency: Family<EndpointLabel, Histogram>,
@@ -72,6 +73,12 @@ impl Metrics {
             "decision_latency_seconds",
             "From a decision's arrival (callback, poll, operator, timer) to its commit and the wake-up of the waiting long-polls",
             decision_latency.clone(),
+        );
+        let release_latency = latency_histogram();
+        registry.register(
+            "long_poll_release_seconds",
+            "From a deciding request's arrival (callback or operator) to the answer of each long-poll it released in this process (SPEC §9's decision latency; also in the answer's Server-Timing header)",
+            release_latency.clone(),
         );
         let time_pending = Histogram::new(exponential_buckets(1.0, 2.0, 20));
         registry.register(
@@ -124,6 +131,7 @@ impl Metrics {
             gates,
             decisions,
             decision_latency,
+            release_latency,
             time_pending,
             servicenow_requests,
             servicenow_latency,

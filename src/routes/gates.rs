@@ -176,7 +176,9 @@ pub async fn wait(
                 if let Some(received) = d.received {
                     // W3C Server-Timing: how long after the decision's request arrived this
                     // long-poll was answered (SPEC §9's decision latency, seen by the server).
-                    let ms = received.elapsed().as_secs_f64() * 1000.0;
+                    let secs = received.elapsed().as_secs_f64();
+                    state.metrics.release_latency.observe(secs);
+                    let ms = secs * 1000.0;
                     if let Ok(v) = HeaderValue::from_str(&format!("decision;dur={ms:.3}")) {
                         resp.headers_mut().insert(HeaderName::from_static("server-timing"), v);
                     }

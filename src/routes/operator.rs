@@ -20,6 +20,7 @@ async fn act(
     state: web::Data<AppState>,
     to: GateState,
 ) -> Result<HttpResponse, ApiError> {
+    let received = std::time::Instant::now();
     let action = if to == GateState::Resumed {
         "resume gates"
     } else {
@@ -38,7 +39,10 @@ async fn act(
         )
     })?;
     let (verb, transition) = operator_decision(id, to, &who.name, &reason);
-    let outcome = state.decider.decide(transition).await?;
+    let outcome = state
+        .decider
+        .decide_received(transition, Some(received))
+        .await?;
     match outcome {
         TransitionOutcome::Applied(gate) => {
             tracing::info!(gate_id = %gate.id, operator = %who.name, %reason, "gate {verb} by an operator");

@@ -203,7 +203,7 @@ async fn no_configured_secret_appears_in_logs_or_error_bodies() {
 }
 
 #[tokio::test]
-async fn a_long_poll_released_by_a_callback_says_how_long_after_the_callback_it_answered() {
+async fn a_released_long_poll_says_how_long_after_the_deciding_request_it_answered() {
     let app = spawn_app_with(quiet_sim(), |_| {}).await;
     let gate = app.open("Deploy").await;
     let id = gate["id"].as_str().unwrap().to_string();
@@ -241,6 +241,44 @@ async fn a_long_poll_released_by_a_callback_says_how_long_after_the_callback_it_
     assert!((0.0..30_000.0).contains(&ms), "{timing}");
     let body: Value = waited.json().await.unwrap();
     assert_eq!(body["state"], "approved");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(
+        metric(&metrics, "snowgate_long_poll_release_seconds_count"),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // An operator's resume times its released long-polls the same way.
+    let other = app.open("Smoke").await;
+    let other_id = other["id"].as_str().unwrap().to_string();
+    let waiter = {
+        let (client, url) = (
+            app.client.clone(),
+            app.url(&format!("/api/v1/gates/{other_id}/wait?timeout=30")),
+        );
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(PIPELINE_TOKEN)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resumed = app
+        .post_json(
+            &format!("/api/v1/gates/{other_id}/resume"),
+            Some(OPERATOR_TOKEN),
+            &serde_json::json!({"reason": "ServiceNow is down; approved by phone"}),
+        )
+        .await;
+    assert_eq!(resumed.status(), 200);
+    let waited = waiter.await.unwrap();
+    assert!(waited.headers()["server-timing"]
+        .to_str()
+        .unwrap()
+        .starts_with("decision;dur="));
 
     // A long-poll that finds the gate already decided has no decision to time.
     let again = app
