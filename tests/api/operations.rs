@@ -202,25 +202,28 @@ async fn no_configured_secret_appears_in_logs_or_error_bodies() {
     }
 }
 
+/// A long-poll on gate `id` (30 s), running in the background.
+fn spawn_wait(app: &TestApp, id: &str) -> tokio::task::JoinHandle<reqwest::Response> {
+    let (client, url) = (
+        app.client.clone(),
+        app.url(&format!("/api/v1/gates/{id}/wait?timeout=30")),
+    );
+    tokio::spawn(async move {
+        client
+            .get(url)
+            .bearer_auth(PIPELINE_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
 #[tokio::test]
 async fn a_released_long_poll_says_how_long_after_the_deciding_request_it_answered() {
     let app = spawn_app_with(quiet_sim(), |_| {}).await;
     let gate = app.open("Deploy").await;
     let id = gate["id"].as_str().unwrap().to_string();
-    let waiter = {
-        let (client, url) = (
-            app.client.clone(),
-            app.url(&format!("/api/v1/gates/{id}/wait?timeout=30")),
-        );
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(PIPELINE_TOKEN)
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let waiter = spawn_wait(&app, &id);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let cb = app.callback_url_of("Deploy");
     let resp = app
@@ -251,20 +254,7 @@ async fn a_released_long_poll_says_how_long_after_the_deciding_request_it_answer
     // An operator's resume times its released long-polls the same way.
     let other = app.open("Smoke").await;
     let other_id = other["id"].as_str().unwrap().to_string();
-    let waiter = {
-        let (client, url) = (
-            app.client.clone(),
-            app.url(&format!("/api/v1/gates/{other_id}/wait?timeout=30")),
-        );
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(PIPELINE_TOKEN)
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let waiter = spawn_wait(&app, &other_id);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let resumed = app
         .post_json(
