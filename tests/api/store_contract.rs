@@ -302,3 +302,54 @@ async fn the_postgres_store_keeps_the_contract() {
         .await
         .unwrap());
 }
+
+/// SQLite answers lookups by key on a per-thread connection (`read_point`): several stores
+/// used from one thread must each read their own file, also after more stores than the
+/// per-thread cache keeps, and a lookup must see what the writer committed just before.
+#[tokio::test]
+async fn sqlite_lookups_by_key_read_their_own_store_and_the_latest_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opened = Vec::new();
+    for i in 0..6 {
+        let store = SqliteStore::open(&dir.path().join(format!("s{i}.db"))).unwrap();
+        let token = CallbackToken::generate();
+        let gate = store
+            .open_gate(
+                spec(&format!("Stage {i}")),
+                token.clone(),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap()
+            .gate;
+        opened.push((store, gate.id, token));
+    }
+    for (i, (store, id, token)) in opened.iter().enumerate() {
+        let by_id = store.gate(*id).await.unwrap().expect("its own gate");
+        assert_eq!(by_id.spec.stage_name, format!("Stage {i}"));
+        let by_token = store
+            .gate_by_token(token.expose())
+            .await
+            .unwrap()
+            .expect("its own gate by token");
+        assert_eq!(by_token.id, *id);
+        // Another store's gate is not found here.
+        let (_, other_id, other_token) = &opened[(i + 1) % opened.len()];
+        assert!(store.gate(*other_id).await.unwrap().is_none());
+        assert!(store
+            .gate_by_token(other_token.expose())
+            .await
+            .unwrap()
+            .is_none());
+        // A decision committed by the writer is seen by the next lookup on this thread.
+        let decided = store
+            .transition(decision(*id, GateState::Approved))
+            .await
+            .unwrap();
+        assert!(matches!(decided, TransitionOutcome::Applied(_)));
+        assert_eq!(
+            store.gate(*id).await.unwrap().unwrap().state,
+            GateState::Approved
+        );
+    }
+}
