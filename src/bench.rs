@@ -493,14 +493,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls =
         (sim.requests().len() - before) as f64 / args.samples.min(gates.len()).max(1) as f64;
-    let registrations = args.pending as f64;
     writeln!(
         out,
         "ServiceNow calls per gate in callback mode: {:.2} (1 registration + {:.2} acknowledgement per decided gate)",
         1.0 + calls,
         calls
     )?;
-    let _ = registrations;
 
     // 2. `burst` gates pending with `burst` open long-polls: memory, then a burst of callbacks.
     let burst = open_gates(&http, &server.url, &sim, "Burst", args.burst).await?;

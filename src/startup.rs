@@ -383,31 +383,30 @@ async fn wake_from_other_replicas(
         w.poller.notify_one();
         w.outbox.notify_one();
     };
-    let mut last_wake: Option<std::time::Instant> = None;
-    let mut owed = false;
+    use tokio::time::Instant;
+    let mut last_wake: Option<Instant> = None;
+    // When a wake held back by the window is due.
+    let mut owed_at: Option<Instant> = None;
     loop {
-        let signal = match (owed, last_wake) {
-            (true, Some(at)) => {
-                let left = TAKEOVER_WAKE_EVERY.saturating_sub(at.elapsed());
-                match tokio::time::timeout(left, signals.recv()).await {
-                    Ok(signal) => signal,
-                    Err(_) => {
-                        wake();
-                        last_wake = Some(std::time::Instant::now());
-                        owed = false;
-                        continue;
-                    }
-                }
-            }
-            _ => signals.recv().await,
+        let received = match owed_at {
+            Some(at) => tokio::time::timeout_at(at, signals.recv()).await.ok(),
+            None => Some(signals.recv().await),
+        };
+        let Some(signal) = received else {
+            // The window ended with a wake owed.
+            wake();
+            (last_wake, owed_at) = (Some(Instant::now()), None);
+            continue;
         };
         let Some(signal) = signal else { break };
-        if last_wake.is_none_or(|at| at.elapsed() >= TAKEOVER_WAKE_EVERY) {
-            wake();
-            last_wake = Some(std::time::Instant::now());
-            owed = false;
-        } else {
-            owed = true;
+        match last_wake {
+            Some(at) if at.elapsed() < TAKEOVER_WAKE_EVERY => {
+                owed_at.get_or_insert(at + TAKEOVER_WAKE_EVERY);
+            }
+            _ => {
+                wake();
+                (last_wake, owed_at) = (Some(Instant::now()), None);
+            }
         }
         let ids = match signal {
             StoreSignal::Decided(id) if waiters.is_waited(id) => vec![id],

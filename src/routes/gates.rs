@@ -11,6 +11,7 @@ use super::ApiError;
 use crate::configuration::GateMode;
 use crate::domain::{CallbackToken, FieldError, Gate, GateSpec, GateState};
 use crate::startup::AppState;
+use crate::waiters::Decided;
 
 /// How long `POST /gates` waits for the first registration attempt before answering with
 /// the gate still `registering` (the attempt goes on, and retries come from the outbox).
@@ -126,6 +127,23 @@ pub async fn get(
     Ok(gate_json(&load_gate(&state, &path).await?))
 }
 
+/// The answer of a long-poll released by a decision. When the decision came by HTTP, the time
+/// since its request arrived (SPEC §9's decision latency, seen by the server) goes into the
+/// metrics and a W3C `Server-Timing` header.
+fn released(state: &AppState, d: &Decided) -> HttpResponse {
+    let mut resp = gate_json(&d.gate);
+    if let Some(received) = d.received {
+        let secs = received.elapsed().as_secs_f64();
+        state.metrics.release_latency.observe(secs);
+        let timing = format!("decision;dur={:.3}", secs * 1000.0);
+        if let Ok(v) = HeaderValue::from_str(&timing) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("server-timing"), v);
+        }
+    }
+    resp
+}
+
 /// The long-poll's `timeout` query parameter, in seconds.
 fn wait_seconds(req: &HttpRequest) -> Result<u64, ApiError> {
     match query_map(req).get("timeout") {
@@ -172,18 +190,7 @@ pub async fn wait(
     tokio::select! {
         decided = sub.decided() => {
             if let Some(d) = decided {
-                let mut resp = gate_json(&d.gate);
-                if let Some(received) = d.received {
-                    // W3C Server-Timing: how long after the decision's request arrived this
-                    // long-poll was answered (SPEC §9's decision latency, seen by the server).
-                    let secs = received.elapsed().as_secs_f64();
-                    state.metrics.release_latency.observe(secs);
-                    let ms = secs * 1000.0;
-                    if let Ok(v) = HeaderValue::from_str(&format!("decision;dur={ms:.3}")) {
-                        resp.headers_mut().insert(HeaderName::from_static("server-timing"), v);
-                    }
-                }
-                return Ok(resp);
+                return Ok(released(&state, &d));
             }
         }
         _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
