@@ -676,11 +676,16 @@ impl Settings {
                 ));
             }
         }
-        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
-            out.push(key_problem(
+        match self.server.bind.parse::<std::net::SocketAddr>() {
+            Err(_) => out.push(key_problem(
                 "server.bind",
                 "must be an address such as 127.0.0.1:8080",
-            ));
+            )),
+            Ok(addr) if self.auth.disabled && !addr.ip().is_loopback() => out.push(key_problem(
+                "auth.disabled",
+                &format!("is accepted only on a loopback server.bind (127.0.0.1 or ::1), not {addr}: anyone who reaches the port could release production stages"),
+            )),
+            Ok(_) => {}
         }
         out
     }

@@ -1,7 +1,11 @@
 //! Typed client of the Jenkins controller: answer a paused `input` step and ask whether a build
-//! still runs (SPEC §5). Calls go only to `jenkins.url` (build URLs known under
-//! `jenkins.allowed_urls` are rewritten onto it), with Basic auth sent preemptively.
+//! still runs. Calls go only to `jenkins.url` (build URLs known under `jenkins.allowed_urls` are
+//! rewritten onto it; see [`allow_list`]), with Basic auth sent preemptively, and never follow a
+//! redirect.
 use std::time::Duration;
+
+mod allow_list;
+pub use allow_list::AllowList;
 
 use serde_json::{json, Value};
 
@@ -18,6 +22,13 @@ pub enum JenkinsError {
         status: u16,
         x_error: Option<String>,
     },
+    /// A redirect is never followed and never a success: Jenkins answers an input with 200, and
+    /// a redirect (to the login page, or elsewhere) means the request was not carried out.
+    #[error("Jenkins answered {status} redirecting to {location} instead of carrying out the request (redirects are not followed; check jenkins.url and the credentials)")]
+    Redirect { status: u16, location: String },
+    /// The URL is not on `jenkins.url`: nothing was sent.
+    #[error("refused to send the Jenkins credentials to {0}: not under jenkins.url")]
+    NotAllowed(String),
 }
 
 impl JenkinsError {
@@ -25,6 +36,7 @@ impl JenkinsError {
         match self {
             JenkinsError::Connect(_) | JenkinsError::Timeout => true,
             JenkinsError::Status { status, .. } => *status >= 500 || *status == 429,
+            JenkinsError::Redirect { .. } | JenkinsError::NotAllowed(_) => false,
         }
     }
 }
@@ -42,8 +54,7 @@ pub fn jenkins_input_id(id: &str) -> String {
 #[derive(Clone)]
 pub struct JenkinsClient {
     http: reqwest::Client,
-    base: url::Url,
-    known_as: Vec<url::Url>,
+    allow: AllowList,
     user: String,
     token: Secret,
     change_parameter: Option<String>,
@@ -56,6 +67,15 @@ pub struct Answer<'a> {
     pub proceed: bool,
     pub change_number: Option<&'a str>,
     pub approver: Option<&'a str>,
+}
+
+/// A 3xx answer as an error naming the status and where it pointed.
+fn redirect(resp: &reqwest::Response) -> Option<JenkinsError> {
+    let status = resp.status();
+    status.is_redirection().then(|| JenkinsError::Redirect {
+        status: status.as_u16(),
+        location: crate::servicenow::location_host(resp.headers()),
+    })
 }
 
 fn classify(e: reqwest::Error) -> JenkinsError {
@@ -90,21 +110,16 @@ async fn timed(
 
 impl JenkinsClient {
     pub fn new(s: &JenkinsSettings) -> anyhow::Result<JenkinsClient> {
-        let base = url::Url::parse(&s.url)?;
-        let mut known_as = vec![base.clone()];
-        for u in &s.allowed_urls {
-            known_as.push(url::Url::parse(u)?);
-        }
+        let allow = AllowList::new(&s.url, &s.allowed_urls).map_err(|e| anyhow::anyhow!("jenkins: {e}"))?;
         Ok(JenkinsClient {
             http: reqwest::Client::builder()
                 .timeout(s.timeout.0)
                 .connect_timeout(Duration::from_secs(5))
-                // proceedEmpty answers with a redirect to the build; it is not followed.
+                // A redirect would carry the Basic credentials' request elsewhere; see Redirect.
                 .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("snowgate/", env!("CARGO_PKG_VERSION")))
                 .build()?,
-            base,
-            known_as,
+            allow,
             user: s.user.clone(),
             token: s.api_token.clone(),
             change_parameter: s.change_parameter.clone(),
@@ -121,36 +136,29 @@ impl JenkinsClient {
 
     /// The build URL on the base snowgate may call, or why it may not.
     pub fn resolve(&self, build_url: &str) -> Result<url::Url, String> {
-        let parsed = url::Url::parse(build_url).map_err(|e| format!("is not a URL: {e}"))?;
-        let text = parsed.as_str();
-        for known in &self.known_as {
-            if let Some(rest) = text.strip_prefix(known.as_str()) {
-                let mut rebuilt = self
-                    .base
-                    .join(rest)
-                    .map_err(|e| format!("cannot be rebased onto jenkins.url: {e}"))?;
-                if !rebuilt.path().ends_with('/') {
-                    let p = format!("{}/", rebuilt.path());
-                    rebuilt.set_path(&p);
-                }
-                return Ok(rebuilt);
-            }
-        }
-        Err(format!(
-            "is not under jenkins.url or jenkins.allowed_urls ({}); snowgate sends Jenkins credentials only there",
-            self.known_as
-                .iter()
-                .map(url::Url::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        self.allow.resolve(build_url)
     }
 
-    fn request(&self, method: reqwest::Method, url: url::Url) -> reqwest::RequestBuilder {
+    /// A request carrying the credentials, only to a URL on `jenkins.url`: checked here, just
+    /// before every call, whatever built the URL.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+    ) -> Result<reqwest::RequestBuilder, JenkinsError> {
+        if !self.allow.permits(&url) {
+            let host = url.host_str().unwrap_or("").to_string();
+            return Err(JenkinsError::NotAllowed(format!(
+                "{}://{host}{}",
+                url.scheme(),
+                url.port().map(|p| format!(":{p}")).unwrap_or_default()
+            )));
+        }
         // Preemptive Basic auth: an API token needs no crumb.
-        self.http
+        Ok(self
+            .http
             .request(method, url)
-            .basic_auth(&self.user, Some(self.token.expose()))
+            .basic_auth(&self.user, Some(self.token.expose())))
     }
 
     fn input_url(build: &url::Url, input_id: &str, action: &str) -> url::Url {
@@ -181,16 +189,16 @@ impl JenkinsClient {
         }
         let (action, req) = if !answer.proceed {
             let url = Self::input_url(build, input_id, "abort");
-            ("abort", self.request(reqwest::Method::POST, url))
+            ("abort", self.request(reqwest::Method::POST, url)?)
         } else if params.is_empty() {
             let url = Self::input_url(build, input_id, "proceedEmpty");
-            ("proceedEmpty", self.request(reqwest::Method::POST, url))
+            ("proceedEmpty", self.request(reqwest::Method::POST, url)?)
         } else {
             let url = Self::input_url(build, input_id, "proceed");
             let json = json!({ "parameter": params }).to_string();
             (
                 "proceed",
-                self.request(reqwest::Method::POST, url)
+                self.request(reqwest::Method::POST, url)?
                     .form(&[("json", json.as_str()), ("proceed", "Proceed")]),
             )
         };
@@ -201,8 +209,11 @@ impl JenkinsClient {
         )
         .await?;
         let status = resp.status();
-        if status.is_success() || status.is_redirection() {
+        if status.is_success() {
             return Ok(action);
+        }
+        if let Some(e) = redirect(&resp) {
+            return Err(e);
         }
         Err(JenkinsError::Status {
             status: status.as_u16(),
@@ -230,12 +241,15 @@ impl JenkinsClient {
         let resp = timed(
             &self.metrics,
             "GET api/json",
-            self.request(reqwest::Method::GET, u).send(),
+            self.request(reqwest::Method::GET, u)?.send(),
         )
         .await?;
         let status = resp.status();
         if status.as_u16() == 404 {
             return Ok(None);
+        }
+        if let Some(e) = redirect(&resp) {
+            return Err(e);
         }
         if !status.is_success() {
             return Err(JenkinsError::Status {
@@ -252,7 +266,7 @@ impl JenkinsClient {
 
     /// `GET {jenkins.url}whoAmI/api/json`: the name Jenkins authenticated us as.
     pub async fn who_am_i(&self) -> Result<String, JenkinsError> {
-        let mut u = self.base.clone();
+        let mut u = self.allow.base().clone();
         u.path_segments_mut()
             .expect("http URLs have paths")
             .pop_if_empty()
@@ -260,10 +274,13 @@ impl JenkinsClient {
         let resp = timed(
             &self.metrics,
             "GET whoAmI",
-            self.request(reqwest::Method::GET, u).send(),
+            self.request(reqwest::Method::GET, u)?.send(),
         )
         .await?;
         let status = resp.status();
+        if let Some(e) = redirect(&resp) {
+            return Err(e);
+        }
         if !status.is_success() {
             return Err(JenkinsError::Status {
                 status: status.as_u16(),
@@ -278,7 +295,7 @@ impl JenkinsClient {
     }
 
     pub fn base(&self) -> &url::Url {
-        &self.base
+        self.allow.base()
     }
 }
 

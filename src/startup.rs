@@ -38,6 +38,8 @@ pub struct AppState {
     pub max_body: usize,
     pub change: Option<Arc<ChangeMode>>,
     pub default_mode: GateMode,
+    /// `servicenow.max_requests_per_second`, shared with the poller and reconciliation.
+    pub limiter: Arc<RateLimiter>,
 }
 
 pub struct Application {
@@ -89,7 +91,13 @@ impl Application {
         store: Arc<dyn GateStore>,
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
-        let port = listener.local_addr()?.port();
+        let local = listener.local_addr()?;
+        if settings.auth.disabled && !local.ip().is_loopback() {
+            anyhow::bail!(
+                "auth.disabled is accepted only on a loopback address, not {local}: anyone who reaches the port could release production stages"
+            );
+        }
+        let port = local.port();
         let waiters = Waiters::new();
         let wakeups = Arc::new(Wakeups::default());
         let metrics = Arc::new(Metrics::new());
@@ -139,6 +147,7 @@ impl Application {
             settings.servicenow.max_requests_per_second,
         ));
         let limiter_for_heartbeat = limiter.clone();
+        let limiter_for_api = limiter.clone();
         let replica = format!(
             "{}-{}",
             std::process::id(),
@@ -227,6 +236,7 @@ impl Application {
             metrics,
             change,
             default_mode: settings.servicenow.default_mode,
+            limiter: limiter_for_api,
         });
         let server = HttpServer::new(move || {
             App::new()

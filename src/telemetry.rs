@@ -37,8 +37,22 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
         _writer: installed.ok().map(|_| guard),
     }
 }
-/// The first characters of a secret, for log lines that must tell tokens apart.
+/// A short fingerprint of a secret, for log lines that must tell tokens apart: the first 8 hex
+/// characters of its SHA-256 (`sha256:1a2b3c4d`). Never the secret's own characters, which would
+/// read the same for every token of one kind and shorten a guess.
 pub fn redact(secret: &str) -> String {
-    let prefix: String = secret.chars().take(6).collect();
-    format!("{prefix}…")
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(secret.as_bytes());
+    format!("sha256:{}", &hex::encode(digest)[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_fingerprint_holds_none_of_the_secret() {
+        let f = super::redact("pipeline-token-0123456789abcdef");
+        assert!(f.starts_with("sha256:") && f.len() == 15, "{f}");
+        assert!(!f.contains("pipe"));
+        assert_ne!(f, super::redact("pipeline-token-0123456789abcdeg"));
+    }
 }

@@ -30,12 +30,43 @@ impl CallbackToken {
         hex::encode(Sha256::digest(raw.as_bytes()))
     }
 
-    /// Constant-time comparison with a presented token.
+    /// Constant-time comparison with a presented token, of fixed-length digests so that the
+    /// time does not depend on the length either.
     pub fn matches(&self, presented: &str) -> bool {
-        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+        Sha256::digest(self.0.as_bytes())
+            .ct_eq(&Sha256::digest(presented.as_bytes()))
+            .into()
     }
 
-    /// A log-safe form: the first characters only.
+    /// `text` with every callback token in it (`pipeline_<uuid>`) replaced by its fingerprint:
+    /// HTTP clients put request URLs, and so the acknowledgement's token, into their errors.
+    pub fn scrub(text: &str) -> String {
+        const PREFIX: &str = "pipeline_";
+        const UUID_LEN: usize = 36;
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(PREFIX) {
+            let (before, from) = rest.split_at(at);
+            out.push_str(before);
+            let candidate = &from[PREFIX.len()..];
+            let token_len = candidate
+                .bytes()
+                .take(UUID_LEN)
+                .take_while(|b| b.is_ascii_hexdigit() || *b == b'-')
+                .count();
+            if token_len == UUID_LEN {
+                out.push_str(&crate::telemetry::redact(&from[..PREFIX.len() + UUID_LEN]));
+                rest = &candidate[UUID_LEN..];
+            } else {
+                out.push_str(PREFIX);
+                rest = candidate;
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// A log-safe form: a short fingerprint of the digest.
     pub fn redacted(&self) -> String {
         crate::telemetry::redact(&self.0)
     }
@@ -104,6 +135,28 @@ pub fn pipeline_name(job_url: &str, multibranch: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_tokens_are_scrubbed_from_error_texts() {
+        let t = CallbackToken::generate();
+        let text = format!(
+            "error sending request for url (http://sn/api/changeControl/{}?toolId=1): refused; pipeline_ stays; pipeline_short",
+            t.expose()
+        );
+        let scrubbed = CallbackToken::scrub(&text);
+        assert!(!scrubbed.contains(t.expose()), "{scrubbed}");
+        assert!(scrubbed.contains(&t.redacted()), "{scrubbed}");
+        assert!(scrubbed.ends_with("pipeline_ stays; pipeline_short"), "{scrubbed}");
+        assert_eq!(CallbackToken::scrub("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn tokens_match_only_themselves() {
+        let t = CallbackToken::generate();
+        assert!(t.matches(&t.expose().to_string()));
+        assert!(!t.matches(&t.expose()[..20]));
+        assert!(!t.matches(""));
+    }
 
     #[test]
     fn the_task_url_puts_the_stage_after_a_hash() {

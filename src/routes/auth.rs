@@ -1,9 +1,10 @@
 //! Bearer tokens with two scopes (SPEC §3): pipeline and operator.
 use actix_web::HttpRequest;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
-use crate::configuration::{AuthSettings, Secret};
+use crate::configuration::AuthSettings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -17,20 +18,26 @@ pub struct Principal {
     pub scope: Scope,
 }
 
+/// The configured tokens, kept as SHA-256 digests: a presented token is compared digest to
+/// digest, so the comparison takes the same time whatever its length and content.
 #[derive(Clone)]
 pub struct Tokens {
     disabled: bool,
-    entries: Vec<(String, Secret, Scope)>,
+    entries: Vec<(String, [u8; 32], Scope)>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 impl Tokens {
     pub fn from_settings(s: &AuthSettings) -> Tokens {
         let mut entries = Vec::new();
         for t in &s.pipeline_tokens {
-            entries.push((t.name.clone(), t.token.clone(), Scope::Pipeline));
+            entries.push((t.name.clone(), digest(t.token.expose()), Scope::Pipeline));
         }
         for t in &s.operator_tokens {
-            entries.push((t.name.clone(), t.token.clone(), Scope::Operator));
+            entries.push((t.name.clone(), digest(t.token.expose()), Scope::Operator));
         }
         Tokens {
             disabled: s.disabled,
@@ -55,10 +62,16 @@ impl Tokens {
             })
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        // Compare against every token in constant time; do not stop at the first match.
+        self.lookup(presented).ok_or(ApiError::Unauthorized)
+    }
+
+    /// The principal of a presented token. Compares against every token in constant time and
+    /// does not stop at the first match; an operator scope wins over a pipeline scope.
+    fn lookup(&self, presented: &str) -> Option<Principal> {
+        let presented = digest(presented);
         let mut found: Option<Principal> = None;
         for (name, token, scope) in &self.entries {
-            let eq: bool = token.expose().as_bytes().ct_eq(presented.as_bytes()).into();
+            let eq: bool = token.ct_eq(&presented).into();
             if eq && found.as_ref().is_none_or(|p| p.scope == Scope::Pipeline) {
                 found = Some(Principal {
                     name: name.clone(),
@@ -66,7 +79,7 @@ impl Tokens {
                 });
             }
         }
-        found.ok_or(ApiError::Unauthorized)
+        found
     }
 
     /// `auth.disabled: true`: every caller is an anonymous operator.
@@ -91,17 +104,7 @@ impl Tokens {
         if presented.is_empty() {
             return Err(ApiError::Unauthorized);
         }
-        let mut found: Option<Principal> = None;
-        for (name, token, scope) in &self.entries {
-            let eq: bool = token.expose().as_bytes().ct_eq(presented.as_bytes()).into();
-            if eq && found.as_ref().is_none_or(|p| p.scope == Scope::Pipeline) {
-                found = Some(Principal {
-                    name: name.clone(),
-                    scope: *scope,
-                });
-            }
-        }
-        match found {
+        match self.lookup(presented) {
             Some(p) if p.scope == Scope::Operator => Ok(p),
             Some(_) => Err(ApiError::Forbidden(action)),
             None => Err(ApiError::Unauthorized),

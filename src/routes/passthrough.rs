@@ -44,6 +44,9 @@ const MAX_EXECUTION_NUMBER: usize = 128;
 const MAX_CHANGE_NUMBER: usize = 40;
 /// How many recent gates `GET /change-info` searches for the stage's own CR.
 const GATE_SEARCH_LIMIT: u32 = 1000;
+/// The longest a pass-through waits for a slot under `servicenow.max_requests_per_second`
+/// before answering 503 with `Retry-After`: well inside the shim's own request timeout.
+const MAX_RATE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Fields of the artifact/package requests that are snowgate's own and not sent on.
 const SNOWGATE_FIELDS: [&str; 3] = ["artifactToolId", "jobUrl", "buildUrl"];
 
@@ -54,6 +57,18 @@ pub enum PassthroughError {
     Api(#[from] ApiError),
     #[error("{}", .0.describe())]
     ServiceNow(#[from] ServiceNowError),
+    /// `servicenow.max_requests_per_second` has no slot soon enough.
+    #[error("servicenow.max_requests_per_second is reached; retry in {} s", .0.as_secs().max(1))]
+    RateLimited(std::time::Duration),
+}
+
+/// Take a slot of the ServiceNow rate limit before a pass-through call.
+async fn rate_limit(state: &AppState) -> Result<(), PassthroughError> {
+    state
+        .limiter
+        .acquire_within(MAX_RATE_WAIT)
+        .await
+        .map_err(PassthroughError::RateLimited)
 }
 
 impl From<FieldError> for PassthroughError {
@@ -74,6 +89,7 @@ fn servicenow_status(e: &ServiceNowError) -> (StatusCode, &'static str) {
         ServiceNowError::Connect(_) => (StatusCode::SERVICE_UNAVAILABLE, "servicenow_unavailable"),
         ServiceNowError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "servicenow_unavailable"),
         ServiceNowError::Decode(_) => (StatusCode::BAD_GATEWAY, "servicenow_bad_answer"),
+        ServiceNowError::Redirect { .. } => (StatusCode::BAD_GATEWAY, "servicenow_redirect"),
         ServiceNowError::Status { status, .. } => match *status {
             429 | 503 => (StatusCode::SERVICE_UNAVAILABLE, "servicenow_unavailable"),
             s if s >= 500 => (StatusCode::BAD_GATEWAY, "servicenow_unavailable"),
@@ -89,12 +105,16 @@ impl ResponseError for PassthroughError {
         match self {
             PassthroughError::Api(e) => e.status_code(),
             PassthroughError::ServiceNow(e) => servicenow_status(e).0,
+            PassthroughError::RateLimited(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         match self {
             PassthroughError::Api(e) => e.error_response(),
+            PassthroughError::RateLimited(wait) => HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", wait.as_secs().max(1).to_string()))
+                .json(json!({"error": {"code": "rate_limited", "message": self.to_string()}})),
             PassthroughError::ServiceNow(e) => {
                 let (status, code) = servicenow_status(e);
                 // ServiceNow's message is the useful part of the answer, so unlike other 5xx
@@ -151,6 +171,7 @@ pub async fn step_mapping(
     state.tokens.pipeline(&req)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let spec = step_mapping_spec(&body)?;
+    rate_limit(&state).await?;
     let valid = state.outbox.servicenow.create_step_mapping(&spec).await?;
     Ok(HttpResponse::Ok().json(json!({ "stepValid": valid })))
 }
@@ -279,6 +300,7 @@ pub async fn change_info(req: HttpRequest, state: web::Data<AppState>) -> Answer
     if let Some(info) = from_gate(&gates, &q) {
         return Ok(HttpResponse::Ok().json(change_info_view(&info, "snowgate", None)));
     }
+    rate_limit(&state).await?;
     let result = state.outbox.servicenow.change_info_by(&q).await?;
     let info = change_info_of(&result);
     Ok(HttpResponse::Ok().json(change_info_view(&info, "servicenow", Some(result))))
@@ -345,6 +367,7 @@ pub async fn update_change_info(
     let number = change_request_number(&path)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let fields = update_fields(&body)?;
+    rate_limit(&state).await?;
     let result = state
         .outbox
         .servicenow
@@ -591,6 +614,7 @@ async fn register(
     state.tokens.pipeline(&req)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let (body, artifact_tool) = registration_body(target, &body)?;
+    rate_limit(&state).await?;
     let result = state
         .outbox
         .servicenow

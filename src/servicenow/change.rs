@@ -123,18 +123,6 @@ pub struct ChangeClient {
 
 impl ChangeClient {
     pub fn new(s: &ServiceNowSettings) -> anyhow::Result<ChangeClient> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(s.timeout.0)
-            .connect_timeout(s.connect_timeout.0)
-            .user_agent(concat!("snowgate/", env!("CARGO_PKG_VERSION")));
-        if let Some(p) = &s.proxy {
-            builder = builder.proxy(reqwest::Proxy::all(p)?);
-        }
-        if let Some(ca) = &s.ca_file {
-            for cert in reqwest::Certificate::from_pem_bundle(&std::fs::read(ca)?)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         let instance = url::Url::parse(&s.instance_url)?;
         let auth = match s.auth {
             ServiceNowAuth::Oauth => Auth::OAuth(Arc::new(OAuth {
@@ -151,7 +139,7 @@ impl ChangeClient {
             },
         };
         Ok(ChangeClient {
-            http: builder.build()?,
+            http: super::http_client(s)?,
             instance,
             auth: Arc::new(auth),
             metrics: Default::default(),
@@ -277,6 +265,12 @@ impl ChangeClient {
         );
         let resp = resp?;
         let status = resp.status();
+        if status.is_redirection() {
+            return Err(ServiceNowError::Redirect {
+                status: status.as_u16(),
+                location: super::location_host(resp.headers()),
+            });
+        }
         if !status.is_success() {
             // The body of a refused grant is not specified: do not parse it.
             return Err(ServiceNowError::Status {

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::configuration::{Secret, ServiceNowAuth, ServiceNowSettings};
 use crate::domain::names::{pipeline_name, short_job_name, stage_task_url};
+use crate::domain::names::CallbackToken;
 use crate::domain::GateSpec;
 
 /// RFC 3986 unreserved characters stay; everything else in a query value is encoded.
@@ -35,6 +36,10 @@ pub enum ServiceNowError {
     },
     #[error("ServiceNow's answer could not be read: {0}")]
     Decode(String),
+    /// Redirects are not followed: following one would re-send the request, credentials and
+    /// callback token included, to the host `Location` names.
+    #[error("ServiceNow answered {status} redirecting to {location}; redirects are not followed (check servicenow.instance_url)")]
+    Redirect { status: u16, location: String },
 }
 
 impl ServiceNowError {
@@ -43,7 +48,7 @@ impl ServiceNowError {
         match self {
             ServiceNowError::Connect(_) | ServiceNowError::Timeout => true,
             ServiceNowError::Status { status, .. } => *status >= 500 || *status == 429,
-            ServiceNowError::Decode(_) => false,
+            ServiceNowError::Decode(_) | ServiceNowError::Redirect { .. } => false,
         }
     }
 
@@ -86,7 +91,8 @@ pub(crate) fn classify(e: reqwest::Error) -> ServiceNowError {
     }
 }
 
-/// reqwest puts the URL in its messages; ours carry no secrets in URLs, but keep them short.
+/// reqwest puts the URL in its messages: keep only the path, and replace the callback token in
+/// an acknowledgement's path by its fingerprint.
 fn without_url(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     if let Some(u) = e.url() {
@@ -98,7 +104,7 @@ fn without_url(e: &reqwest::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    CallbackToken::scrub(&text)
 }
 
 /// ServiceNow's answer as JSON, or the error it stands for: the status, ServiceNow's own message
@@ -114,6 +120,12 @@ pub(crate) async fn read_answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
+    if status.is_redirection() {
+        return Err(ServiceNowError::Redirect {
+            status: status.as_u16(),
+            location: super::location_host(resp.headers()),
+        });
+    }
     let bytes = resp.bytes().await.map_err(classify)?;
     let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
     if !status.is_success() {
@@ -210,20 +222,6 @@ pub struct Registration<'a> {
 
 impl DevOpsClient {
     pub fn new(s: &ServiceNowSettings) -> anyhow::Result<DevOpsClient> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(s.timeout.0)
-            .connect_timeout(s.connect_timeout.0)
-            .user_agent(concat!("snowgate/", env!("CARGO_PKG_VERSION")));
-        if let Some(p) = &s.proxy {
-            builder = builder.proxy(reqwest::Proxy::all(p)?);
-        }
-        if let Some(ca) = &s.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| anyhow::anyhow!("servicenow.ca_file {}: {e}", ca.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         let instance = url::Url::parse(&s.instance_url)?;
         let auth = match s.auth {
             ServiceNowAuth::Token => Auth::Token(s.token.clone()),
@@ -233,7 +231,7 @@ impl DevOpsClient {
             },
         };
         Ok(DevOpsClient {
-            http: builder.build()?,
+            http: super::http_client(s)?,
             instance,
             tool_id: s.tool_id.clone(),
             auth,

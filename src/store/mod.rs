@@ -109,6 +109,26 @@ pub enum OutboxResult {
     GiveUp { error: String },
 }
 
+impl OutboxResult {
+    /// The same result with any callback token in its text replaced by a fingerprint, before
+    /// the text reaches a log line, an event row, the API or the status page.
+    pub fn scrubbed(self) -> OutboxResult {
+        use crate::domain::names::CallbackToken;
+        match self {
+            OutboxResult::Done { message } => OutboxResult::Done {
+                message: CallbackToken::scrub(&message),
+            },
+            OutboxResult::Retry { after, error } => OutboxResult::Retry {
+                after,
+                error: CallbackToken::scrub(&error),
+            },
+            OutboxResult::GiveUp { error } => OutboxResult::GiveUp {
+                error: CallbackToken::scrub(&error),
+            },
+        }
+    }
+}
+
 /// A state change, applied as one compare-and-set with its event and outbox rows.
 #[derive(Clone, Debug)]
 pub struct Transition {

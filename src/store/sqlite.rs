@@ -107,6 +107,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<mpsc::Sender<ReadJob>>,
+    /// The exclusive lock on `<file>.lock`, held for the store's life.
+    _lock: std::fs::File,
 }
 
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
@@ -142,6 +144,56 @@ fn open_connection(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> 
     Ok(conn)
 }
 
+/// One process per SQLite file: two would run two outboxes, two pollers and two timer sets
+/// over one store. An exclusive `flock` on `<file>.lock`, which the kernel releases when the
+/// process ends however it ends, so a `kill -9` leaves nothing to clean up. The file holds the
+/// owner's pid, for the message the second process gives.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            let pid = if owner.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {owner})")
+            };
+            return Err(StoreError::Unavailable(format!(
+                "{} is in use by another snowgate process{pid}: one process per SQLite file; several replicas need a PostgreSQL store.url",
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot lock {}: {e}",
+                lock_path.display()
+            )))
+        }
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush());
+    if let Err(e) = written {
+        tracing::warn!(path = %lock_path.display(), error = %e, "cannot write the pid into the lock file");
+    }
+    Ok(file)
+}
+
 fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
@@ -174,6 +226,7 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
             }
         }
+        let lock = lock_exclusively(path)?;
         let mut conn = open_connection(path, WRITER_CACHE_KIB)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let applied = migrate(&mut conn)?;
@@ -214,6 +267,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 writer: Mutex::new(tx),
                 readers: Mutex::new(read_tx),
+                _lock: lock,
             }),
         })
     }

@@ -137,7 +137,7 @@ impl Outbox {
             Err(e) => Err(e),
         };
         let result = match result {
-            Ok(r) => r,
+            Ok(r) => r.scrubbed(),
             Err(e) => {
                 tracing::warn!(error = %e, "outbox: store trouble; will retry");
                 OutboxResult::Retry {
