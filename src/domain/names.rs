@@ -146,7 +146,10 @@ mod tests {
         let scrubbed = CallbackToken::scrub(&text);
         assert!(!scrubbed.contains(t.expose()), "{scrubbed}");
         assert!(scrubbed.contains(&t.redacted()), "{scrubbed}");
-        assert!(scrubbed.ends_with("pipeline_ stays; pipeline_short"), "{scrubbed}");
+        assert!(
+            scrubbed.ends_with("pipeline_ stays; pipeline_short"),
+            "{scrubbed}"
+        );
         assert_eq!(CallbackToken::scrub("nothing here"), "nothing here");
     }
 

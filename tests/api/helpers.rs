@@ -72,6 +72,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(sim_cfg: SimSettings, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_seeded(sim_cfg, tweak, &[]).await
+}
+
+/// `spawn_app_with`, with gates written into the store before the application starts, the way
+/// an earlier version (or anything but the API) may have left them: `seed` are gate request
+/// bodies, parsed but not checked the way the API checks them.
+pub async fn spawn_app_seeded(
+    sim_cfg: SimSettings,
+    tweak: impl FnOnce(&mut Settings),
+    seed: &[Value],
+) -> TestApp {
     let sim = simulator::start(sim_cfg.clone())
         .await
         .expect("simulator starts");
@@ -98,6 +109,17 @@ pub async fn spawn_app_with(sim_cfg: SimSettings, tweak: impl FnOnce(&mut Settin
             Arc::new(SqliteStore::open(&path).unwrap())
         }
     };
+    for body in seed {
+        let spec = snowgate::domain::GateSpec::parse(body).expect("a seed gate parses");
+        store
+            .open_gate(
+                spec,
+                snowgate::domain::names::CallbackToken::generate(),
+                Duration::ZERO,
+            )
+            .await
+            .expect("a seed gate is stored");
+    }
     let app = Application::build_with(settings.clone(), store, listener)
         .await
         .expect("application builds");

@@ -119,9 +119,9 @@ async fn handle(
             }
             *answer = Some(action.to_string());
             build.building = action != "abort";
-            HttpResponse::Found()
-                .insert_header(("Location", format!("{build_path}console")))
-                .finish()
+            // The input step's proceed, proceedEmpty and abort answer `HttpResponses.ok()`
+            // (pipeline-input-step's InputStepExecution): a plain 200 with no body.
+            HttpResponse::Ok().finish()
         }
         _ => HttpResponse::NotFound().body("Not Found"),
     }

@@ -15,6 +15,7 @@ mod pg;
 mod registration;
 mod reliability;
 mod replicas;
+mod security;
 mod shim;
 mod store_contract;
 mod ui;

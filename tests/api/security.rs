@@ -1,0 +1,435 @@
+//! Attacks tried from outside: build URLs that point elsewhere, redirects, a second process on
+//! one SQLite file, authentication switched off on a public address, tokens in error texts.
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use snowgate::configuration::{JenkinsSettings, Secret};
+use snowgate::simulator::SimSettings;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+use crate::durability::{free_port, start_binary, write_config};
+use crate::helpers::*;
+use crate::jenkins_fake::JenkinsFake;
+
+/// A server that records every connection it is offered and answers each request with
+/// `answer` (a whole HTTP/1.1 response, `Connection: close`).
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub heads: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Recorder {
+    pub async fn start(ip: &str, answer: String) -> Recorder {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (c, h) = (connections.clone(), heads.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let (h, answer) = (h.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let head = read_head(&mut sock).await;
+                    h.lock().unwrap().push(head);
+                    let _ = sock.write_all(answer.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Recorder {
+            addr,
+            connections,
+            heads,
+            task,
+        }
+    }
+
+    /// A catcher: must receive nothing.
+    pub async fn catcher(ip: &str) -> Recorder {
+        Recorder::start(
+            ip,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".into(),
+        )
+        .await
+    }
+
+    /// Answers every request with a 307 to `to`.
+    pub async fn redirecting_to(to: &str) -> Recorder {
+        Recorder::start(
+            "127.0.0.1",
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn received(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// The request head (and as much of the body as arrived with it).
+async fn read_head(sock: &mut tokio::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
+        match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+async fn app_with_jenkins(fake: &JenkinsFake, sim: SimSettings) -> TestApp {
+    let (url, user, token) = (
+        format!("{}/", fake.url),
+        fake.user.clone(),
+        fake.token.clone(),
+    );
+    spawn_app_with(sim, move |s| {
+        s.jenkins = Some(JenkinsSettings {
+            url,
+            user,
+            api_token: Secret::new(token),
+            ..JenkinsSettings::default()
+        });
+    })
+    .await
+}
+
+fn input_gate(stage: &str, build_url: &str) -> Value {
+    let mut b = gate_body(stage);
+    b["buildUrl"] = json!(build_url);
+    b["input"] = json!({"id": "snowgateApproval"});
+    b
+}
+
+async fn until_event_text(app: &TestApp, id: &str, needle: &str) -> Vec<Value> {
+    for _ in 0..200 {
+        let events = app.events(id).await;
+        if events.iter().any(|e| e.to_string().contains(needle)) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no event mentions {needle:?}: {:?}", app.events(id).await);
+}
+
+#[tokio::test]
+async fn build_urls_that_lead_elsewhere_are_refused_at_open_and_nothing_leaves() {
+    let fake = JenkinsFake::start().await;
+    let app = app_with_jenkins(&fake, sim_settings()).await;
+    let other = Recorder::catcher("127.0.0.2").await;
+    let port = Recorder::catcher("127.0.0.1").await;
+    let base = format!("{}/", fake.url);
+    let (o, p) = (other.addr, port.addr.port());
+    let tricks = [
+        format!("{base}/{o}/job/x/1/"),
+        format!("{base}//127.0.0.1:{p}/job/x/1/"),
+        format!("{base}\\\\{o}/job/x/1/"),
+        format!("{}\\\\{o}/job/x/1/", fake.url),
+        format!("{base}\\{o}/job/x/1/"),
+        format!("{base}job/../../{o}/1/"),
+        format!("{base}job/%2e%2e/%2e%2e/x/1/"),
+        format!("{base}job/x%2F..%2F..%2F{o}/1/"),
+        format!("{base}job/x%5c{o}/1/"),
+        format!(
+            "http://user@{}/job/x/1/",
+            fake.url.trim_start_matches("http://")
+        ),
+        format!(
+            "http://{}@{o}/job/x/1/",
+            fake.url.trim_start_matches("http://")
+        ),
+        format!("http://{o}/job/x/1/"),
+        format!("http://127.0.0.1:{p}/job/x/1/"),
+        format!(
+            "https://{}/job/x/1/",
+            fake.url.trim_start_matches("http://")
+        ),
+        format!("{base}job/x/1/?next=http://{o}/"),
+    ];
+    for (i, trick) in tricks.iter().enumerate() {
+        let resp = app
+            .open_gate(&input_gate(&format!("Trick{i}"), trick))
+            .await;
+        let err = assert_error(resp, 400, "invalid_field").await;
+        assert_eq!(err["error"]["field"], "buildUrl", "{trick}: {err}");
+    }
+    // Nothing was registered, so nothing can be decided, released or timed out.
+    assert!(app.sim.changes().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(other.received(), 0);
+    assert_eq!(port.received(), 0);
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn approved_rejected_and_timed_out_gates_release_only_on_jenkins_url() {
+    let fake = JenkinsFake::start().await;
+    let other = Recorder::catcher("127.0.0.2").await;
+    let port = Recorder::catcher("127.0.0.1").await;
+    let app = app_with_jenkins(&fake, quiet_sim()).await;
+    let mut ids = Vec::new();
+    for (n, stage, extra) in [
+        (42, "Approved", json!({})),
+        (43, "Rejected", json!({})),
+        (44, "TimedOut", json!({"changeCreationTimeoutSecs": 1})),
+    ] {
+        let build = format!("/job/shop/job/app/{n}/");
+        fake.add_build(&build, "SnowgateApproval", true);
+        let mut body = input_gate(stage, &format!("{}{build}", fake.url));
+        body["buildNumber"] = json!(n);
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
+        let resp = app.open_gate(&body).await;
+        assert_eq!(resp.status(), 201);
+        let g: Value = resp.json().await.unwrap();
+        ids.push(g["id"].as_str().unwrap().to_string());
+    }
+    app.sim
+        .approve(&app.change_of("Approved"), "ok")
+        .await
+        .unwrap();
+    app.sim
+        .reject(&app.change_of("Rejected"), "no")
+        .await
+        .unwrap();
+    app.until_state(&ids[0], "approved").await;
+    app.until_state(&ids[1], "rejected").await;
+    app.until_state(&ids[2], "timed_out").await;
+    for id in &ids {
+        until_event_text(&app, id, "Jenkins input SnowgateApproval answered").await;
+    }
+    let answered: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(
+        answered
+            .iter()
+            .all(|p| p.starts_with("/job/shop/job/app/4")),
+        "{answered:?}"
+    );
+    assert_eq!(answered.len(), 3, "{answered:?}");
+    assert_eq!(other.received(), 0);
+    assert_eq!(port.received(), 0);
+}
+
+#[tokio::test]
+async fn a_stored_build_url_that_leads_elsewhere_is_refused_before_the_release() {
+    // A gate row written before the allow-list held (or by anything but the API): the release
+    // checks the URL again and sends nothing.
+    let fake = JenkinsFake::start().await;
+    let other = Recorder::catcher("127.0.0.2").await;
+    let trick = format!("{}//{}/job/x/1/", fake.url, other.addr);
+    let (url, user, token) = (
+        format!("{}/", fake.url),
+        fake.user.clone(),
+        fake.token.clone(),
+    );
+    let app = spawn_app_seeded(
+        quiet_sim(),
+        move |s| {
+            s.jenkins = Some(JenkinsSettings {
+                url,
+                user,
+                api_token: Secret::new(token),
+                ..JenkinsSettings::default()
+            });
+        },
+        &[input_gate("Stored", &trick)],
+    )
+    .await;
+    let gates: Value = app
+        .get("/api/v1/gates", Some(PIPELINE_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = gates["gates"][0]["id"].as_str().unwrap().to_string();
+    // The outbox registers the seeded gate; then ServiceNow approves it.
+    for _ in 0..200 {
+        if app.sim.changes().iter().any(|c| c.stage_name == "Stored") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.sim
+        .approve(&app.change_of("Stored"), "ok")
+        .await
+        .unwrap();
+    app.until_state(&id, "approved").await;
+    until_event_text(&app, &id, "buildUrl must not contain an empty path segment").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(other.received(), 0);
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}
+
+#[tokio::test]
+async fn a_servicenow_redirect_is_not_followed_and_fails_the_gate_naming_it() {
+    let catcher = Recorder::catcher("127.0.0.2").await;
+    let redirector = Recorder::redirecting_to(&format!("{}/steal", catcher.url())).await;
+    let redirect_url = format!("{}/", redirector.url());
+    let app = spawn_app_with(sim_settings(), move |s| {
+        s.servicenow.instance_url = redirect_url;
+        s.servicenow.register_give_up_after = snowgate::configuration::Dur(Duration::ZERO);
+    })
+    .await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let g = app.until_state(id, "failed").await;
+    let msg = g["message"].as_str().unwrap();
+    assert!(msg.contains("307"), "{msg}");
+    assert!(msg.contains(&catcher.addr.to_string()), "{msg}");
+    assert_eq!(g["proceed"], false);
+    let heads = redirector.heads.lock().unwrap().clone();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with("POST ") && h.contains("/changeControl")),
+        "{heads:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        catcher.received(),
+        0,
+        "the registration went on to the catcher"
+    );
+}
+
+#[tokio::test]
+async fn a_jenkins_redirect_is_not_a_release() {
+    let catcher = Recorder::catcher("127.0.0.2").await;
+    // Jenkins sends an unauthenticated POST to its login page.
+    let redirector =
+        Recorder::redirecting_to(&format!("{}/login?from=%2Fjob%2Fx", catcher.url())).await;
+    let jenkins_url = format!("{}/", redirector.url());
+    let app = spawn_app_with(quiet_sim(), move |s| {
+        s.jenkins = Some(JenkinsSettings {
+            url: jenkins_url,
+            user: "snowgate".into(),
+            api_token: Secret::new("jenkins-api-token-123"),
+            ..JenkinsSettings::default()
+        });
+    })
+    .await;
+    let build_url = format!("{}/job/app/42/", redirector.url());
+    let resp = app.open_gate(&input_gate("Deploy", &build_url)).await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.sim
+        .approve(&app.change_of("Deploy"), "ok")
+        .await
+        .unwrap();
+    app.until_state(&id, "approved").await;
+    let events = until_event_text(&app, &id, "307").await;
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains("answered with proceedEmpty"), "{text}");
+    assert!(text.contains(&catcher.addr.to_string()), "{text}");
+    assert!(!text.contains("jenkins-api-token-123"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(catcher.received(), 0, "the release went on to the catcher");
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_sqlite_file_refuses_to_start() {
+    let sim_cfg = quiet_sim();
+    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &sim, &sim_cfg, "60s");
+    let address = format!("http://127.0.0.1:{port}");
+    let mut first = start_binary(&config, &address, &dir.path().join("first.log")).await;
+    // The same store on another port.
+    let second_port = free_port();
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("127.0.0.1:{port}\""),
+        &format!("127.0.0.1:{second_port}\""),
+    );
+    let second = dir.path().join("second.yaml");
+    std::fs::write(&second, yaml).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_snowgate"))
+            .args(["serve", "--config"])
+            .arg(&second)
+            .output(),
+    )
+    .await
+    .expect("the second process exits by itself")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let db = dir.path().join("snowgate.db");
+    assert!(stderr.contains(&db.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    // The first one still serves.
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // Once it is gone (even by SIGKILL) the file can be used again.
+    let second_address = format!("http://127.0.0.1:{second_port}");
+    let mut third = start_binary(&second, &second_address, &dir.path().join("third.log")).await;
+    third.child.kill().unwrap();
+    third.child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn authentication_cannot_be_switched_off_on_a_public_address() {
+    let sim_cfg = quiet_sim();
+    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &sim, &sim_cfg, "60s");
+    let yaml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!("127.0.0.1:{port}\""), &format!("0.0.0.0:{port}\""))
+        + "  disabled: true\n";
+    std::fs::write(&config, yaml).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_snowgate"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output(),
+    )
+    .await
+    .expect("snowgate exits by itself")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("auth.disabled"), "{stderr}");
+    assert!(stderr.contains("SNOWGATE__AUTH__DISABLED"), "{stderr}");
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
