@@ -38,6 +38,8 @@ pub struct AppState {
     pub max_body: usize,
     pub change: Option<Arc<ChangeMode>>,
     pub default_mode: GateMode,
+    /// The status page's sessions and failed-login limiter (in memory).
+    pub ui: routes::ui::UiState,
 }
 
 pub struct Application {
@@ -227,6 +229,7 @@ impl Application {
             metrics,
             change,
             default_mode: settings.servicenow.default_mode,
+            ui: routes::ui::UiState::new(&settings.ui),
         });
         let server = HttpServer::new(move || {
             App::new()
