@@ -80,6 +80,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub outbox: OutboxSettings,
     pub log: LogSettings,
+    pub ui: UiSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -415,6 +416,24 @@ impl Default for OutboxSettings {
     }
 }
 
+/// The status page at `/ui`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSettings {
+    /// How long a login lasts, on the server and as the cookie's Max-Age.
+    pub session_ttl: Dur,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self {
+            // A working day: long enough not to interrupt a shift, short enough that a
+            // forgotten browser does not stay logged in for good.
+            session_ttl: Dur(Duration::from_secs(8 * 3600)),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -676,6 +695,12 @@ impl Settings {
                 ));
             }
         }
+        if self.ui.session_ttl.0 < Duration::from_secs(1) {
+            out.push(key_problem(
+                "ui.session_ttl",
+                "must be at least 1s (the session cookie's Max-Age counts whole seconds)",
+            ));
+        }
         match self.server.bind.parse::<std::net::SocketAddr>() {
             Err(_) => out.push(key_problem(
                 "server.bind",
@@ -760,6 +785,36 @@ mod tests {
         assert_eq!(s.servicenow.tool_id, "1c219f7e8708f1508ca933383cbb3543");
         assert_eq!(s.servicenow.timeout.0, Duration::from_secs(30));
         assert_eq!(s.auth.operator_tokens[0].name, "alice");
+    }
+
+    #[test]
+    fn the_status_page_session_lasts_8h_unless_configured() {
+        assert_eq!(
+            Settings::default().ui.session_ttl.0,
+            Duration::from_secs(8 * 3600)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ui.yaml");
+        std::fs::write(&path, "ui:\n  session_ttl: 30m\n").unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.ui.session_ttl.0, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn a_session_ttl_under_a_second_is_named_with_its_environment_variable() {
+        for ttl in [Duration::ZERO, Duration::from_millis(500)] {
+            let mut s = Settings::default();
+            s.ui.session_ttl = Dur(ttl);
+            let problems = s.problems().join("\n");
+            assert!(
+                problems.contains("ui.session_ttl (SNOWGATE__UI__SESSION_TTL) must be at least 1s"),
+                "{ttl:?}: {problems}"
+            );
+        }
+        assert!(!Settings::default()
+            .problems()
+            .join("\n")
+            .contains("ui.session_ttl"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct AppState {
     pub default_mode: GateMode,
     /// `servicenow.max_requests_per_second`, shared with the poller and reconciliation.
     pub limiter: Arc<RateLimiter>,
+    /// The status page's sessions and failed-login limiter (in memory).
+    pub ui: routes::ui::UiState,
 }
 
 pub struct Application {
@@ -237,6 +239,7 @@ impl Application {
             change,
             default_mode: settings.servicenow.default_mode,
             limiter: limiter_for_api,
+            ui: routes::ui::UiState::new(&settings.ui),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -2,20 +2,38 @@
 //! forms for operators. Plain server-rendered HTML with inline CSS and no JavaScript, so it works
 //! on a machine without internet access and under a CSP that forbids every script.
 //!
-//! Authentication: the operator token, entered once in a login form, is kept in an HttpOnly,
-//! SameSite=Strict cookie (Secure over https) and checked against the configured tokens on every
-//! request, so removing a token from the configuration locks its sessions out at the next
-//! restart. CSRF: every POST form carries a token that is an HMAC of the session cookie under a
-//! random per-process key; a POST without the matching token is refused (403). The login form
-//! itself is exempt: there is no session yet, and a forged login could only log the victim in
-//! with an operator token the attacker already holds.
+//! Authentication: an operator enters an operator token once, in a login form. The server
+//! checks it against the configured tokens and opens a session (see [`sessions`]): the cookie
+//! (HttpOnly, SameSite=Strict, Secure over https) carries only a random session id of 256 bits,
+//! never the token in any encoding, so a stolen cookie is worth one session, not the token. The
+//! server keeps, in memory, the SHA-256 digest of each id with the operator's name (the token's
+//! configured name), the issue and expiry times and a fingerprint of the token; at most
+//! `MAX_SESSIONS` at once, the oldest ending first. A session lasts `ui.session_ttl` (default 8h,
+//! also the cookie's Max-Age) and ends on the server at its expiry or at logout, so a replayed
+//! cookie is refused from then on. **A restart ends every session** (the store is this process's
+//! memory), and so does removing a token from the configuration, which only a restart reads;
+//! another replica does not know this one's sessions (pin a browser to one replica).
+//!
+//! Failed logins (an unknown or a pipeline token) are counted per client address, the peer of
+//! the connection (never `X-Forwarded-For`, which any client can write): after
+//! `LOGIN_FAILURES` within `LOGIN_WINDOW` that address gets 429 with `Retry-After`, even for the
+//! right token, until the oldest failure has left the window. Each failure is logged at warn
+//! with the address, never with what was typed.
+//!
+//! CSRF: every POST form carries a token that is an HMAC of the session id under a random
+//! per-process key; a POST without the matching token is refused (403). The login form itself is
+//! exempt: there is no session yet, and a forged login could only log the victim in with an
+//! operator token the attacker already holds.
+pub mod sessions;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use rand::RngCore as _;
@@ -24,18 +42,26 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
+use self::sessions::{LoginLimiter, Sessions};
 use super::ApiError;
+use crate::configuration::UiSettings;
 use crate::domain::names::short_job_name;
 use crate::domain::request::Fields;
 use crate::domain::{Gate, GateState};
 use crate::startup::AppState;
 use crate::store::{Event, StoreError, TransitionOutcome};
 
-/// The session cookie: `<nonce>.<base64url(operator token)>`.
+/// The session cookie: a session id, 64 hex digits.
 pub const COOKIE: &str = "snowgate_ui";
-/// A working day: long enough not to interrupt a shift, short enough that a forgotten browser
-/// does not stay logged in for good.
-const SESSION_SECS: u64 = 8 * 3600;
+/// Sessions held at once: far more than a team of operators opens in `ui.session_ttl`, and a
+/// few MB at most (about 200 bytes each) when a script logs in in a loop.
+const MAX_SESSIONS: usize = 10_000;
+/// Failed logins one client address may make within `LOGIN_WINDOW`: enough for a few typos,
+/// far too few to guess a token of 16 or more random characters.
+const LOGIN_FAILURES: usize = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses whose failures are remembered at once; about 200 bytes each.
+const MAX_TRACKED_CLIENTS: usize = 10_000;
 /// Forms carry a token and a reason of at most `MAX_REASON` characters; nothing legitimate is
 /// near this size.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -60,6 +86,21 @@ pub fn scope() -> actix_web::Scope {
         .route("/gates/{id}", web::get().to(gate_page))
         .route("/gates/{id}/resume", web::post().to(resume))
         .route("/gates/{id}/abort", web::post().to(abort))
+}
+
+/// The page's state in `AppState`: live sessions and the failed-login counts, both in memory.
+pub struct UiState {
+    sessions: Sessions,
+    failures: LoginLimiter,
+}
+
+impl UiState {
+    pub fn new(settings: &UiSettings) -> UiState {
+        UiState {
+            sessions: Sessions::new(settings.session_ttl.0, MAX_SESSIONS),
+            failures: LoginLimiter::new(LOGIN_FAILURES, LOGIN_WINDOW, MAX_TRACKED_CLIENTS),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,8 +285,7 @@ impl CsrfKey {
     }
 }
 
-/// One key per process: a restart invalidates open forms (the page says to reload), never
-/// the login itself.
+/// One key per process: a restart ends the sessions the tokens belong to anyway.
 fn csrf_key() -> &'static CsrfKey {
     static KEY: OnceLock<CsrfKey> = OnceLock::new();
     KEY.get_or_init(CsrfKey::random)
@@ -256,7 +296,8 @@ const NO_AUTH_SESSION: &str = "auth-disabled";
 
 struct Session {
     operator: String,
-    /// What the CSRF token is derived from: the cookie value, or `NO_AUTH_SESSION`.
+    /// What the CSRF token is derived from: the session id (the cookie's value), or
+    /// `NO_AUTH_SESSION`.
     key: String,
     /// Whether there is a login to log out of.
     cookie: bool,
@@ -279,27 +320,11 @@ fn cookie_value(req: &HttpRequest) -> Option<String> {
         .map(|(_, value)| value.trim().to_string())
 }
 
-/// The operator token inside a session cookie value.
-fn token_in_cookie(value: &str) -> Option<String> {
-    let (_nonce, encoded) = value.split_once('.')?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded)
-        .ok()?;
-    String::from_utf8(bytes).ok()
-}
-
-/// A new session cookie value for `token`: a random nonce makes every login's CSRF token
-/// different; base64url keeps any token character out of cookie syntax.
-fn new_cookie_value(token: &str) -> String {
-    let mut nonce = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    format!(
-        "{}.{}",
-        hex::encode(nonce),
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
-    )
-}
-
+/// The live session the request's cookie names. An expired, revoked or forged id is no
+/// session: pages send the browser to the login form, as without a cookie.
+///
+/// The operator's token is not checked again: the configuration, and with it the tokens, is
+/// read only at start, and a restart ends every session.
 fn session(req: &HttpRequest, state: &AppState) -> Option<Session> {
     if state.tokens.is_disabled() {
         return Some(Session {
@@ -308,17 +333,22 @@ fn session(req: &HttpRequest, state: &AppState) -> Option<Session> {
             cookie: false,
         });
     }
-    let value = cookie_value(req)?;
-    let token = token_in_cookie(&value)?;
-    let who = state
-        .tokens
-        .operator_by_token(&token, "use the status page")
-        .ok()?;
+    let id = cookie_value(req)?;
+    let info = state.ui.sessions.get(&id)?;
     Some(Session {
-        operator: who.name,
-        key: value,
+        operator: info.operator,
+        key: id,
         cookie: true,
     })
+}
+
+/// Whom failed logins are counted against: the connection's peer. `X-Forwarded-For` is not
+/// used — any client can write it, and would get a fresh allowance with every value. Behind a
+/// reverse proxy every browser shares the proxy's address, and so its allowance.
+fn client_address(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 fn is_https(req: &HttpRequest) -> bool {
@@ -524,6 +554,22 @@ async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     login_page(StatusCode::OK, None)
 }
 
+/// 429: the client has failed too often; `wait` until it may try again.
+fn too_many_failures(wait: Duration) -> HttpResponse {
+    // Whole seconds, rounded up: trying again at `Retry-After` must not be early.
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut resp = login_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(&format!(
+            "Too many failed logins from your address: wait {secs} seconds, then try again."
+        )),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    resp
+}
+
 async fn login(
     req: HttpRequest,
     payload: web::Payload,
@@ -532,32 +578,49 @@ async fn login(
     if state.tokens.is_disabled() {
         return Ok(redirect("/ui"));
     }
+    let client = client_address(&req);
+    // Checked before the token is even read: while held back, the right token is refused too,
+    // so the answer says nothing about what was typed.
+    if let Some(wait) = state.ui.failures.retry_after(client) {
+        tracing::warn!(%client, "status page login refused: too many failed logins from this address");
+        return Ok(too_many_failures(wait));
+    }
     let form = read_form(payload).await?;
     let token = form.get("token").map(|t| t.trim()).unwrap_or_default();
-    match state.tokens.operator_by_token(token, "use the status page") {
+    let refused = match state.tokens.operator_by_token(token, "use the status page") {
         Ok(who) => {
-            tracing::info!(operator = %who.name, "operator logged in to the status page");
-            Ok(HttpResponse::SeeOther()
+            let id = state.ui.sessions.issue(&who.name, token);
+            tracing::info!(
+                operator = %who.name,
+                token = %sessions::token_fingerprint(token),
+                %client,
+                "operator logged in to the status page"
+            );
+            let ttl = state.ui.sessions.ttl().as_secs();
+            return Ok(HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, "/ui"))
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .insert_header((
-                    header::SET_COOKIE,
-                    set_cookie(&req, &new_cookie_value(token), SESSION_SECS),
-                ))
-                .finish())
+                .insert_header((header::SET_COOKIE, set_cookie(&req, &id, ttl)))
+                .finish());
         }
-        Err(ApiError::Forbidden(_)) => Ok(login_page(
+        Err(ApiError::Forbidden(_)) => (
             StatusCode::FORBIDDEN,
-            Some(
-                "That is a pipeline token: it may open and wait for gates, but the status page \
-                 needs an operator token.",
-            ),
-        )),
-        Err(_) => Ok(login_page(
+            "a pipeline token",
+            "That is a pipeline token: it may open and wait for gates, but the status page \
+             needs an operator token.",
+        ),
+        Err(_) => (
             StatusCode::UNAUTHORIZED,
-            Some("That token is not valid."),
-        )),
-    }
+            "no known token",
+            "That token is not valid.",
+        ),
+    };
+    let (status, what, says) = refused;
+    state.ui.failures.record_failure(client);
+    // The address and the kind of failure only: what was typed stays out of the log, even a
+    // prefix of it (it may be a real token with a typo, or one meant for another system).
+    tracing::warn!(%client, presented = what, "status page login failed");
+    Ok(login_page(status, Some(says)))
 }
 
 async fn logout(
@@ -569,6 +632,10 @@ async fn logout(
     if let Some(s) = session(&req, &state) {
         if !csrf_key().check(&s.key, form.get("csrf").map(String::as_str)) {
             return Err(csrf_refused());
+        }
+        // Ended on the server: the cookie, replayed, no longer opens anything.
+        if s.cookie && state.ui.sessions.revoke(&s.key).is_some() {
+            tracing::info!(operator = %s.operator, "operator logged out of the status page");
         }
     }
     Ok(HttpResponse::SeeOther()
@@ -1019,14 +1086,14 @@ mod tests {
     #[test]
     fn a_csrf_token_is_accepted_only_for_its_own_session_and_key() {
         let key = CsrfKey::random();
-        let session = "0123.b3BlcmF0b3I";
+        let session = &"0123456789abcdef".repeat(4);
         let token = key.token(session);
         assert!(key.check(session, Some(&token)));
         assert!(!key.check(session, None), "missing");
         assert!(!key.check(session, Some("")), "empty");
         assert!(!key.check(session, Some(&token[..token.len() - 1])), "cut");
         assert!(
-            !key.check("4567.b3BlcmF0b3I", Some(&token)),
+            !key.check(&"fedcba9876543210".repeat(4), Some(&token)),
             "other session"
         );
         assert!(
@@ -1036,22 +1103,6 @@ mod tests {
         let mut flipped = token.clone().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         assert!(!key.check(session, Some(std::str::from_utf8(&flipped).unwrap())));
-    }
-
-    #[test]
-    fn the_cookie_round_trips_any_token_and_differs_per_login() {
-        let token = "tok;en=with spaces,\"quotes\"";
-        let a = new_cookie_value(token);
-        let b = new_cookie_value(token);
-        assert_ne!(a, b);
-        for v in [&a, &b] {
-            assert!(v
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'_'));
-            assert_eq!(token_in_cookie(v).as_deref(), Some(token));
-        }
-        assert_eq!(token_in_cookie("no-dot"), None);
-        assert_eq!(token_in_cookie("x.!!!"), None);
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! The status page at `/ui`: login, listing, the gate page, resume/abort forms with CSRF
-//! tokens, over HTTP and in a real headless Chromium.
+//! The status page at `/ui`: login, server-side sessions (expiry, logout, the failed-login
+//! limit), listing, the gate page, resume/abort forms with CSRF tokens, over HTTP and in a real
+//! headless Chromium.
 use std::time::Duration;
 
-use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use base64::Engine as _;
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
+use snowgate::configuration::Dur;
 
+use crate::durability::{free_port, start_binary, write_config};
 use crate::helpers::*;
 
 /// A client that shows redirects instead of following them.
@@ -76,10 +80,19 @@ async fn every_ui_page_redirects_to_the_login_form_without_a_session() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
     let id = gate["id"].as_str().unwrap();
+    // The cookie of the old design carried the token itself: it opens nothing now.
+    let old_style = format!(
+        "snowgate_ui=00.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(OPERATOR_TOKEN)
+    );
+    let forged = format!("snowgate_ui={}", hex::encode(rand::random::<[u8; 32]>()));
     for cookie in [
         None,
         Some("snowgate_ui=garbage"),
         Some("snowgate_ui=00.bm90LWEtdG9rZW4"), // base64url("not-a-token")
+        Some(&old_style),
+        Some(&format!("snowgate_ui={OPERATOR_TOKEN}")),
+        Some(&forged),
     ] {
         for path in ["/ui", "/ui/", &format!("/ui/gates/{id}")] {
             let resp = get_page(&app, path, cookie).await;
@@ -126,7 +139,7 @@ async fn logging_in_sets_a_strict_http_only_cookie_that_opens_the_page() {
     assert!(!set.contains("Secure"), "plain http: {set}");
     assert!(
         !set.contains(OPERATOR_TOKEN),
-        "the token is encoded, not raw: {set}"
+        "the cookie carries a session id, not the token: {set}"
     );
     let cookie = set.split(';').next().unwrap().to_string();
     let page = html(get_page(&app, "/ui", Some(&cookie)).await, 200).await;
@@ -147,6 +160,109 @@ async fn logging_in_sets_a_strict_http_only_cookie_that_opens_the_page() {
     assert_eq!(resp.status(), 303);
     let set = resp.headers()[SET_COOKIE].to_str().unwrap();
     assert!(set.contains("; Secure"), "{set}");
+}
+
+/// The value of the `snowgate_ui` cookie in a `Cookie` pair.
+fn value_of(cookie: &str) -> &str {
+    cookie
+        .strip_prefix("snowgate_ui=")
+        .expect("the session cookie")
+}
+
+#[tokio::test]
+async fn the_cookie_carries_a_random_session_id_and_never_the_token() {
+    let app = spawn_app().await;
+    let (a, b) = (login(&app).await, login(&app).await);
+    let (a, b) = (value_of(&a), value_of(&b));
+    assert_ne!(a, b, "every login is a new session");
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let token = OPERATOR_TOKEN.as_bytes();
+    let encodings = [
+        OPERATOR_TOKEN.to_string(),
+        STANDARD.encode(token),
+        STANDARD_NO_PAD.encode(token),
+        URL_SAFE.encode(token),
+        URL_SAFE_NO_PAD.encode(token),
+        hex::encode(token),
+        hex::encode_upper(token),
+    ];
+    for value in [a, b] {
+        for e in &encodings {
+            assert!(
+                !value.contains(e.as_str()),
+                "{value} carries the token as {e}"
+            );
+        }
+        // 32 random bytes, hex: 256 bits.
+        assert_eq!(value.len(), 64, "{value}");
+        assert!(value.bytes().all(|c| c.is_ascii_hexdigit()), "{value}");
+    }
+}
+
+#[tokio::test]
+async fn a_session_is_refused_once_its_ttl_has_passed() {
+    let app = spawn_app_with(sim_settings(), |s| {
+        s.ui.session_ttl = Dur(Duration::from_secs(2))
+    })
+    .await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let resp = post_form(&app, "/ui/login", None, &[("token", OPERATOR_TOKEN)]).await;
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        set.contains("Max-Age=2;") || set.ends_with("Max-Age=2"),
+        "the TTL: {set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The browser would have dropped the cookie; a replayed one is refused by the server.
+    for path in ["/ui".to_string(), format!("/ui/gates/{id}")] {
+        let resp = get_page(&app, &path, Some(&cookie)).await;
+        assert_eq!(resp.status(), 303, "{path}");
+        assert_eq!(resp.headers()[LOCATION], "/ui/login");
+    }
+    let resp = post_form(
+        &app,
+        &format!("/ui/gates/{id}/abort"),
+        Some(&cookie),
+        &[("csrf", &csrf), ("reason", "after expiry")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/ui/login");
+    assert_eq!(app.gate(id).await["state"], "pending");
+    // Logging in again works.
+    let fresh = login(&app).await;
+    html(get_page(&app, "/ui", Some(&fresh)).await, 200).await;
+}
+
+#[tokio::test]
+async fn after_five_failed_logins_an_address_must_wait_even_with_the_right_token() {
+    let app = spawn_app().await;
+    // A successful login does not count.
+    let cookie = login(&app).await;
+    for i in 0..5 {
+        let resp = post_form(&app, "/ui/login", None, &[("token", &format!("wrong-{i}"))]).await;
+        assert!(html(resp, 401).await.contains("not valid"), "attempt {i}");
+    }
+    for token in ["wrong-5", OPERATOR_TOKEN] {
+        let resp = post_form(&app, "/ui/login", None, &[("token", token)]).await;
+        assert!(resp.headers().get(SET_COOKIE).is_none());
+        let wait: u64 = resp.headers()[RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+        let page = html(resp, 429).await;
+        assert!(page.contains("Too many failed logins"), "{page}");
+        assert!(page.contains("wait"), "{page}");
+        assert!(page.contains("action=\"/ui/login\""), "the form again");
+    }
+    // A session opened before stays open.
+    html(get_page(&app, "/ui", Some(&cookie)).await, 200).await;
 }
 
 type Form<'a> = &'a [(&'a str, &'a str)];
@@ -396,16 +512,40 @@ async fn a_post_without_the_sessions_csrf_token_is_forbidden() {
 }
 
 #[tokio::test]
-async fn logging_out_clears_the_cookie() {
+async fn logging_out_ends_the_session_on_the_server_and_clears_the_cookie() {
     let app = spawn_app().await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
     let cookie = login(&app).await;
-    let csrf = csrf_of(&html(get_page(&app, "/ui", Some(&cookie)).await, 200).await);
+    let other = login(&app).await;
+    let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
     let resp = post_form(&app, "/ui/logout", Some(&cookie), &[("csrf", &csrf)]).await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()[LOCATION], "/ui/login");
     let set = resp.headers()[SET_COOKIE].to_str().unwrap();
     assert!(set.starts_with("snowgate_ui=;"), "{set}");
     assert!(set.contains("Max-Age=0"), "{set}");
+
+    // The old cookie, replayed, opens nothing: not a page, not a form.
+    for path in ["/ui".to_string(), format!("/ui/gates/{id}")] {
+        let resp = get_page(&app, &path, Some(&cookie)).await;
+        assert_eq!(resp.status(), 303, "{path}");
+        assert_eq!(resp.headers()[LOCATION], "/ui/login");
+    }
+    let resp = post_form(
+        &app,
+        &format!("/ui/gates/{id}/abort"),
+        Some(&cookie),
+        &[("csrf", &csrf), ("reason", "after logout")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/ui/login");
+    assert_eq!(app.gate(id).await["state"], "pending");
+    // The login form is shown again, not skipped.
+    html(get_page(&app, "/ui/login", Some(&cookie)).await, 200).await;
+    // Another session of the same operator is not affected.
+    html(get_page(&app, "/ui", Some(&other)).await, 200).await;
 }
 
 #[tokio::test]
@@ -446,6 +586,106 @@ async fn an_unknown_gate_is_a_404_page() {
     ] {
         let page = html(get_page(&app, &path, Some(&cookie)).await, 404).await;
         assert!(page.contains("There is no gate"), "{page}");
+    }
+}
+
+/// The text log's colour codes (`ESC [ … m`) cut out.
+fn without_ansi_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The real binary with a debug-level log file: failed logins are logged with the client's
+/// address and nothing of what was typed; a restart ends every session.
+#[tokio::test]
+async fn failed_logins_are_logged_without_the_token_and_a_restart_ends_every_session() {
+    let sim_cfg = snowgate::simulator::SimSettings::default();
+    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &sim, &sim_cfg, "200ms");
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str("log:\n  level: debug\n");
+    std::fs::write(&config, &yaml).unwrap();
+    let log = dir.path().join("snowgate.log");
+    let address = format!("http://127.0.0.1:{port}");
+    let mut bin = start_binary(&config, &address, &log).await;
+    let post = |form: Vec<(&'static str, String)>| {
+        let url = format!("{address}/ui/login");
+        async move { no_redirects().post(url).form(&form).send().await.unwrap() }
+    };
+
+    let resp = post(vec![("token", OPERATOR_TOKEN.to_string())]).await;
+    assert_eq!(resp.status(), 303);
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let guesses: Vec<String> = (0..6)
+        .map(|i| format!("guess-q7Zx{i}-almost-a-token"))
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses.iter().chain([&PIPELINE_TOKEN.to_string()]) {
+        statuses.push(post(vec![("token", g.clone())]).await.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    let page = |cookie: String| {
+        let url = format!("{address}/ui");
+        async move {
+            no_redirects()
+                .get(url)
+                .header(COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(page(cookie.clone()).await.status(), 200);
+
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    let mut bin = start_binary(&config, &address, &log).await;
+    let resp = page(cookie.clone()).await;
+    assert_eq!(resp.status(), 303, "a restart ends the session");
+    assert_eq!(resp.headers()[LOCATION], "/ui/login");
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+
+    let logged = without_ansi_colours(&std::fs::read_to_string(&log).unwrap());
+    let failed: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("status page login failed"))
+        .collect();
+    assert_eq!(failed.len(), 5, "one warning per failure:\n{logged}");
+    for l in &failed {
+        assert!(l.contains("WARN"), "{l}");
+        assert!(l.contains("client=127.0.0.1"), "{l}");
+    }
+    assert!(
+        logged.contains("too many failed logins"),
+        "the refusals are logged too:\n{logged}"
+    );
+    // Not a guess, not a prefix of one, not a token, not the session id.
+    for secret in [
+        "guess-q7Zx",
+        &PIPELINE_TOKEN[..12],
+        &OPERATOR_TOKEN[..12],
+        value_of(&cookie),
+    ] {
+        assert!(
+            !logged.contains(secret),
+            "{secret} is in the log:\n{logged}"
+        );
     }
 }
 
