@@ -307,6 +307,12 @@ pub struct StoreSettings {
     pub lease_ttl: Dur,
     pub connect_timeout: Dur,
     pub statement_timeout: Dur,
+    /// The longest any request or worker waits for the store; past it the request answers
+    /// 503 (a hung database never hangs snowgate).
+    pub timeout: Dur,
+    /// PostgreSQL: the CA certificate(s) of the server (PEM), for `sslmode` verify-ca or
+    /// verify-full in `store.url`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreSettings {
@@ -318,7 +324,10 @@ impl Default for StoreSettings {
             pool_size: 16,
             lease_ttl: Dur(Duration::from_secs(15)),
             connect_timeout: Dur(Duration::from_secs(5)),
-            statement_timeout: Dur(Duration::from_secs(10)),
+            // Within `timeout`: the server gives up on a statement no later than we do.
+            statement_timeout: Dur(Duration::from_secs(5)),
+            timeout: Dur(Duration::from_secs(5)),
+            ca_file: None,
         }
     }
 }
@@ -329,6 +338,8 @@ impl fmt::Debug for StoreSettings {
             .field("url", &redact_url_password(&self.url))
             .field("pool_size", &self.pool_size)
             .field("lease_ttl", &self.lease_ttl)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -668,8 +679,25 @@ impl Settings {
                 ));
             }
         }
-        if let Err(p) = self.store.backend() {
-            out.push(key_problem("store.url", &p));
+        match self.store.backend() {
+            Err(p) => out.push(key_problem("store.url", &p)),
+            Ok(Backend::Postgres(url)) => {
+                if let Err(p) = crate::store::split_sslmode(&url) {
+                    out.push(key_problem("store.url", &p));
+                }
+                if let Some(ca) = &self.store.ca_file {
+                    if !ca.is_file() {
+                        out.push(key_problem(
+                            "store.ca_file",
+                            &format!("{} is not a readable file", ca.display()),
+                        ));
+                    }
+                }
+            }
+            Ok(Backend::Sqlite(_)) => {}
+        }
+        if self.store.timeout.0.is_zero() {
+            out.push(key_problem("store.timeout", "must be more than 0"));
         }
         if !self.auth.disabled
             && self.auth.pipeline_tokens.is_empty()

@@ -65,6 +65,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn GateStore
                     pool_size: s.pool_size,
                     connect_timeout: s.connect_timeout.0,
                     statement_timeout: s.statement_timeout.0,
+                    ca_file: s.ca_file.clone(),
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("store {}: {e}", redact_url_password(&s.url)))?;
@@ -100,6 +101,9 @@ impl Application {
             );
         }
         let port = local.port();
+        // Every store call is bounded, whatever the backend does (a frozen database).
+        let store: Arc<dyn GateStore> =
+            Arc::new(crate::store::Bounded::new(store, settings.store.timeout.0));
         let waiters = Waiters::new();
         let wakeups = Arc::new(Wakeups::default());
         let metrics = Arc::new(Metrics::new());

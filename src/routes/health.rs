@@ -9,15 +9,29 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "store": "ok"})),
-        Err(e) => {
+    // A probe must answer even when the store does not: within READY_WITHIN, whatever
+    // `store.timeout` says (Kubernetes' default probe timeout is 1 s, its period 10 s).
+    let ping = tokio::time::timeout(READY_WITHIN, state.store.ping()).await;
+    match ping {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready", "store": "ok"})),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable()
                 .json(json!({"status": "not_ready", "store": "unreachable"}))
         }
+        Err(_) => {
+            tracing::warn!(
+                within_ms = READY_WITHIN.as_millis() as u64,
+                "readiness check failed: the store did not answer"
+            );
+            HttpResponse::ServiceUnavailable()
+                .json(json!({"status": "not_ready", "store": "not_answering"}))
+        }
     }
 }
+
+/// How long `/readyz` waits for the store's ping.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// `GET /metrics`: Prometheus text format. Gauges mirroring the store are refreshed here.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -10,9 +10,13 @@ use uuid::Uuid;
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
+pub mod bounded;
+mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 
+pub use bounded::Bounded;
+pub use pg_tls::{split_sslmode, SslMode};
 pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 

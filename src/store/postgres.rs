@@ -11,7 +11,8 @@ use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::{
@@ -98,8 +99,19 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn pg(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// A PostgreSQL or pool error with its causes (a refused TLS handshake says why only there).
+fn pg(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = s.source();
+    }
+    StoreError::Unavailable(text)
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -236,6 +248,7 @@ async fn insert_outbox(
 pub struct PostgresStore {
     pool: Pool,
     config: Arc<tokio_postgres::Config>,
+    tls: MakeRustlsConnect,
 }
 
 /// Connection settings for [`PostgresStore::connect`].
@@ -245,15 +258,41 @@ pub struct PgOptions {
     pub pool_size: usize,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
+    /// `store.ca_file`: the CA of the server's certificate (`sslmode` verify-ca/verify-full).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl PostgresStore {
     /// Connect, and apply pending migrations under an advisory lock (replicas starting
     /// together never race).
+    /// Whether this store's connections are encrypted, as the server sees them.
+    pub async fn uses_tls(&self) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
+    }
+
     pub async fn connect(o: PgOptions) -> Result<PostgresStore, StoreError> {
-        let mut config: tokio_postgres::Config = o.url.parse().map_err(|e| {
+        let (url, sslmode) = super::pg_tls::split_sslmode(&o.url)
+            .map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?;
+        let tls = super::pg_tls::connector(sslmode, o.ca_file.as_deref())
+            .map_err(StoreError::Unavailable)?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Unavailable(format!("store.url is not a PostgreSQL URL: {e}"))
         })?;
+        config.ssl_mode(sslmode.negotiation());
+        // A dead peer or a cut network is noticed by the kernel within about 25 s even on an
+        // idle connection; a server that is alive but hung is bounded by `store.timeout`.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
         if let Some(p) = &o.password {
             config.password(p);
         }
@@ -265,7 +304,7 @@ impl PostgresStore {
         config.application_name("snowgate");
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -280,6 +319,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             config: Arc::new(config),
+            tls,
         };
         store.migrate().await?;
         Ok(store)
@@ -328,10 +368,14 @@ impl PostgresStore {
 
     /// The listening connection: forwards every committed decision's gate id, and a `Resync`
     /// after each (re)connection so no long-poll hangs on a notification missed meanwhile.
-    async fn listen_loop(config: Arc<tokio_postgres::Config>, tx: mpsc::Sender<StoreSignal>) {
+    async fn listen_loop(
+        config: Arc<tokio_postgres::Config>,
+        tls: MakeRustlsConnect,
+        tx: mpsc::Sender<StoreSignal>,
+    ) {
         let mut delay = Duration::from_millis(200);
         loop {
-            match config.connect(NoTls).await {
+            match config.connect(tls.clone()).await {
                 Ok((client, mut conn)) => {
                     delay = Duration::from_millis(200);
                     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
@@ -972,7 +1016,7 @@ impl GateStore for PostgresStore {
 
     async fn listen(&self) -> Option<mpsc::Receiver<StoreSignal>> {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(Self::listen_loop(self.config.clone(), tx));
+        tokio::spawn(Self::listen_loop(self.config.clone(), self.tls.clone(), tx));
         Some(rx)
     }
 

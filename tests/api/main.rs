@@ -18,4 +18,5 @@ mod replicas;
 mod security;
 mod shim;
 mod store_contract;
+mod store_faults;
 mod ui;

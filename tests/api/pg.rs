@@ -55,6 +55,88 @@ fn run(bin: &Path, tool: &str, args: &[&str]) {
 
 impl PgServer {
     pub fn start() -> PgServer {
+        PgServer::start_configured(|_| {})
+    }
+
+    /// A cluster with TLS on: `cert` and `key` (PEM) become the server's certificate.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> PgServer {
+        PgServer::start_configured(|data| {
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let dest = data.join(to);
+                std::fs::copy(from, &dest).unwrap();
+                std::fs::set_permissions(
+                    &dest,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
+                if is_root() {
+                    let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+                    std::os::unix::fs::chown(&dest, Some(pg.uid.as_raw()), Some(pg.gid.as_raw()))
+                        .unwrap();
+                }
+            }
+            let conf = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            text.push_str(
+                "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            );
+            std::fs::write(&conf, text).unwrap();
+        })
+    }
+
+    /// The postmaster's pid and its children's (the backends, checkpointer, walwriter, …).
+    pub fn pids(&self) -> Vec<i32> {
+        let pidfile = self.dir.path().join("data").join("postmaster.pid");
+        let Some(master) = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+        else {
+            return Vec::new();
+        };
+        let mut pids = vec![master];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`: comm may hold spaces, so read after the last `)`.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(master) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Freeze the cluster: SIGSTOP to the postmaster and every child, by their own pids, so
+    /// connections stay open and nothing answers. Returns the pids for `thaw`.
+    pub fn freeze(&self) -> Vec<i32> {
+        let pids = self.pids();
+        for pid in &pids {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            )
+            .unwrap();
+        }
+        pids
+    }
+
+    pub fn thaw(&self, pids: &[i32]) {
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+    }
+
+    fn start_configured(configure: impl FnOnce(&Path)) -> PgServer {
         let bin = pg_bin();
         let dir = tempfile::tempdir().unwrap();
         // The postgres user must be able to create its data directory and socket here.
@@ -77,6 +159,7 @@ impl PgServer {
                 "--no-sync",
             ],
         );
+        configure(&data);
         let server = PgServer {
             dir,
             bin,
@@ -158,6 +241,8 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
+        // A test that failed while the cluster was frozen must not leave it stopped.
+        self.thaw(&self.pids());
         let data = self.dir.path().join("data");
         let program = self.bin.join("pg_ctl");
         let args = [

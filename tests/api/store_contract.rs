@@ -254,6 +254,7 @@ async fn the_postgres_store_keeps_the_contract() {
         pool_size: 4,
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
+        ca_file: None,
     })
     .await
     .unwrap();
@@ -265,6 +266,7 @@ async fn the_postgres_store_keeps_the_contract() {
         pool_size: 2,
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
+        ca_file: None,
     })
     .await
     .unwrap();
