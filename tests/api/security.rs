@@ -1,6 +1,7 @@
 //! Attacks tried from outside: build URLs that point elsewhere, redirects, a second process on
 //! one SQLite file, authentication switched off on a public address, tokens in error texts.
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -432,4 +433,291 @@ async fn authentication_cannot_be_switched_off_on_a_public_address() {
     assert!(stderr.contains("auth.disabled"), "{stderr}");
     assert!(stderr.contains("SNOWGATE__AUTH__DISABLED"), "{stderr}");
     assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+/// How the ServiceNow double answers the acknowledgement (`PUT changeControl/{token}`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ack {
+    /// The instance is gone once the registration is answered: connections are refused.
+    Refused,
+    /// The request is read and never answered.
+    Hang,
+    /// 200 with a body that is not JSON.
+    Undecodable,
+}
+
+/// A ServiceNow double that registers every gate under change control and answers the
+/// acknowledgement as `ack` says. Records the registration bodies.
+struct AckDouble {
+    addr: SocketAddr,
+    bodies: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AckDouble {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AckDouble {
+    async fn start(ack: Ack) -> AckDouble {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let recorded = bodies.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let request = read_request(&mut sock).await;
+                let registration = request.starts_with("POST ");
+                let answer = if registration {
+                    recorded.lock().unwrap().push(request);
+                    http_answer(
+                        "200 OK",
+                        r#"{"result":{"changeControl":"true","status":"Success"}}"#,
+                    )
+                } else if ack == Ack::Hang {
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                    continue;
+                } else {
+                    http_answer("200 OK", "<html>Service Unavailable</html>")
+                };
+                let _ = sock.write_all(answer.as_bytes()).await;
+                let _ = sock.shutdown().await;
+                if registration && ack == Ack::Refused {
+                    // Gone: the listener is dropped, the next connection is refused.
+                    return;
+                }
+            }
+        });
+        AckDouble { addr, bodies, task }
+    }
+
+    fn callback_url(&self) -> String {
+        let body = self.bodies.lock().unwrap()[0].clone();
+        let json = &body[body.find("\r\n\r\n").unwrap() + 4..];
+        let v: Value = serde_json::from_str(json).unwrap();
+        v["callbackURL"].as_str().unwrap().to_string()
+    }
+}
+
+fn http_answer(status: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The head and the body (by `Content-Length`).
+async fn read_request(sock: &mut tokio::net::TcpStream) -> String {
+    let mut text = read_head(sock).await;
+    let Some(end) = text.find("\r\n\r\n") else {
+        return text;
+    };
+    let length: usize = text[..end]
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut chunk = [0u8; 4096];
+    while text.len() < end + 4 + length {
+        match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => text.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            _ => break,
+        }
+    }
+    text
+}
+
+/// Everything a person or a log reader can see of a gate: its JSON, its events, its status
+/// page, and the log.
+async fn everything_about(address: &str, id: &str, log: &Path) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut seen = String::new();
+    for path in [
+        format!("/api/v1/gates/{id}"),
+        format!("/api/v1/gates/{id}/events"),
+    ] {
+        let r = client
+            .get(format!("{address}{path}"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        seen.push_str(&r.text().await.unwrap());
+    }
+    let login = client
+        .post(format!("{address}/ui/login"))
+        .form(&[("token", OPERATOR_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = client
+        .get(format!("{address}/ui/gates/{id}"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    seen.push_str(&page.text().await.unwrap());
+    seen.push_str(&std::fs::read_to_string(log).unwrap());
+    seen
+}
+
+async fn an_acknowledgement_failing_never_shows_the_callback_token(ack: Ack) {
+    let double = AckDouble::start(ack).await;
+    let sim_cfg = quiet_sim();
+    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &sim, &sim_cfg, "60s");
+    let yaml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&sim.url(), &format!("http://{}/", double.addr))
+        .replace("timeout: 5s", "timeout: 1s")
+        + "log:\n  level: debug\n";
+    std::fs::write(&config, yaml).unwrap();
+    let address = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("snowgate.log");
+    let mut bin = start_binary(&config, &address, &log).await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{address}/api/v1/gates"))
+        .bearer_auth(PIPELINE_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(gate_body("Deploy").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let callback = double.callback_url();
+    let token = callback.rsplit('/').next().unwrap().to_string();
+    assert!(token.starts_with("pipeline_"), "{callback}");
+    let r = client
+        .post(&callback)
+        .header("Content-Type", "application/json")
+        .body(r#"{"result":"succeeded"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Wait for a failed acknowledgement attempt to be recorded.
+    let mut events = String::new();
+    for _ in 0..200 {
+        events = crate::durability::gate(&client, &address, &id)
+            .await
+            .to_string();
+        let e = client
+            .get(format!("{address}/api/v1/gates/{id}/events"))
+            .bearer_auth(PIPELINE_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if e.contains("acknowledge_retry") || e.contains("acknowledge_failed") {
+            events = e;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        events.contains("acknowledge_retry") || events.contains("acknowledge_failed"),
+        "{ack:?}: no failed acknowledgement recorded: {events}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = everything_about(&address, &id, &log).await;
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    assert!(
+        !seen.contains(&token),
+        "{ack:?}: the callback token shows:\n{seen}"
+    );
+    let uuid = token.trim_start_matches("pipeline_");
+    assert!(!seen.contains(uuid), "{ack:?}: the token's uuid shows");
+    if ack == Ack::Refused {
+        // The refused connection's error names the request path: the token in it is a
+        // fingerprint.
+        assert!(
+            events.contains("changeControl/sha256:"),
+            "{ack:?}: the error should name the path with a fingerprint: {events}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_acknowledgement_never_shows_the_callback_token() {
+    an_acknowledgement_failing_never_shows_the_callback_token(Ack::Refused).await;
+}
+
+#[tokio::test]
+async fn a_timed_out_acknowledgement_never_shows_the_callback_token() {
+    an_acknowledgement_failing_never_shows_the_callback_token(Ack::Hang).await;
+}
+
+#[tokio::test]
+async fn an_undecodable_acknowledgement_never_shows_the_callback_token() {
+    an_acknowledgement_failing_never_shows_the_callback_token(Ack::Undecodable).await;
+}
+
+#[tokio::test]
+async fn pass_through_calls_count_against_the_servicenow_rate_limit() {
+    let app = spawn_app_with(quiet_sim(), |s| {
+        s.servicenow.max_requests_per_second = 1;
+        s.servicenow.poll_interval = snowgate::configuration::Dur(Duration::from_secs(3600));
+    })
+    .await;
+    app.sim.clear_requests();
+    // One slot a second, and a pass-through waits at most 10 s for one: of 13 at once, the
+    // last ones are refused with 503 and Retry-After instead of waiting on.
+    let calls = (0..13).map(|_| {
+        app.get(
+            "/api/v1/change-info?pipelineName=shop%2Fapp&stageName=Deploy&buildNumber=41",
+            Some(PIPELINE_TOKEN),
+        )
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut refused = 0;
+    for resp in answers {
+        match resp.status().as_u16() {
+            200 => {}
+            503 => {
+                assert!(resp.headers().contains_key("retry-after"));
+                let body: Value = resp.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", resp.text().await.unwrap()),
+        }
+    }
+    assert!(refused >= 2, "refused {refused}");
+    let asked = app
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/orchestration/changeInfo"))
+        .count();
+    assert_eq!(
+        asked,
+        13 - refused,
+        "only the calls with a slot reached ServiceNow"
+    );
 }
