@@ -25,6 +25,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
 fi
+# The TLS-to-PostgreSQL test (tests/api/store_faults.rs) makes its certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl
+fi
 cargo test --locked --all-targets "$@"
 # The same API tests once more on PostgreSQL (each test gets its own throwaway cluster); the
 # store contract and the two-replica tests ran on PostgreSQL in the pass above already.
