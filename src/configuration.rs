@@ -142,6 +142,17 @@ pub enum StepMapping {
     Create,
 }
 
+/// What a registration answered with anything but `changeControl: "true"` means.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NotControlled {
+    /// As the official plugin: the stage does not proceed (`failed`), unless `ignoreErrors`.
+    #[default]
+    Fail,
+    /// The stage proceeds ungated (`not_controlled`).
+    Proceed,
+}
+
 #[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum GateMode {
@@ -226,6 +237,8 @@ pub struct ServiceNowSettings {
     pub max_requests_per_second: u32,
     pub default_mode: GateMode,
     pub step_mapping: StepMapping,
+    /// A stage ServiceNow does not hold under change control: `fail` (default) or `proceed`.
+    pub not_controlled: NotControlled,
     pub proxy: Option<String>,
     pub ca_file: Option<PathBuf>,
     /// How long a registration is retried on transient errors before the gate fails.
@@ -252,6 +265,7 @@ impl Default for ServiceNowSettings {
             max_requests_per_second: 20,
             default_mode: GateMode::Devops,
             step_mapping: StepMapping::Off,
+            not_controlled: NotControlled::Fail,
             proxy: None,
             ca_file: None,
             register_give_up_after: Dur(Duration::from_secs(3600)),

@@ -95,12 +95,10 @@ impl Decider {
     }
 }
 
-/// The outcome and message of a ServiceNow decision, as the plugin words it.
-pub fn decision_message(
-    to: GateState,
-    comments: &str,
-    ignore_errors: bool,
-) -> (Option<bool>, String) {
+/// The outcome and message of a ServiceNow decision, as the plugin words it. `ignoreErrors`
+/// never turns a decision into proceed: a rejection, a cancellation and an `isError` callback
+/// all stop the stage, whatever the step says.
+pub fn decision_message(to: GateState, comments: &str) -> (Option<bool>, String) {
     let with = |s: &str| {
         if comments.is_empty() {
             s.to_string()
@@ -111,10 +109,6 @@ pub fn decision_message(
     match to {
         GateState::Approved => (Some(true), with("Approved in ServiceNow")),
         GateState::Canceled => (Some(false), with("Job was canceled")),
-        GateState::Failed if ignore_errors => (
-            Some(true),
-            with("ServiceNow reported an error (ignoreErrors: the stage proceeds)"),
-        ),
         GateState::Failed => (Some(false), with("ServiceNow reported an error")),
         _ => (Some(false), with("Job was not approved for execution")),
     }

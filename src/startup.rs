@@ -133,6 +133,7 @@ impl Application {
             servicenow: servicenow.clone(),
             settings: settings.outbox.clone(),
             step_mapping: settings.servicenow.step_mapping,
+            not_controlled: settings.servicenow.not_controlled,
             register_give_up_after: settings.servicenow.register_give_up_after.0,
             callback_base: settings
                 .callback

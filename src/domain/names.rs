@@ -110,26 +110,18 @@ pub fn job_segments(job_url: &str) -> Vec<String> {
     names
 }
 
-/// The short job name the plugin sends as `orchestrationTaskName` in the changeControl POST:
-/// the last job segment, or for a multibranch branch job the multibranch project's name.
-pub fn short_job_name(job_url: &str, multibranch: bool) -> String {
-    let segs = job_segments(job_url);
-    let idx = if multibranch && segs.len() >= 2 {
-        segs.len() - 2
-    } else {
-        segs.len().saturating_sub(1)
-    };
-    segs.get(idx).cloned().unwrap_or_default()
+/// The job's own item name, what the plugin sends as `orchestrationTaskName` in the
+/// changeControl POST (`Job.getName()`): the last job segment decoded once. For a multibranch
+/// branch job that is the branch item (`feature%2Fx`), not the multibranch project.
+pub fn item_name(job_url: &str) -> String {
+    job_segments(job_url).pop().unwrap_or_default()
 }
 
-/// The full pipeline name (`folder/app`), without the branch job for multibranch pipelines;
-/// this is what changeInfo's `pipelineName` carries.
-pub fn pipeline_name(job_url: &str, multibranch: bool) -> String {
-    let mut segs = job_segments(job_url);
-    if multibranch && segs.len() >= 2 {
-        segs.pop();
-    }
-    segs.join("/")
+/// Jenkins' full name of the job (`JOB_NAME`, `Job.getFullName()`): the item names joined with
+/// `/` (`folder/app`, `mb/feature%2Fx`). changeInfo's `pipelineName` and the registration's
+/// `fullName` carry it.
+pub fn full_name(job_url: &str) -> String {
+    job_segments(job_url).join("/")
 }
 
 #[cfg(test)]
@@ -176,13 +168,14 @@ mod tests {
     #[test]
     fn job_names_come_from_the_job_segments() {
         let url = "https://ci.example.com/job/folder/job/app/";
-        assert_eq!(short_job_name(url, false), "app");
-        assert_eq!(pipeline_name(url, false), "folder/app");
+        assert_eq!(item_name(url), "app");
+        assert_eq!(full_name(url), "folder/app");
+        // A multibranch branch job: the branch item, and JOB_NAME with it.
         let mb = "https://ci.example.com/job/mb/job/feature%252Fx/";
-        assert_eq!(short_job_name(mb, true), "mb");
-        assert_eq!(pipeline_name(mb, true), "mb");
+        assert_eq!(item_name(mb), "feature%2Fx");
+        assert_eq!(full_name(mb), "mb/feature%2Fx");
         assert_eq!(job_segments(mb), vec!["mb", "feature%2Fx"]);
-        assert_eq!(short_job_name("https://ci/job/my%20app/", false), "my app");
+        assert_eq!(item_name("https://ci/job/my%20app/"), "my app");
     }
 
     #[test]

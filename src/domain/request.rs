@@ -62,12 +62,31 @@ pub struct GateSpec {
     pub build_url: Option<String>,
     pub branch_name: Option<String>,
     pub is_multi_branch: bool,
+    /// The enclosing stage's path, when `stageName` is the inner stage's own name.
     pub parent_stage_name: Option<String>,
-    pub parent_stage_url: Option<String>,
+    /// The enclosing stage's flow node id (`parentNode.parentId`; `""` at top level).
     pub parent_stage_id: Option<String>,
+    /// Jenkins' `JOB_NAME` (`folder/app`); derived from the job URL when not given.
+    #[serde(default)]
+    pub job_name: Option<String>,
+    /// The stage's own flow node id (`parentNode.id`, and the stage execution URL).
+    #[serde(default)]
+    pub flow_node_id: Option<String>,
+    /// The previous stage at the same level, and its execution URL (`parentNode.upstream…`).
+    #[serde(default)]
+    pub upstream_stage_name: Option<String>,
+    #[serde(default)]
+    pub upstream_stage_url: Option<String>,
     pub trigger_type: TriggerType,
+    /// The upstream build's URL when an upstream build triggered this one.
     pub upstream_task_execution_url: Option<String>,
+    /// The user who started the build, for a `user` trigger.
+    #[serde(default)]
+    pub user_name: Option<String>,
+    /// The stage execution URL (`<build>execution/node/<id>/wfapi/describe`), when the pipeline
+    /// gives it; otherwise built from `buildUrl` and `flowNodeId`.
     pub task_execution_url: Option<String>,
+    /// The build cause's text (`Started by user alice`).
     pub message: Option<String>,
     pub change_request_details: Option<Value>,
     pub input_id: Option<String>,
@@ -107,11 +126,47 @@ impl GateSpec {
         }
     }
 
-    /// `taskExecutionURL`: given by the pipeline, else the build URL.
-    pub fn task_execution_url(&self) -> Option<&str> {
-        self.task_execution_url
-            .as_deref()
-            .or(self.build_url.as_deref())
+    /// The stage execution URL (`taskExecutionURL`): given by the pipeline; else
+    /// `<buildUrl>execution/node/<flowNodeId>/wfapi/describe`; else the build URL.
+    pub fn task_execution_url(&self) -> Option<String> {
+        if let Some(u) = &self.task_execution_url {
+            return Some(u.clone());
+        }
+        let build = self.build_url.as_deref()?;
+        Some(match &self.flow_node_id {
+            Some(id) => {
+                let base = if build.ends_with('/') {
+                    build.to_string()
+                } else {
+                    format!("{build}/")
+                };
+                format!("{base}execution/node/{id}/wfapi/describe")
+            }
+            None => build.to_string(),
+        })
+    }
+
+    /// The stage task URL: the job URL with its last `/` replaced by `#<stage path>/`.
+    pub fn task_url(&self) -> String {
+        crate::domain::names::stage_task_url(&self.job_url, &self.stage_path())
+    }
+
+    /// The job's item name (`app`, `feature%2Fx`).
+    pub fn item_name(&self) -> String {
+        crate::domain::names::item_name(&self.job_url)
+    }
+
+    /// `<item>#<stage path>`: the task's name in the acknowledgement, stepMapping and the
+    /// registration's `parentStageName`.
+    pub fn task_name(&self) -> String {
+        format!("{}#{}", self.item_name(), self.stage_path())
+    }
+
+    /// Jenkins' `JOB_NAME`: as given, else from the job URL.
+    pub fn full_name(&self) -> String {
+        self.job_name
+            .clone()
+            .unwrap_or_else(|| crate::domain::names::full_name(&self.job_url))
     }
 
     /// Parse the JSON body of `POST /api/v1/gates` (gates that do not say are DevOps gates).
@@ -203,10 +258,14 @@ impl GateSpec {
             branch_name: f.string("branchName", MAX_NAME)?,
             is_multi_branch: f.boolean("isMultiBranch")?.unwrap_or(false),
             parent_stage_name: f.string("parentStageName", MAX_STAGE_NAME)?,
-            parent_stage_url: f.url("parentStageUrl")?,
-            parent_stage_id: f.string("parentStageId", MAX_NAME)?,
+            parent_stage_id: f.node_id("parentStageId")?,
+            job_name: f.string("jobName", MAX_NAME)?,
+            flow_node_id: f.node_id("flowNodeId")?,
+            upstream_stage_name: f.string("upstreamStageName", MAX_STAGE_NAME)?,
+            upstream_stage_url: f.url("upstreamStageUrl")?,
             trigger_type,
             upstream_task_execution_url,
+            user_name: f.string("userName", MAX_NAME)?,
             task_execution_url: f.url("taskExecutionUrl")?,
             message: f.string("message", MAX_MESSAGE)?,
             change_request_details,
@@ -336,6 +395,30 @@ impl Fields<'_> {
                 "must be a whole, non-negative number of seconds",
             )),
         }
+    }
+
+    /// A Jenkins flow node id: digits (a string or a number); `""` or `null` is absent (the
+    /// plugin's `parentId` of a top-level stage).
+    fn node_id(&self, name: &str) -> Result<Option<String>, FieldError> {
+        let v = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) if s.is_empty() => return Ok(None),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+            Some(other) => {
+                return Err(FieldError::new(
+                    name,
+                    format!("must be a flow node id such as \"15\", not {}", kind(other)),
+                ))
+            }
+        };
+        if v.len() > 20 || !v.chars().all(|c| c.is_ascii_digit()) {
+            return Err(FieldError::new(
+                name,
+                "must be a flow node id: digits only (Jenkins' FlowNode.getId())",
+            ));
+        }
+        Ok(Some(v))
     }
 
     fn input_id(&self, name: &str) -> Result<Option<String>, FieldError> {

@@ -157,7 +157,7 @@ pub async fn callback(
                 .json(json!({"message": RESULT_HEADER.1})))
         }
         CallbackBody::Decision { to, comments } => {
-            let (proceed, message) = decision_message(to, &comments, gate.spec.ignore_errors);
+            let (proceed, message) = decision_message(to, &comments);
             let mut cr = gate.change_request.clone().unwrap_or_default();
             if !comments.is_empty() {
                 cr.comments = Some(comments);
@@ -183,24 +183,60 @@ pub async fn callback(
                 )
                 .await?;
             match outcome {
-                TransitionOutcome::Applied(_) => Ok(HttpResponse::Ok()
-                    .insert_header(RESULT_HEADER)
-                    .json(json!({"message": RESULT_HEADER.1}))),
-                // The same decision again: answer as the first time (ServiceNow retries).
-                TransitionOutcome::Conflict(current) if current.state == to => {
-                    Ok(HttpResponse::Ok()
-                        .insert_header(RESULT_HEADER)
-                        .json(json!({"message": RESULT_HEADER.1})))
+                TransitionOutcome::Applied(_) => Ok(accepted()),
+                TransitionOutcome::Conflict(current) => {
+                    late_decision(&state, &current, to).await
                 }
-                TransitionOutcome::Conflict(current) => Err(ApiError::Conflict(format!(
-                    "the gate was already decided ({}); this callback says {to}",
-                    current.state
-                ))),
                 TransitionOutcome::NotFound => {
                     Err(ApiError::Gone("no gate waits for this callback".into()))
                 }
             }
         }
+    }
+}
+
+/// The plugin's answer to a callback it accepted: 200 with its `Result` header.
+fn accepted() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(RESULT_HEADER)
+        .json(json!({"message": RESULT_HEADER.1}))
+}
+
+/// A decision callback for a gate that is decided already.
+///
+/// - Decided by a timeout or by an operator: the plugin has forgotten such a token (its
+///   timeouts and `stop()` deregister it), so the callback gets 410 and no acknowledgement.
+/// - Decided by ServiceNow (polling, an earlier callback, reconciliation): the callback is
+///   acknowledged, once per gate (the plugin acknowledges every decision callback it
+///   receives); the same decision again answers 200, a different one 409.
+async fn late_decision(
+    state: &AppState,
+    current: &crate::domain::Gate,
+    to: GateState,
+) -> Result<HttpResponse, ApiError> {
+    let by = current.decided_by.as_deref().unwrap_or("");
+    if by != "servicenow" {
+        tracing::info!(gate_id = %current.id, decided_by = by, "callback for a gate decided by a timeout or an operator");
+        return Err(ApiError::Gone(format!(
+            "the gate was decided ({}) by {} before ServiceNow's callback; its token is no longer registered",
+            current.state,
+            if by.is_empty() { "snowgate" } else { by }
+        )));
+    }
+    let note = format!(
+        "ServiceNow's callback ({to}) arrived after the gate was decided ({}); it is acknowledged",
+        current.state
+    );
+    if state.store.acknowledge_late(current.id, note).await? {
+        state.decider.wakeups().outbox.notify_one();
+    }
+    if current.state == to {
+        Ok(accepted())
+    } else {
+        Err(ApiError::Conflict(format!(
+            "the gate was already decided ({}); this callback says {to}",
+            current.state
+        )))
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use super::body::json_body;
 use super::gates::query_map;
 use super::ApiError;
-use crate::domain::names::pipeline_name;
+use crate::domain::names::full_name;
 use crate::domain::request::{kind, Fields, MAX_NAME, MAX_STAGE_NAME};
 use crate::domain::{FieldError, Gate, GateSpec};
 use crate::servicenow::devops::ChangeInfo;
@@ -235,11 +235,13 @@ pub fn gate_matches(spec: &GateSpec, q: &ChangeInfoQuery) -> bool {
         }
     }
     if let Some(name) = q.pipeline_name.as_ref().or(q.project_name.as_ref()) {
-        let known = [
-            pipeline_name(&spec.job_url, spec.is_multi_branch),
-            pipeline_name(&spec.job_url, false),
-        ];
-        if !known.contains(name) {
+        // Jenkins' JOB_NAME (`mb/feature%2Fx`), or a multibranch pipeline named without its
+        // branch job (`mb`) as a person may write it in `changeDetails`.
+        let full = spec.full_name();
+        let without_branch = full.rsplit_once('/').map(|(p, _)| p.to_string());
+        let matches = *name == full
+            || (spec.is_multi_branch && without_branch.as_deref() == Some(name.as_str()));
+        if !matches {
             return false;
         }
     }
@@ -259,6 +261,10 @@ fn from_gate(gates: &[Gate], q: &ChangeInfoQuery) -> Option<ChangeInfo> {
             number: Some(number),
             sys_id: cr.sys_id.clone(),
             state: cr.state.clone(),
+            state_is_name: cr
+                .state
+                .as_deref()
+                .is_some_and(|s| s.trim().parse::<i64>().is_err()),
             url: cr.url.clone(),
             approvers: cr.approvers.clone(),
             assignment_group: cr.assignment_group.clone(),
@@ -530,7 +536,7 @@ pub fn registration_body(
     if pipeline.is_none() && project.is_none() {
         let derived = job_url
             .as_deref()
-            .map(|u| pipeline_name(u, false))
+            .map(|u| full_name(u))
             .filter(|n| !n.is_empty())
             .ok_or_else(|| {
                 FieldError::new(

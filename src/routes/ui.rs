@@ -45,7 +45,6 @@ use uuid::Uuid;
 use self::sessions::{LoginLimiter, Sessions};
 use super::ApiError;
 use crate::configuration::UiSettings;
-use crate::domain::names::short_job_name;
 use crate::domain::request::Fields;
 use crate::domain::{Gate, GateState};
 use crate::startup::AppState;
@@ -192,7 +191,7 @@ fn state_badge(state: GateState) -> String {
 }
 
 fn job_text(gate: &Gate) -> String {
-    let name = short_job_name(&gate.spec.job_url, gate.spec.is_multi_branch);
+    let name = gate.spec.item_name();
     let name = if name.is_empty() {
         gate.spec.job_url.clone()
     } else {

@@ -2,24 +2,20 @@
 //! seed 001). v2 with `Authorization: sn_devops.DevOpsToken <toolId>:<token>`, v1 with Basic.
 use std::time::Duration;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::configuration::{Secret, ServiceNowAuth, ServiceNowSettings};
 use crate::domain::names::CallbackToken;
-use crate::domain::names::{pipeline_name, short_job_name, stage_task_url};
+use crate::domain::names::stage_task_url;
 use crate::domain::GateSpec;
 
-/// RFC 3986 unreserved characters stay; everything else in a query value is encoded.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
+/// A query value encoded once, exactly as the plugin's `URLEncoder.encode(value, "UTF-8")`
+/// does (application/x-www-form-urlencoded): letters, digits and `.-*_` stay, a space becomes
+/// `+`, everything else `%XX`. Values that are already encoded (job URLs, multibranch item
+/// names) gain one layer (`%20` → `%2520`).
 pub fn encode_query_value(v: &str) -> String {
-    utf8_percent_encode(v, QUERY_VALUE).to_string()
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +210,63 @@ impl std::fmt::Debug for DevOpsClient {
     }
 }
 
+/// What a changeControl registration answered. Like the official plugin
+/// (`GenericUtils.parseResponseResult`), `result.changeControl` counts only when
+/// `result.status` is "success", and only `"true"` (in any case) means "under change control";
+/// `false`, `unknown`, a missing value or an unreadable answer all mean it is not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlAnswer {
+    pub controlled: bool,
+    /// What ServiceNow said, for the gate's message: `changeControl "false"`, `no changeControl
+    /// in the answer`, …
+    pub answer: String,
+    /// ServiceNow's `result.message`, which says why.
+    pub message: Option<String>,
+}
+
+impl ControlAnswer {
+    pub fn read(v: &Value) -> ControlAnswer {
+        let result = v.get("result");
+        let status = result
+            .and_then(|r| r.get("status"))
+            .and_then(Value::as_str);
+        let message = result
+            .and_then(|r| opt_text(r, "message"))
+            .or_else(|| servicenow_message(v));
+        let value = result.and_then(|r| r.get("changeControl").or_else(|| r.get("change_control")));
+        let text = match value {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            Some(Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        let success = status.is_some_and(|s| s.eq_ignore_ascii_case("success"));
+        let controlled = success && text.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("true"));
+        let answer = match (&text, success) {
+            (Some(t), true) => format!("changeControl \"{t}\""),
+            (Some(t), false) => format!(
+                "changeControl \"{t}\" with result.status {}",
+                status.map_or("missing".to_string(), |s| format!("\"{s}\""))
+            ),
+            (None, _) => "no changeControl in its answer".to_string(),
+        };
+        ControlAnswer {
+            controlled,
+            answer,
+            message,
+        }
+    }
+
+    /// The gate's message for a stage that is not under change control.
+    pub fn describe(&self) -> String {
+        let mut m = format!("ServiceNow answered {}: the stage is not under change control", self.answer);
+        if let Some(why) = &self.message {
+            m.push_str(&format!(" ({why})"));
+        }
+        m
+    }
+}
+
 /// What the registration needs besides the gate's own request.
 pub struct Registration<'a> {
     pub spec: &'a GateSpec,
@@ -403,9 +456,6 @@ impl DevOpsClient {
         if let Some(p) = &spec.parent_stage_name {
             q.push(("parentStageName", p));
         }
-        if let Some(p) = &spec.parent_stage_url {
-            q.push(("parentStageURL", p));
-        }
         q
     }
 
@@ -432,10 +482,10 @@ impl DevOpsClient {
         Self::result_flag(&v, &["stepValid"])
     }
 
-    /// `POST changeControl?toolId=&toolType=jenkins`: register the callback. Returns whether
-    /// the stage is under change control.
+    /// `POST changeControl?toolId=&toolType=jenkins`: register the callback, and what
+    /// ServiceNow answered about change control.
     #[tracing::instrument(skip_all)]
-    pub async fn register(&self, r: &Registration<'_>) -> Result<bool, ServiceNowError> {
+    pub async fn register(&self, r: &Registration<'_>) -> Result<ControlAnswer, ServiceNowError> {
         let url = self.url(
             &["changeControl"],
             &[("toolId", &self.tool_id), ("toolType", "jenkins")],
@@ -443,10 +493,10 @@ impl DevOpsClient {
         let v = self
             .call(Method::POST, url, Some(&registration_body(r)))
             .await?;
-        Self::result_flag(&v, &["changeControl", "change_control"])
+        Ok(ControlAnswer::read(&v))
     }
 
-    /// `PUT changeControl/{token}?toolId=`: acknowledge a callback.
+    /// `PUT changeControl/{token}?toolId=&toolType=jenkins`: acknowledge a callback.
     #[tracing::instrument(skip_all)]
     pub async fn acknowledge(
         &self,
@@ -454,7 +504,10 @@ impl DevOpsClient {
         spec: &GateSpec,
         callback_url: &str,
     ) -> Result<(), ServiceNowError> {
-        let url = self.url(&["changeControl", token], &[("toolId", &self.tool_id)]);
+        let url = self.url(
+            &["changeControl", token],
+            &[("toolId", &self.tool_id), ("toolType", "jenkins")],
+        );
         self.call(
             Method::PUT,
             url,
@@ -471,8 +524,13 @@ pub struct ChangeInfo {
     pub found: bool,
     pub number: Option<String>,
     pub sys_id: Option<String>,
-    /// As sent: a display name (`Implement`) or a number (`-1`, `0`).
+    /// `stateDisplayValue` (the state's name), else `state` as sent: a name (`Implement`) or a
+    /// number (`-1`, `0`).
     pub state: Option<String>,
+    /// Whether `state` is a name (from `stateDisplayValue` or a named `state`) rather than a
+    /// bare number, which ServiceNow's own example shows to be ambiguous (`"state": "0"` for a
+    /// change in phase "requested").
+    pub state_is_name: bool,
     pub url: Option<String>,
     pub approvers: Option<String>,
     pub assignment_group: Option<String>,
@@ -489,6 +547,46 @@ pub struct CallbackStatus {
     pub comments: Option<String>,
 }
 
+impl ChangeInfo {
+    /// Read like the plugin (`parseResponseResult`): the fields count only when `result.status`
+    /// is "success"; otherwise no change is found.
+    pub fn read(v: &Value) -> Result<ChangeInfo, ServiceNowError> {
+        let r = v
+            .get("result")
+            .ok_or_else(|| ServiceNowError::Decode("the answer has no `result`".into()))?;
+        let success = r
+            .get("status")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("success"));
+        if !success {
+            return Ok(ChangeInfo::default());
+        }
+        let found = match r.get("changeFound") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        };
+        let display = opt_text(r, "stateDisplayValue");
+        let raw = opt_text(r, "state");
+        let state_is_name = display.is_some()
+            || raw
+                .as_deref()
+                .is_some_and(|s| s.trim().parse::<i64>().is_err());
+        Ok(ChangeInfo {
+            found,
+            number: opt_text(r, "number"),
+            sys_id: opt_text(r, "sys_id"),
+            state: display.or(raw),
+            state_is_name,
+            url: opt_text(r, "url"),
+            approvers: opt_text(r, "changeApprovers"),
+            assignment_group: opt_text(r, "changeAssignmentGroup"),
+            planned_start: opt_text(r, "plannedStartDate"),
+            planned_end: opt_text(r, "plannedEndDate"),
+        })
+    }
+}
+
 fn opt_text(v: &Value, key: &str) -> Option<String> {
     match v.get(key)? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
@@ -498,10 +596,12 @@ fn opt_text(v: &Value, key: &str) -> Option<String> {
 }
 
 impl DevOpsClient {
-    /// `GET changeInfo?toolId=&toolType=jenkins&pipelineName=&stageName=&buildNumber=&branchName=`.
+    /// `GET changeInfo?toolId=&toolType=jenkins&pipelineName=&stageName=&buildNumber=&branchName=`
+    /// as the plugin's polling sends it: `pipelineName` is Jenkins' `JOB_NAME`, `stageName` the
+    /// full stage path, `branchName` only when there is one.
     #[tracing::instrument(skip_all)]
     pub async fn change_info(&self, spec: &GateSpec) -> Result<ChangeInfo, ServiceNowError> {
-        let pipeline = pipeline_name(&spec.job_url, spec.is_multi_branch);
+        let pipeline = spec.full_name();
         let stage = spec.stage_path();
         let mut q: Vec<(&str, &str)> = vec![
             ("toolId", &self.tool_id),
@@ -515,25 +615,7 @@ impl DevOpsClient {
         }
         let url = self.url(&["changeInfo"], &q);
         let v = self.call(Method::GET, url, None).await?;
-        let r = v
-            .get("result")
-            .ok_or_else(|| ServiceNowError::Decode("the answer has no `result`".into()))?;
-        let found = match r.get("changeFound") {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => s == "true",
-            _ => opt_text(r, "number").is_some(),
-        };
-        Ok(ChangeInfo {
-            found,
-            number: opt_text(r, "number"),
-            sys_id: opt_text(r, "sys_id"),
-            state: opt_text(r, "state"),
-            url: opt_text(r, "url"),
-            approvers: opt_text(r, "changeApprovers"),
-            assignment_group: opt_text(r, "changeAssignmentGroup"),
-            planned_start: opt_text(r, "plannedStartDate"),
-            planned_end: opt_text(r, "plannedEndDate"),
-        })
+        ChangeInfo::read(&v)
     }
 
     /// `GET callback?toolId=&taskExecutionURL=`: did ServiceNow decide while we were away?
@@ -565,11 +647,7 @@ impl DevOpsClient {
 
 /// `app#Deploy`: the task name used in stepMapping and the acknowledgement.
 pub fn stage_task_name(spec: &GateSpec) -> String {
-    format!(
-        "{}#{}",
-        short_job_name(&spec.job_url, spec.is_multi_branch),
-        spec.stage_path()
-    )
+    spec.task_name()
 }
 
 fn insert_opt(map: &mut Map<String, Value>, key: &str, v: Option<&str>) {
@@ -578,92 +656,120 @@ fn insert_opt(map: &mut Map<String, Value>, key: &str, v: Option<&str>) {
     }
 }
 
+/// `"true"` / `"false"`: the plugin sends its flags as strings.
+fn flag(b: bool) -> Value {
+    json!(if b { "true" } else { "false" })
+}
+
+/// `orchestrationTaskDetails` as the plugin's `getJobDetailsForPipeline` builds it: the build
+/// cause (text, kind, the user or the upstream build), then `buildNumber` as a string,
+/// `fullName` (`JOB_NAME`) and the stage execution URL. Null members are left out.
 fn task_details(spec: &GateSpec) -> Value {
     let mut d = Map::new();
-    d.insert("triggerType".into(), json!(spec.trigger_type.as_str()));
     insert_opt(&mut d, "message", spec.message.as_deref());
+    d.insert("triggerType".into(), json!(spec.trigger_type.as_str()));
+    insert_opt(&mut d, "userName", spec.user_name.as_deref());
     insert_opt(
         &mut d,
         "upstreamTaskExecutionURL",
         spec.upstream_task_execution_url.as_deref(),
     );
-    insert_opt(&mut d, "taskExecutionURL", spec.task_execution_url());
     d.insert("buildNumber".into(), json!(spec.build_number));
+    d.insert("fullName".into(), json!(spec.full_name()));
+    insert_opt(
+        &mut d,
+        "taskExecutionURL",
+        spec.task_execution_url().as_deref(),
+    );
     Value::Object(d)
 }
 
-fn add_branch_and_parent(m: &mut Map<String, Value>, spec: &GateSpec) {
-    insert_opt(m, "branchName", spec.branch_name.as_deref());
-    // The plugin sends the flag as a string.
-    m.insert(
-        "isMultiBranch".into(),
-        json!(if spec.is_multi_branch {
-            "true"
-        } else {
-            "false"
-        }),
+/// `parentNode`: the stage's own flow node and name (the full path), the enclosing stage's
+/// node id (`""` at top level), and the previous stage at its level when there is one.
+fn parent_node(spec: &GateSpec) -> Value {
+    let mut node = Map::new();
+    insert_opt(&mut node, "id", spec.flow_node_id.as_deref());
+    node.insert("name".into(), json!(spec.stage_path()));
+    node.insert(
+        "parentId".into(),
+        json!(spec.parent_stage_id.as_deref().unwrap_or("")),
     );
-    if let Some(parent) = &spec.parent_stage_name {
-        m.insert("parentStageName".into(), json!(parent));
-        insert_opt(m, "parentStageURL", spec.parent_stage_url.as_deref());
-        let mut node = Map::new();
-        insert_opt(&mut node, "id", spec.parent_stage_id.as_deref());
-        node.insert("name".into(), json!(parent));
-        insert_opt(
-            &mut node,
-            "upstreamTaskExecutionURL",
-            spec.parent_stage_url.as_deref(),
-        );
-        m.insert("parentNode".into(), Value::Object(node));
-    }
+    insert_opt(
+        &mut node,
+        "upstreamStageName",
+        spec.upstream_stage_name.as_deref(),
+    );
+    insert_opt(
+        &mut node,
+        "upstreamTaskExecutionURL",
+        spec.upstream_stage_url.as_deref(),
+    );
+    Value::Object(node)
 }
 
+/// The branch and the `parent*` fields, which in the plugin all describe the current stage
+/// (`DevOpsModel.addStageNodeParams` is given the step's own stage node).
+fn add_branch_and_stage(m: &mut Map<String, Value>, spec: &GateSpec) {
+    m.insert("isMultiBranch".into(), flag(spec.is_multi_branch));
+    insert_opt(m, "branchName", spec.branch_name.as_deref());
+}
+
+fn add_stage_node(m: &mut Map<String, Value>, spec: &GateSpec) {
+    m.insert("parentStageName".into(), json!(spec.task_name()));
+    m.insert("parentStageURL".into(), json!(spec.task_url()));
+    m.insert("parentNode".into(), parent_node(spec));
+    insert_opt(
+        m,
+        "parentStageExecutionURL",
+        spec.task_execution_url().as_deref(),
+    );
+}
+
+/// The changeControl POST body, field for field as the plugin 6.2.0 builds it
+/// (`DevOpsModel.registerPipelineAndNotify`): `orchestrationTaskName` is the job's own item
+/// name here (the acknowledgement uses `<item>#<stage>`), `stageName` the full stage path.
 pub fn registration_body(r: &Registration<'_>) -> Value {
     let spec = r.spec;
     let mut m = Map::new();
     m.insert("callbackURL".into(), json!(r.callback_url));
-    m.insert(
-        "orchestrationTaskURL".into(),
-        json!(stage_task_url(&spec.job_url, &spec.stage_path())),
-    );
-    // In the changeControl POST the plugin sends the short job name and the stage apart.
-    m.insert(
-        "orchestrationTaskName".into(),
-        json!(short_job_name(&spec.job_url, spec.is_multi_branch)),
-    );
-    m.insert("stageName".into(), json!(spec.stage_name));
+    m.insert("orchestrationTaskURL".into(), json!(spec.task_url()));
+    add_branch_and_stage(&mut m, spec);
+    m.insert("isFreestyle".into(), flag(false));
+    insert_opt(&mut m, "pipelineExecutionUrl", spec.build_url.as_deref());
+    m.insert("orchestrationTaskName".into(), json!(spec.item_name()));
+    m.insert("stageName".into(), json!(spec.stage_path()));
+    add_stage_node(&mut m, spec);
     m.insert("orchestrationTaskDetails".into(), task_details(spec));
-    add_branch_and_parent(&mut m, spec);
     if let Some(d) = &spec.change_request_details {
         m.insert("changeRequestDetails".into(), d.clone());
     }
     Value::Object(m)
 }
 
+/// The acknowledgement `PUT changeControl/{token}` body, as the plugin's `sendBuildAndToken`
+/// builds it: no `stageName`, `orchestrationTaskDetails`, `isFreestyle` or
+/// `pipelineExecutionUrl`; `orchestrationTaskName` is `<item>#<stage path>`.
 pub fn acknowledgement_body(spec: &GateSpec, callback_url: &str) -> Value {
-    let task_url = stage_task_url(&spec.job_url, &spec.stage_path());
+    let execution = spec.task_execution_url();
     let mut m = Map::new();
     m.insert("callbackURL".into(), json!(callback_url));
-    m.insert("orchestrationTaskURL".into(), json!(task_url));
-    m.insert(
-        "taskExecutionURL".into(),
-        json!(spec.task_execution_url().unwrap_or(&task_url)),
-    );
-    m.insert("orchestrationTaskName".into(), json!(stage_task_name(spec)));
-    m.insert("toolType".into(), json!("jenkins"));
-    m.insert("orchestrationTaskDetails".into(), task_details(spec));
-    add_branch_and_parent(&mut m, spec);
+    m.insert("orchestrationTaskURL".into(), json!(spec.task_url()));
+    insert_opt(&mut m, "taskExecutionURL", execution.as_deref());
+    add_branch_and_stage(&mut m, spec);
+    m.insert("orchestrationTaskName".into(), json!(spec.task_name()));
+    insert_opt(&mut m, "parentTaskExecutionURL", execution.as_deref());
+    add_stage_node(&mut m, spec);
     Value::Object(m)
 }
 
+/// The stepMapping POST body (`DevOpsModel` step association): the task URL and name, the
+/// branch, then the stage fields.
 fn step_mapping_body(spec: &GateSpec) -> Value {
     let mut m = Map::new();
-    m.insert(
-        "orchestrationTaskURL".into(),
-        json!(stage_task_url(&spec.job_url, &spec.stage_path())),
-    );
-    m.insert("orchestrationTaskName".into(), json!(stage_task_name(spec)));
-    add_branch_and_parent(&mut m, spec);
+    m.insert("orchestrationTaskURL".into(), json!(spec.task_url()));
+    add_branch_and_stage(&mut m, spec);
+    m.insert("orchestrationTaskName".into(), json!(spec.task_name()));
+    add_stage_node(&mut m, spec);
     Value::Object(m)
 }
 
@@ -689,7 +795,9 @@ mod tests {
             encode_query_value("https://ci/job/a%20b/"),
             "https%3A%2F%2Fci%2Fjob%2Fa%2520b%2F"
         );
-        assert_eq!(encode_query_value("a b"), "a%20b");
+        assert_eq!(encode_query_value("a b"), "a+b");
+        assert_eq!(encode_query_value("mb/feature%2Fx"), "mb%2Ffeature%252Fx");
+        assert_eq!(encode_query_value("a~b*c"), "a%7Eb*c");
     }
 
     #[test]

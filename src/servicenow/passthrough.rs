@@ -6,7 +6,7 @@
 //! Each answers ServiceNow's `result` object; a 2xx whose `result` says `"status": "Error"`
 //! (or, for the update, `"updateStatus": "Error"`) is a refusal like a 400.
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::devops::{ChangeInfo, DevOpsClient, ServiceNowError};
 
@@ -113,11 +113,16 @@ pub fn change_info_of(result: &Value) -> ChangeInfo {
         Some(Value::String(s)) => s == "true",
         _ => text(result, "number").is_some(),
     };
+    let display = text(result, "stateDisplayValue");
+    let raw = text(result, "state");
+    let state_is_name =
+        display.is_some() || raw.as_deref().is_some_and(|s| s.trim().parse::<i64>().is_err());
     ChangeInfo {
         found,
         number: text(result, "number"),
         sys_id: text(result, "sys_id"),
-        state: text(result, "state"),
+        state: display.or(raw),
+        state_is_name,
         url: text(result, "url"),
         approvers: text(result, "changeApprovers"),
         assignment_group: text(result, "changeAssignmentGroup"),
@@ -156,10 +161,11 @@ impl DevOpsClient {
         result_of(self.call(Method::GET, url, None).await?)
     }
 
-    /// `PUT …/orchestration/changeInfo?changeRequestNumber=` with `{"data": "<fields as a JSON
-    /// string>"}`: the seed's table gives `data` as "Data type: String" holding name-value
-    /// pairs (`"{\"short_description\": \"my short desc\" }"`). No `toolId`: the seed lists
-    /// none for this call, and the official plugin sends only the number.
+    /// `PUT …/orchestration/changeInfo?changeRequestNumber=` with the fields object itself as
+    /// the body (`{"short_description": "…", "work_notes": "…"}`), as the official plugin's
+    /// `snDevOpsUpdateChangeInfo` sends it and the seed's example shows. No `toolId`: the plugin
+    /// sends only the number. Success is `result.status` "success" (in any case); anything else
+    /// is a refusal with ServiceNow's message.
     #[tracing::instrument(skip_all)]
     pub async fn update_change_info(
         &self,
@@ -170,12 +176,25 @@ impl DevOpsClient {
             &["orchestration", "changeInfo"],
             &[("changeRequestNumber", change_request_number)],
         );
-        let body = json!({ "data": Value::Object(fields.clone()).to_string() });
+        let body = Value::Object(fields.clone());
         let result = result_of(self.call(Method::PUT, url, Some(&body)).await?)?;
-        match refusal(&result, &["updateStatus", "status"]) {
-            Some(e) => Err(e),
-            None => Ok(result),
+        let success = result
+            .get("status")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("success"));
+        if success {
+            return Ok(result);
         }
+        Err(refusal(&result, &["status", "updateStatus"]).unwrap_or_else(|| {
+            ServiceNowError::Status {
+                status: 200,
+                message: format!(
+                    "ServiceNow did not report success: {}",
+                    result.to_string().chars().take(300).collect::<String>()
+                ),
+                retry_after: None,
+            }
+        }))
     }
 
     /// `POST …/devops/artifact/registration` or `…/devops/package/registration` with
@@ -206,6 +225,7 @@ impl DevOpsClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn an_error_status_in_a_2xx_result_is_a_refusal_with_servicenows_words() {

@@ -155,6 +155,10 @@ impl GateStore for Bounded {
         )
         .await
     }
+    async fn acknowledge_late(&self, id: Uuid, message: String) -> Result<bool, StoreError> {
+        self.within("acknowledge_late", self.inner.acknowledge_late(id, message))
+            .await
+    }
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         self.within("outbox_backlog", self.inner.outbox_backlog())
             .await

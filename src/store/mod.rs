@@ -297,6 +297,10 @@ pub trait GateStore: Send + Sync + 'static {
         actor: String,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError>;
+    /// A decision callback for a gate ServiceNow already decided another way (polling):
+    /// queue its acknowledgement, unless the gate has one already, with a `late_callback`
+    /// event. Returns whether one was queued.
+    async fn acknowledge_late(&self, id: Uuid, message: String) -> Result<bool, StoreError>;
     /// Outbox rows not yet done.
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
     /// Gate counts per state.

@@ -27,7 +27,8 @@ const CHANNEL: &str = "snowgate_gate";
 /// An arbitrary constant identifying snowgate's migration lock.
 const MIGRATION_LOCK: i64 = 0x736e_6f77_6761_7465;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE gates (
     id              TEXT PRIMARY KEY,
     job_url         TEXT NOT NULL,
@@ -90,6 +91,13 @@ CREATE TABLE replicas (
     id          TEXT PRIMARY KEY,
     seen_ms     BIGINT NOT NULL
 );
+"#,
+    // One acknowledgement per gate, whatever path queues it (a callback, reconciliation, or a
+    // callback arriving after polling decided).
+    r#"
+DELETE FROM outbox WHERE kind = 'acknowledge'
+  AND id NOT IN (SELECT MIN(id) FROM outbox WHERE kind = 'acknowledge' GROUP BY gate_id);
+CREATE UNIQUE INDEX outbox_one_acknowledgement ON outbox (gate_id) WHERE kind = 'acknowledge';
 "#];
 
 const GATE_COLUMNS: &str = "id, state, proceed, message, spec, callback_token, change_request, \
@@ -1006,6 +1014,25 @@ impl GateStore for PostgresStore {
                 GateState::parse(&s).map(|st| (st, n as u64))
             })
             .collect())
+    }
+
+    async fn acknowledge_late(&self, id: Uuid, message: String) -> Result<bool, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        let id_s = id.to_string();
+        let added = tx
+            .execute(
+                "INSERT INTO outbox (gate_id, kind, payload, due_ms, claimed_until, created_at) \
+                 VALUES ($1, 'acknowledge', '{}', $2, 0, $3) ON CONFLICT DO NOTHING",
+                &[&id_s, &now_ms(), &timestamp(&Utc::now())],
+            )
+            .await
+            .map_err(pg)?;
+        if added > 0 {
+            insert_event(&tx, &id_s, "servicenow", "late_callback", None, None, &message).await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(added > 0)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -85,6 +85,13 @@ CREATE INDEX gates_step_deadline ON gates (step_deadline_ms) WHERE step_deadline
 ALTER TABLE gates ADD COLUMN completed_result TEXT;
 ALTER TABLE gates ADD COLUMN completed_at TEXT;
 "#,
+    // One acknowledgement per gate, whatever path queues it (a callback, reconciliation, or a
+    // callback arriving after polling decided).
+    r#"
+DELETE FROM outbox WHERE kind = 'acknowledge'
+  AND id NOT IN (SELECT MIN(id) FROM outbox WHERE kind = 'acknowledge' GROUP BY gate_id);
+CREATE UNIQUE INDEX outbox_one_acknowledgement ON outbox (gate_id) WHERE kind = 'acknowledge';
+"#,
 ];
 
 /// Largest number of writes committed together.
@@ -1031,6 +1038,22 @@ impl GateStore for SqliteStore {
                 insert_outbox(conn, &id_s, item, 0)?;
             }
             Ok(Completion::Recorded(gate))
+        })
+        .await
+    }
+
+    async fn acknowledge_late(&self, id: Uuid, message: String) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let id_s = id.to_string();
+            let added = conn.execute(
+                "INSERT INTO outbox (gate_id, kind, payload, due_ms, claimed_until, created_at) \
+                 VALUES (?1, 'acknowledge', '{}', ?2, 0, ?3) ON CONFLICT DO NOTHING",
+                params![id_s, now_ms(), timestamp(&Utc::now())],
+            )?;
+            if added > 0 {
+                insert_event(conn, &id_s, "servicenow", "late_callback", None, None, &message)?;
+            }
+            Ok(added > 0)
         })
         .await
     }

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::change_mode::{ChangeMode, Link, LinkError};
 use crate::configuration::GateMode;
-use crate::configuration::{OutboxSettings, StepMapping};
+use crate::configuration::{NotControlled, OutboxSettings, StepMapping};
 use crate::decisions::Decider;
 use crate::domain::change::CrState;
 use crate::domain::timers::{on_change_known, on_pending, Timers};
@@ -18,7 +18,7 @@ use crate::domain::ChangeRequest;
 use crate::domain::{Gate, GateState};
 use crate::jenkins::{jenkins_input_id, Answer, JenkinsClient, JenkinsError};
 use crate::servicenow::change::{ChangeClient, ChangeRecord};
-use crate::servicenow::devops::Registration;
+use crate::servicenow::devops::{ControlAnswer, Registration};
 use crate::servicenow::{DevOpsClient, ServiceNowError};
 use crate::store::{
     work_note, GateStore, NewOutbox, OutboxItem, OutboxKind, OutboxResult, StoreError, Transition,
@@ -35,6 +35,8 @@ pub struct Outbox {
     pub servicenow: DevOpsClient,
     pub settings: OutboxSettings,
     pub step_mapping: StepMapping,
+    /// `servicenow.not_controlled`.
+    pub not_controlled: NotControlled,
     pub register_give_up_after: Duration,
     pub callback_base: String,
     /// Default polling interval, armed when a gate becomes pending.
@@ -200,7 +202,7 @@ impl Outbox {
             return self.link_change(item, gate).await;
         }
         match self.register_once(gate).await {
-            Ok(true) => {
+            Ok(answer) if answer.controlled => {
                 self.decide(
                     gate,
                     GateState::Pending,
@@ -218,12 +220,12 @@ impl Outbox {
                     message: "registered with ServiceNow: the stage is under change control".into(),
                 })
             }
-            Ok(false) => {
+            Ok(answer) if self.not_controlled == NotControlled::Proceed => {
                 self.decide(
                     gate,
                     GateState::NotControlled,
                     Some(true),
-                    "ServiceNow says the stage is not under change control".into(),
+                    format!("{} (servicenow.not_controlled: proceed)", answer.describe()),
                     "not_controlled",
                     Timers::default(),
                 )
@@ -231,6 +233,13 @@ impl Outbox {
                 Ok(OutboxResult::Done {
                     message: "registered with ServiceNow: not under change control".into(),
                 })
+            }
+            Ok(answer) => {
+                // Fail closed, as the plugin does: a stage ServiceNow does not know must not
+                // reach production ungated.
+                let why = answer.describe();
+                self.fail(gate, why.clone()).await?;
+                Ok(OutboxResult::GiveUp { error: why })
             }
             Err(RegisterError::StepInvalid) => {
                 self.fail(gate, "Step could not be associated with a pipeline step in ServiceNow (stepMapping answered stepValid: false)".into()).await?;
@@ -265,7 +274,7 @@ impl Outbox {
         }
     }
 
-    async fn register_once(&self, gate: &Gate) -> Result<bool, RegisterError> {
+    async fn register_once(&self, gate: &Gate) -> Result<ControlAnswer, RegisterError> {
         match self.step_mapping {
             StepMapping::Off => {}
             StepMapping::Validate => {
@@ -564,12 +573,25 @@ impl Outbox {
             Ok(action) => OutboxResult::Done {
                 message: format!("Jenkins input {id} answered with {action}"),
             },
+            // Jenkins' input step answers 400 with the reason in `X-Error`
+            // (InputStepExecution.preSubmissionCheck / preAbortCheck).
             Err(JenkinsError::Status {
                 status: 400,
                 x_error: Some(e),
-            }) => OutboxResult::Done {
+            }) if e.contains("already given") => OutboxResult::Done {
                 message: format!("Jenkins input {id} was already answered: {e}"),
             },
+            Err(JenkinsError::Status {
+                status: 400,
+                x_error: Some(e),
+            }) if e.contains("You need to be") => {
+                tracing::error!(input = %id, x_error = %e, "jenkins.user may not answer the input");
+                OutboxResult::GiveUp {
+                    error: format!(
+                        "Jenkins refused: jenkins.user may not answer input {id} ({e}); add it to the input's submitter list or give it Job/Cancel permission"
+                    ),
+                }
+            }
             Err(JenkinsError::Status { status: 404, .. }) => match jenkins.build_status(&build).await {
                 Ok(Some((true, _))) => self.retry_or_give_up(
                     item,

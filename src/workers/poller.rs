@@ -114,7 +114,7 @@ impl Poller {
                 )
                 .await;
         };
-        let v = verdict(
+        let mut v = verdict(
             &number,
             state,
             parse_planned(info.planned_start.as_deref()),
@@ -122,6 +122,17 @@ impl Poller {
             info.approvers.as_deref(),
             now,
         );
+        if !info.state_is_name && !matches!(v, Verdict::Approve(_) | Verdict::Wait { .. }) {
+            // A bare number is ambiguous (ServiceNow's own example answers `"state": "0"` for a
+            // change still being requested): stopping a stage needs the state's name.
+            v = Verdict::Wait {
+                message: format!(
+                    "{number} reports only the numeric state {:?}; waiting for its named state or the callback before deciding",
+                    info.state.as_deref().unwrap_or_default()
+                ),
+                recheck_in: None,
+            };
+        }
         let (to, proceed, message) = match v {
             Verdict::Wait {
                 message,
@@ -138,11 +149,7 @@ impl Poller {
                 false,
                 format!("Job was not approved for execution: {m}"),
             ),
-            Verdict::Fail(m) if gate.spec.ignore_errors => (
-                GateState::Failed,
-                true,
-                format!("{m} (ignoreErrors: the stage proceeds)"),
-            ),
+            // A closed window is a decision, never an error `ignoreErrors` could cover.
             Verdict::Fail(m) => (GateState::Failed, false, m),
         };
         self.decide(gate, to, proceed, message, cr).await
@@ -207,15 +214,9 @@ impl Poller {
                 } else {
                     format!("{} is in state {}: {m}", record.number, state.name())
                 };
-                if gate.spec.ignore_errors {
-                    (
-                        GateState::Failed,
-                        true,
-                        format!("{m} (ignoreErrors: the stage proceeds)"),
-                    )
-                } else {
-                    (GateState::Failed, false, m)
-                }
+                // A canceled or closed CR, or a window that closed, is a decision:
+                // `ignoreErrors` does not cover it.
+                (GateState::Failed, false, m)
             }
         };
         self.decide(gate, to, proceed, message, cr).await

@@ -80,7 +80,7 @@ impl Reconciler {
             // Without a task execution URL only the poller can find the change request.
             return Ok(false);
         };
-        let status = match self.servicenow.callback_status(task_url).await {
+        let status = match self.servicenow.callback_status(&task_url).await {
             Ok(s) => s,
             Err(ServiceNowError::Status { status: 404, .. }) => return Ok(false),
             Err(e) => return Err(ReconcileError::ServiceNow(e)),
@@ -102,7 +102,7 @@ impl Reconciler {
             _ => GateState::Rejected,
         };
         // The same outcome and wording as if the callback had arrived.
-        let (proceed, message) = decision_message(to, &comments, gate.spec.ignore_errors);
+        let (proceed, message) = decision_message(to, &comments);
         let mut cr = gate.change_request.clone().unwrap_or_default();
         if !comments.is_empty() {
             cr.comments = Some(comments.clone());

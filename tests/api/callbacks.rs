@@ -168,18 +168,27 @@ async fn a_decision_is_acknowledged_to_servicenow() {
     assert!(put
         .query_pairs()
         .contains(&("toolId".into(), app.settings.servicenow.tool_id.clone())));
+    assert!(put
+        .query_pairs()
+        .contains(&("toolType".into(), "jenkins".into())));
+    // The plugin's sendBuildAndToken body, field for field (no stageName, no
+    // orchestrationTaskDetails); without a flow node id the execution URL is the build's.
     let body = put.json().unwrap();
-    assert_eq!(body["callbackURL"], url.as_str());
     assert_eq!(
-        body["orchestrationTaskURL"],
-        "https://ci.example.com/job/shop/job/app#Deploy/"
+        body,
+        serde_json::json!({
+            "callbackURL": url,
+            "orchestrationTaskURL": "https://ci.example.com/job/shop/job/app#Deploy/",
+            "taskExecutionURL": "https://ci.example.com/job/shop/job/app/42/",
+            "isMultiBranch": "false",
+            "orchestrationTaskName": "app#Deploy",
+            "parentTaskExecutionURL": "https://ci.example.com/job/shop/job/app/42/",
+            "parentStageName": "app#Deploy",
+            "parentStageURL": "https://ci.example.com/job/shop/job/app#Deploy/",
+            "parentNode": {"name": "Deploy", "parentId": ""},
+            "parentStageExecutionURL": "https://ci.example.com/job/shop/job/app/42/",
+        })
     );
-    assert_eq!(body["orchestrationTaskName"], "app#Deploy");
-    assert_eq!(
-        body["taskExecutionURL"],
-        "https://ci.example.com/job/shop/job/app/42/"
-    );
-    assert_eq!(body["orchestrationTaskDetails"]["triggerType"], "user");
     let kinds = event_kinds(&app, id).await;
     assert!(kinds.contains(&"acknowledge_done".to_string()), "{kinds:?}");
 }

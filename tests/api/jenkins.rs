@@ -225,6 +225,31 @@ async fn an_input_answered_by_someone_else_is_recorded_not_retried() {
 }
 
 #[tokio::test]
+async fn an_input_jenkins_user_may_not_submit_is_a_permission_failure_not_already_answered() {
+    let fake = JenkinsFake::start().await;
+    fake.add_build(BUILD, "SnowgateApproval", true);
+    fake.restrict(BUILD, "SnowgateApproval", "release-managers");
+    let app = app_with_jenkins(&fake).await;
+    let id = open_input_gate(&app, "Deploy").await;
+    app.sim
+        .approve(&app.change_of("Deploy"), "ok")
+        .await
+        .unwrap();
+    until_event(&app, &id, "release_failed").await;
+    let failed = app
+        .events(&id)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "release_failed")
+        .unwrap();
+    let msg = failed["message"].as_str().unwrap();
+    assert!(msg.contains("may not answer input SnowgateApproval"), "{msg}");
+    assert!(msg.contains("You need to be release-managers"), "{msg}");
+    assert!(!msg.contains("already answered"), "{msg}");
+    assert_eq!(fake.answer_of(BUILD, "SnowgateApproval"), None);
+}
+
+#[tokio::test]
 async fn refused_jenkins_credentials_are_reported_as_such() {
     let fake = JenkinsFake::start().await;
     fake.add_build(BUILD, "SnowgateApproval", true);

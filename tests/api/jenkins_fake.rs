@@ -25,6 +25,8 @@ struct Build {
     result: Option<String>,
     /// input id → (reached, answer)
     inputs: HashMap<String, (bool, Option<String>)>,
+    /// input id → the only submitter allowed (`input submitter: 'alice'`).
+    submitters: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -110,12 +112,22 @@ async fn handle(
     match build.inputs.get_mut(id) {
         Some((true, answer)) if build.building => {
             if let Some(prev) = answer {
+                let _ = prev;
+                // InputStepExecution.preSubmissionCheck: a settled input.
                 return HttpResponse::BadRequest()
-                    .insert_header(("X-Error", format!("Input {id} was already {prev}")))
+                    .insert_header(("X-Error", "This input has been already given"))
                     .finish();
             }
             if !matches!(action, "proceedEmpty" | "proceed" | "abort") {
                 return HttpResponse::NotFound().finish();
+            }
+            // InputStepExecution.preSubmissionCheck: only the named submitter may answer.
+            if let Some(submitter) = build.submitters.get(id) {
+                if submitter != "snowgate" {
+                    return HttpResponse::BadRequest()
+                        .insert_header(("X-Error", format!("You need to be {submitter} to submit this")))
+                        .finish();
+                }
             }
             *answer = Some(action.to_string());
             build.building = action != "abort";
@@ -168,6 +180,16 @@ impl JenkinsFake {
         let b = st.builds.entry(path.to_string()).or_default();
         b.building = true;
         b.inputs.insert(id.to_string(), (reached, None));
+    }
+
+    /// Only `submitter` may answer the input (`input submitter: …`).
+    pub fn restrict(&self, path: &str, id: &str, submitter: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.builds
+            .get_mut(path)
+            .unwrap()
+            .submitters
+            .insert(id.to_string(), submitter.to_string());
     }
 
     pub fn reach(&self, path: &str, id: &str) {
