@@ -597,9 +597,9 @@ fn callback_get(shared: &Arc<Shared>, query: &Query) -> Answer {
     let given = query
         .nonempty("taskExecutionURL")
         .ok_or_else(|| missing("taskExecutionURL"))?;
-    let once = decode_again(given);
-    let twice = decode_again(&once);
-    let spellings = vec![given.to_string(), once, twice];
+    // The plugin encodes the value once (`URLEncoder`), so the query decoded once is the URL as
+    // registered; a value encoded twice, or not matching exactly, names no callback.
+    let spellings = vec![given.to_string()];
     let found = shared.with_model(|m| {
         m.find_by_task_execution(&spellings).map(|c| {
             json!({

@@ -234,7 +234,9 @@ pub(crate) fn parse_authorization(value: &str) -> Option<Credentials> {
 ///
 /// Seed (every orchestration section): token authentication exists "starting with v2", and "if
 /// Basic Auth details … are provided in addition to an authorization header with token, Basic
-/// Auth takes precedence" — so a wrong Basic pair fails even next to a good token.
+/// Auth takes precedence" — so a wrong Basic pair fails even next to a good token. The default
+/// URL (`/api/sn_devops/devops/…`) means "the latest version" of the instance, which the seed
+/// does not fix, so a token is not taken there: only an explicit `/v2/` promises token support.
 pub(crate) fn is_authorized(values: &[&str], version: ApiVersion, settings: &SimSettings) -> bool {
     let credentials: Vec<Credentials> = values
         .iter()

@@ -527,6 +527,26 @@ async fn rule7_unknown_records_answer_404() {
     // The known ones answer.
     let deploy = plugin_registration(&callback("pipeline_r7b"), job, "Deploy", 1, None);
     register(&sim, &deploy).await;
+    // The callback lookup by the stage execution URL, encoded once; encoded twice it is unknown.
+    let execution = "https%3A%2F%2Fci.example.com%2Fjob%2Fshop%2Fjob%2Fapp%2F1%2Fexecution%2Fnode%2F15%2Fwfapi%2Fdescribe";
+    let (status, body) = get(
+        &sim,
+        "orchestration/callback",
+        &format!("toolId={t}&taskExecutionURL={execution}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["token"], json!("pipeline_r7b"));
+    let (status, _) = get(
+        &sim,
+        "orchestration/callback",
+        &format!(
+            "toolId={t}&taskExecutionURL={}",
+            execution.replace('%', "%25")
+        ),
+    )
+    .await;
+    assert_eq!(status, 404);
     let (status, _) = put(
         &sim,
         "orchestration/changeControl/pipeline_r7b",
