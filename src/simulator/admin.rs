@@ -30,6 +30,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/requests", web::delete().to(clear_requests))
             .route("/artifacts", web::get().to(list_artifacts))
             .route("/controlled-stages", web::post().to(set_controlled_stages))
+            .route("/known-pipelines", web::post().to(set_known_pipelines))
+            .route("/tasks", web::get().to(list_tasks))
+            .route("/events", web::get().to(list_events))
             .route("/invalid-steps", web::post().to(set_invalid_steps))
             .default_service(web::to(unknown)),
     );
@@ -54,6 +57,12 @@ struct DropBody {
 struct StagesBody {
     /// `null` (or absent): every stage is under change control.
     stages: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PipelinesBody {
+    #[serde(default)]
+    pipelines: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +218,24 @@ async fn set_controlled_stages(data: web::Data<Shared>, body: web::Bytes) -> Htt
     };
     data.with_model(|m| m.controlled_stages = body.stages.clone());
     HttpResponse::Ok().json(json!({"stages": body.stages}))
+}
+
+async fn set_known_pipelines(data: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let body: PipelinesBody = match parse_body(&body) {
+        Ok(body) => body,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_json", &message),
+    };
+    data.with_model(|m| m.known_pipelines = body.pipelines.clone());
+    HttpResponse::Ok().json(json!({"pipelines": body.pipelines}))
+}
+
+async fn list_tasks(data: web::Data<Shared>) -> HttpResponse {
+    let (known, tasks) = data.with_model(|m| (m.known_pipelines.clone(), m.tasks()));
+    HttpResponse::Ok().json(json!({"knownPipelines": known, "tasks": tasks}))
+}
+
+async fn list_events(data: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(data.with_model(|m| m.events()))
 }
 
 async fn set_invalid_steps(data: web::Data<Shared>, body: web::Bytes) -> HttpResponse {

@@ -17,10 +17,11 @@ use super::artifacts::{parse_artifact_registration, parse_package_registration};
 use super::callbacks;
 use super::faults::status_message;
 use super::model::{ChangeQuery, ModelError, Registered, Registration};
+use super::plugin_forms::{check_acknowledgement, check_event, check_registration, split_task_url};
 use super::protocol::{
-    build_number_from_url, callback_token, check_accept, decode_again, is_authorized,
-    is_json_content_type, parse_route, query_pairs, stage_after_hash, stage_from_query_value,
-    AcceptCheck, Endpoint, Route, RouteError,
+    callback_token, check_accept, decode_again, is_authorized, is_json_content_type, job_segments,
+    parse_route, query_pairs, stage_after_hash, stage_from_query_value, AcceptCheck, Endpoint,
+    Route, RouteError,
 };
 use super::{RecordedRequest, Shared};
 
@@ -153,7 +154,7 @@ async fn serve(shared: &Arc<Shared>, req: &HttpRequest, body: &[u8], route: Rout
     }
 
     let result = match endpoint {
-        Endpoint::ChangeControlGet => Ok(change_control_get(shared, &query)),
+        Endpoint::ChangeControlGet => change_control_get(shared, &query),
         Endpoint::ChangeControlPost => change_control_post(shared, &body),
         Endpoint::ChangeControlPut { id } => change_control_put(shared, &id, &body),
         Endpoint::StepMappingGet => step_mapping_get(shared, &query),
@@ -161,6 +162,7 @@ async fn serve(shared: &Arc<Shared>, req: &HttpRequest, body: &[u8], route: Rout
         Endpoint::ChangeInfoGet => change_info_get(shared, &query),
         Endpoint::ChangeInfoPut { .. } => change_info_put(shared, &query, body),
         Endpoint::CallbackGet => callback_get(shared, &query),
+        Endpoint::ToolEvent { capability } => tool_event(shared, &query, &capability, body),
         Endpoint::ArtifactRegistration => artifact_registration(shared, &query, &body),
         Endpoint::PackageRegistration => package_registration(shared, &body),
     };
@@ -198,46 +200,96 @@ impl ApiError {
 }
 
 /// `GET …/changeControl`: is the task (the stage after `#`) under change control?
-fn change_control_get(shared: &Arc<Shared>, query: &Query) -> HttpResponse {
-    if query
-        .nonempty("testConnection")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        return success(
-            StatusCode::OK,
-            json!({"changeControl": true, "status": "Success"}),
-        );
+///
+/// `testConnection=true` answers the seed's own "under change control" example,
+/// `{"changeControl": true, "status": "Success"}`: the seed's section lists no other member for
+/// this flag (no `connectionStatus`), so nothing else is invented here.
+fn change_control_get(shared: &Arc<Shared>, query: &Query) -> Answer {
+    if let Some(tool_type) = query.nonempty("toolType") {
+        if !tool_type.eq_ignore_ascii_case("jenkins") {
+            return Err(ApiError::Invalid(format!(
+                "Invalid toolType {tool_type:?}: valid values are jenkins"
+            )));
+        }
     }
+    match query.nonempty("testConnection") {
+        None => {}
+        Some(v) if v.eq_ignore_ascii_case("true") => {
+            return Ok(success(
+                StatusCode::OK,
+                json!({"changeControl": true, "status": "Success"}),
+            ))
+        }
+        Some(v) if v.eq_ignore_ascii_case("false") => {}
+        // Seed: "Data type: Boolean".
+        Some(v) => {
+            return Err(ApiError::Invalid(format!(
+                "testConnection must be true or false, got {v:?}"
+            )))
+        }
+    }
+    // The seed's example sends the task URL encoded twice (`https%253A%252F…`).
+    let task_url = query.nonempty("orchestrationTaskURL").map(decode_again);
     let stage = query
         .nonempty("orchestrationTaskName")
         .map(|name| stage_from_query_value(name).unwrap_or_else(|| decode_again(name)))
-        .or_else(|| {
-            query
-                .nonempty("orchestrationTaskURL")
-                .and_then(stage_from_query_value)
-        });
-    let controlled = shared.with_model(|m| match &stage {
-        Some(stage) => m.is_controlled(stage),
-        None => m.controlled_stages.is_none(),
+        .or_else(|| task_url.as_deref().and_then(stage_after_hash));
+    let controlled = shared.with_model(|m| {
+        let known = match task_url.as_deref().and_then(split_task_url) {
+            Some((job_url, _)) => m.is_known_task(&job_url, task_url.as_deref().unwrap_or("")),
+            // Without a task URL the job cannot be told; the stage alone decides.
+            None => true,
+        };
+        known
+            && match &stage {
+                Some(stage) => m.is_controlled(stage),
+                None => m.controlled_stages.is_none(),
+            }
     });
     if controlled {
-        success(
+        Ok(success(
             StatusCode::OK,
             json!({"changeControl": true, "status": "Success"}),
-        )
+        ))
     } else {
         // The seed's "not under change control" example carries no `status`.
-        success(StatusCode::OK, json!({"changeControl": false}))
+        Ok(success(StatusCode::OK, json!({"changeControl": false})))
     }
 }
 
 /// `POST …/changeControl`: registers the callback and, under change control, opens a CR.
+///
+/// Seed: "Before you call this endpoint, you must have an orchestration task created in your
+/// ServiceNow instance … through Discovery or by calling … POST /devops/orchestration/stepMapping",
+/// and change control must be enabled for its step. Either missing gives `changeControl: false`
+/// (the seed's value for "Not under change control") with a `message` saying why, which the
+/// official plugin prints; no CR, no callback.
 fn change_control_post(shared: &Arc<Shared>, body: &Map<String, Value>) -> Answer {
     let registration = parse_registration(body).map_err(ApiError::Invalid)?;
-    if !shared.with_model(|m| m.is_controlled(&registration.stage)) {
+    let (known, controlled) = shared.with_model(|m| {
+        (
+            m.is_known_task(&registration.plugin.job_url, &registration.task_url),
+            m.is_controlled(&registration.stage),
+        )
+    });
+    let refusal = if !known {
+        Some(format!(
+            "Orchestration task not found for {}: create it by discovery or POST stepMapping before registering",
+            registration.task_url
+        ))
+    } else if !controlled {
+        Some(format!(
+            "The orchestration task {}#{} is not under change control",
+            registration.plugin.item, registration.stage
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
+        tracing::debug!(%message, "not under change control");
         return Ok(success(
             StatusCode::CREATED,
-            json!({"changeControl": false, "status": "Success"}),
+            json!({"changeControl": false, "status": "Success", "message": message}),
         ));
     }
     match shared.with_model(|m| m.register(registration)) {
@@ -255,89 +307,37 @@ fn change_control_post(shared: &Arc<Shared>, body: &Map<String, Value>) -> Answe
     ))
 }
 
+/// The body as the official plugin sends it (`plugin_forms::check_registration`), plus the
+/// seed's rules on `changeRequestDetails`.
 fn parse_registration(body: &Map<String, Value>) -> Result<Registration, String> {
+    let plugin = check_registration(body)?;
+    check_change_request_details(body.get("changeRequestDetails"))?;
     let callback_url = required_str(body, "callbackURL")?;
     let task_url = required_str(body, "orchestrationTaskURL")?;
-    let details = task_details(body)?;
-    check_change_request_details(body.get("changeRequestDetails"))?;
-    let change_request_details = match body.get("changeRequestDetails") {
-        Some(Value::String(s)) if !s.trim().is_empty() => serde_json::from_str(s).ok(),
-        Some(Value::Object(o)) => Some(Value::Object(o.clone())),
-        _ => None,
-    };
     let token = callback_token(&callback_url).ok_or_else(|| {
         "callbackURL must be an absolute http(s) URL whose last path segment is the callback token"
             .to_string()
     })?;
-    let task_name = optional_str(body, "orchestrationTaskName")?;
-    let stage = match optional_str(body, "stageName")? {
-        Some(stage) => stage,
-        None => stage_after_hash(&task_url)
-            .or_else(|| task_name.as_deref().and_then(stage_after_hash))
-            .unwrap_or_default(),
-    };
-    let task_execution_url = match optional_str(details, "taskExecutionURL")? {
-        Some(url) => Some(url),
-        None => optional_str(body, "taskExecutionURL")?,
-    };
-    let build_number = scalar(details.get("buildNumber"))
-        .or_else(|| scalar(body.get("buildNumber")))
-        .or_else(|| {
-            task_execution_url
-                .as_deref()
-                .and_then(build_number_from_url)
-        });
     Ok(Registration {
         token,
         callback_url,
         task_url,
-        task_name,
-        stage,
-        branch: optional_str(body, "branchName")?,
-        multibranch: body
-            .get("isMultiBranch")
-            .is_some_and(|v| v == &json!(true) || v == &json!("true")),
-        build_number,
-        task_execution_url,
-        change_request_details,
+        task_name: Some(plugin.item.clone()),
+        stage: plugin.stage.clone(),
+        branch: plugin.branch.clone(),
+        multibranch: plugin.multibranch,
+        build_number: Some(plugin.build_number.clone()),
+        task_execution_url: Some(plugin.task_execution_url.clone()),
+        change_request_details: body.get("changeRequestDetails").cloned(),
+        plugin,
+        body: Value::Object(body.clone()),
     })
-}
-
-/// `orchestrationTaskDetails` with its required `triggerType` (and `upstreamTaskExecutionURL`
-/// for upstream triggers).
-fn task_details(body: &Map<String, Value>) -> Result<&Map<String, Value>, String> {
-    let details = match body.get("orchestrationTaskDetails") {
-        Some(Value::Object(details)) => details,
-        None | Some(Value::Null) => return Err("orchestrationTaskDetails is required".into()),
-        Some(_) => return Err("orchestrationTaskDetails must be an object".into()),
-    };
-    let trigger = required_str(details, "triggerType")
-        .map_err(|e| format!("orchestrationTaskDetails.{e}"))?;
-    match trigger.as_str() {
-        "user" | "scm" => {}
-        "upstream" => {
-            required_str(details, "upstreamTaskExecutionURL").map_err(|e| {
-                format!("orchestrationTaskDetails.{e} when triggerType is upstream")
-            })?;
-        }
-        other => {
-            return Err(format!(
-                "orchestrationTaskDetails.triggerType must be one of user, scm, upstream (got {other:?})"
-            ))
-        }
-    }
-    Ok(details)
 }
 
 fn check_change_request_details(details: Option<&Value>) -> Result<(), String> {
     let details = match details {
-        None | Some(Value::Null) => return Ok(()),
+        None => return Ok(()),
         Some(Value::Object(o)) => Value::Object(o.clone()),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(()),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => return Err("changeRequestDetails must be a JSON object".into()),
-        },
         Some(_) => return Err("changeRequestDetails must be a JSON object".into()),
     };
     let mut found: Vec<&str> = Vec::new();
@@ -358,18 +358,24 @@ fn check_change_request_details(details: Option<&Value>) -> Result<(), String> {
     }
 }
 
-/// `PUT …/changeControl/{changeControlId}`: the acknowledgement of a callback.
+/// `PUT …/changeControl/{changeControlId}`: the acknowledgement of a callback. Seed: 404 "The
+/// specified record couldn't be found" for an unknown id (a token never registered, or one whose
+/// registration answered `changeControl: false`); the body as the plugin's `sendBuildAndToken`
+/// builds it, consistent with the registration (`plugin_forms::check_acknowledgement`).
 fn change_control_put(shared: &Arc<Shared>, id: &str, body: &Map<String, Value>) -> Answer {
-    if !shared.with_model(|m| m.has_token(id)) {
-        return Err(ApiError::NotFound(format!(
-            "No change control callback record found for {id}"
-        )));
-    }
-    required_str(body, "callbackURL").map_err(ApiError::Invalid)?;
-    required_str(body, "orchestrationTaskURL").map_err(ApiError::Invalid)?;
-    required_str(body, "taskExecutionURL").map_err(ApiError::Invalid)?;
-    task_details(body).map_err(ApiError::Invalid)?;
-    shared.with_model(|m| m.acknowledge(id));
+    let registration = shared
+        .with_model(|m| m.registration_of(id).cloned())
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("No change control callback record found for {id}"))
+        })?;
+    check_acknowledgement(
+        body,
+        &registration.callback_url,
+        &registration.task_url,
+        &registration.plugin,
+    )
+    .map_err(ApiError::Invalid)?;
+    shared.with_model(|m| m.acknowledge(id, Value::Object(body.clone())));
     Ok(success(StatusCode::OK, json!({"change_control": true})))
 }
 
@@ -389,12 +395,24 @@ fn step_mapping_get(shared: &Arc<Shared>, query: &Query) -> Answer {
     ))
 }
 
-/// `POST …/stepMapping`.
+/// `POST …/stepMapping`: "If both are valid, it creates the orchestration task and makes the
+/// association" (seed). Valid means: the name is `<item>#<stage>` of the task URL (the plugin's
+/// `jobName#stage`) and not declared invalid; then the task exists for changeControl.
 fn step_mapping_post(shared: &Arc<Shared>, query: &Query, body: &Map<String, Value>) -> Answer {
     check_tool_type(query).map_err(ApiError::Invalid)?;
     let name = required_str(body, "orchestrationTaskName").map_err(ApiError::Invalid)?;
-    required_str(body, "orchestrationTaskURL").map_err(ApiError::Invalid)?;
-    let valid = step_valid(shared, name.trim());
+    let task_url = required_str(body, "orchestrationTaskURL").map_err(ApiError::Invalid)?;
+    // The seed's own example carries a leading space in both values.
+    let (name, task_url) = (name.trim(), task_url.trim());
+    let consistent = split_task_url(task_url).is_some_and(|(job_url, stage)| {
+        job_segments(&job_url)
+            .last()
+            .is_some_and(|item| name == format!("{item}#{stage}"))
+    });
+    let valid = consistent && step_valid(shared, name);
+    if valid {
+        shared.with_model(|m| m.add_task(task_url, "stepMapping"));
+    }
     Ok(success(
         StatusCode::CREATED,
         json!({"stepValid": valid, "status": "Success"}),
@@ -422,6 +440,8 @@ fn step_valid(shared: &Arc<Shared>, name: &str) -> bool {
 /// `GET …/changeInfo`.
 fn change_info_get(shared: &Arc<Shared>, query: &Query) -> Answer {
     let bad = |m: &str| ApiError::Invalid(m.to_string());
+    // Values decoded once, exactly: no trimming, no second decoding (see
+    // `Model::find_for_change_info`).
     let build = query
         .nonempty("buildNumber")
         .ok_or_else(|| missing("buildNumber"))?;
@@ -452,16 +472,20 @@ fn change_info_get(shared: &Arc<Shared>, query: &Query) -> Answer {
         m.find_for_change_info(&lookup)
             .map(|c| c.change_info(&shared.base_url, shared.settings.numeric_states))
     });
+    // A miss is the seed's "false: Change request wasn't found", with the `status` the plugin
+    // needs to read it at all.
     Ok(success(
         StatusCode::OK,
-        info.unwrap_or_else(|| json!({"changeFound": false})),
+        info.unwrap_or_else(|| json!({"changeFound": false, "status": "Success"})),
     ))
 }
 
-/// `PUT …/changeInfo?changeRequestNumber=`.
-///
-/// The seed's table wants the fields in `data` (a JSON string), its example and the official
-/// plugin send them as the body itself: both are served, neither may be empty.
+/// `PUT …/changeInfo?changeRequestNumber=`: the body is the fields object itself, as the seed's
+/// example and the official plugin (`DevOpsPipelineUpdateChangeInfoStepExecution`) send it;
+/// only its top-level members are applied. A member that is no change request field (such as
+/// the `data` wrapper of the seed's table, whose value is a JSON string) cannot be set: the
+/// update fails with the seed's failure answer (`status` "Error", `updateStatus` "Error") and
+/// nothing changes.
 fn change_info_put(shared: &Arc<Shared>, query: &Query, body: Map<String, Value>) -> Answer {
     let failed = |status: StatusCode, message: &str| ApiError::Update(status, message.to_string());
     let number = query
@@ -473,32 +497,27 @@ fn change_info_put(shared: &Arc<Shared>, query: &Query, body: Map<String, Value>
             )
         })?
         .to_string();
-    let fields = match body.get("data") {
-        None => body,
-        Some(Value::Object(fields)) => fields.clone(),
-        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(fields)) => fields,
-            _ => {
-                return Err(failed(
-                    StatusCode::BAD_REQUEST,
-                    "data must be a JSON object, or a string holding one",
-                ))
-            }
-        },
-        Some(_) => {
-            return Err(failed(
-                StatusCode::BAD_REQUEST,
-                "data must be a JSON object, or a string holding one",
-            ))
-        }
-    };
-    if fields.is_empty() {
+    if body.is_empty() {
         return Err(failed(
             StatusCode::BAD_REQUEST,
-            "data is required: the fields to update in the change request",
+            "The body must name the change request fields to update",
         ));
     }
-    match shared.with_model(|m| m.update_fields(&number, fields)) {
+    let unknown: Vec<&str> = body
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !is_change_request_field(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(failed(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Unknown change request field(s): {}; send the fields themselves as the body",
+                unknown.join(", ")
+            ),
+        ));
+    }
+    match shared.with_model(|m| m.update_fields(&number, body)) {
         Ok(()) => Ok(success(
             StatusCode::OK,
             json!({
@@ -515,14 +534,72 @@ fn change_info_put(shared: &Arc<Shared>, query: &Query, body: Map<String, Value>
     }
 }
 
+/// Columns of ServiceNow's `change_request` table (with those it inherits from `task`) that an
+/// update may name: the seed's examples (PUT changeInfo, and `changeRequestDetails` in POST
+/// changeControl) and the standard ones next to them. Custom columns (`u_…`) are allowed.
+const CHANGE_REQUEST_FIELDS: &[&str] = &[
+    "approval",
+    "assigned_to",
+    "assignment_group",
+    "backout_plan",
+    "business_service",
+    "cab_date",
+    "cab_delegate",
+    "cab_recommendation",
+    "cab_required",
+    "category",
+    "change_plan",
+    "close_code",
+    "close_notes",
+    "cmdb_ci",
+    "comments",
+    "conflict_status",
+    "description",
+    "end_date",
+    "implementation_plan",
+    "justification",
+    "on_hold",
+    "on_hold_reason",
+    "outside_maintenance_schedule",
+    "phase",
+    "phase_state",
+    "priority",
+    "production_system",
+    "reason",
+    "requested_by",
+    "requested_by_date",
+    "review_comments",
+    "review_date",
+    "review_status",
+    "risk",
+    "risk_impact_analysis",
+    "service_offering",
+    "short_description",
+    "start_date",
+    "state",
+    "test_plan",
+    "type",
+    "unauthorized",
+    "urgency",
+    "watch_list",
+    "work_end",
+    "work_notes",
+    "work_notes_list",
+    "work_start",
+];
+
+fn is_change_request_field(name: &str) -> bool {
+    CHANGE_REQUEST_FIELDS.contains(&name) || name.starts_with("u_")
+}
+
 /// `GET …/callback?taskExecutionURL=`: the callback state of a stage execution.
 fn callback_get(shared: &Arc<Shared>, query: &Query) -> Answer {
     let given = query
         .nonempty("taskExecutionURL")
         .ok_or_else(|| missing("taskExecutionURL"))?;
-    let once = decode_again(given);
-    let twice = decode_again(&once);
-    let spellings = vec![given.to_string(), once, twice];
+    // The plugin encodes the value once (`URLEncoder`), so the query decoded once is the URL as
+    // registered; a value encoded twice, or not matching exactly, names no callback.
+    let spellings = vec![given.to_string()];
     let found = shared.with_model(|m| {
         m.find_by_task_execution(&spellings).map(|c| {
             json!({
@@ -539,6 +616,49 @@ fn callback_get(shared: &Arc<Shared>, query: &Query) -> Answer {
                 "No callback registered for taskExecutionURL {given}"
             ))
         })
+}
+
+/// `POST …/devops/tool/{capability}` (seed "DevOps - POST /devops/tool/{capability}"): 201
+/// `{"status": "Success", "sysId"}`, or 400 `"Data Error"` for an unsupported capability.
+/// `orchestration` bodies must be the official plugin's `DevOpsRunStatusModel`
+/// (`plugin_forms::check_event`); a STARTED stage event creates the stage's orchestration task,
+/// as SPEC §2 "Stage events" has the plugin send one before the stage's changeControl POST.
+fn tool_event(
+    shared: &Arc<Shared>,
+    query: &Query,
+    capability: &str,
+    body: Map<String, Value>,
+) -> Answer {
+    let data_error = |message: &str| {
+        HttpResponse::BadRequest().json(json!({"result": {
+            "status": "Data Error",
+            "details": {"errors": [{"message": message}]},
+        }}))
+    };
+    match capability {
+        "orchestration" => {}
+        "artifact" | "code" | "plan" | "softwarequality" => {}
+        "test" if query.nonempty("testType").is_none() => {
+            return Err(missing("testType"));
+        }
+        "test" => {}
+        _ => return Ok(data_error("Unsupported capability type")),
+    }
+    if capability == "orchestration" {
+        let event = check_event(&body).map_err(ApiError::Invalid)?;
+        if let (Some(stage), "STARTED") = (&event.stage, event.phase.as_str()) {
+            let task_url = format!(
+                "{}#{stage}/",
+                event.job_url.strip_suffix('/').unwrap_or(&event.job_url)
+            );
+            shared.with_model(|m| m.add_task(&task_url, "stageEvent"));
+        }
+        shared.with_model(|m| m.record_event(Value::Object(body)));
+    }
+    Ok(success(
+        StatusCode::CREATED,
+        json!({"status": "Success", "sysId": uuid::Uuid::new_v4().simple().to_string()}),
+    ))
 }
 
 /// Artifact and package registration name two tools (seed): `orchestrationToolId` (required,
@@ -639,23 +759,6 @@ fn required_str(object: &Map<String, Value>, key: &str) -> Result<String, String
     }
 }
 
-fn optional_str(object: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
-    match object.get(key) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
-        None | Some(Value::Null) | Some(Value::String(_)) => Ok(None),
-        Some(_) => Err(format!("{key} must be a string")),
-    }
-}
-
-/// A string or number field as text (build numbers arrive both ways).
-fn scalar(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// `{"result": …}` with a status.
 fn success(status: StatusCode, result: Value) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "result": result }))
@@ -719,14 +822,38 @@ fn fault_response(status: u16) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    use super::super::plugin_forms::plugin_registration;
     use super::*;
 
     fn body(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
     }
 
-    fn registration_body() -> Value {
-        json!({
+    fn plugin_body() -> Value {
+        plugin_registration(
+            "http://192.168.0.4:3000/jenkins/sn-devops/pipeline_839b7605-b98d-4831-bc87-96829de7da37",
+            "http://192.168.0.4:3000/jenkins/job/java_sample_tests/",
+            "deploy",
+            129,
+            None,
+        )
+    }
+
+    #[test]
+    fn the_plugin_registration_parses() {
+        let reg = parse_registration(&body(plugin_body())).unwrap();
+        assert_eq!(reg.token, "pipeline_839b7605-b98d-4831-bc87-96829de7da37");
+        assert_eq!(reg.stage, "deploy");
+        assert_eq!(reg.build_number.as_deref(), Some("129"));
+        assert_eq!(reg.plugin.full_name, "java_sample_tests");
+        assert!(!reg.multibranch);
+    }
+
+    /// The seed's second POST changeControl example is not what the plugin sends
+    /// (`orchestrationTaskName` `java_sample_tests#deploy`, no `stageName`, no parent fields).
+    #[test]
+    fn the_seeds_minimal_example_is_not_the_plugins_form() {
+        let seed = json!({
             "callbackURL": "http://192.168.0.4:3000/jenkins/sn-devops/pipeline_839b7605-b98d-4831-bc87-96829de7da37",
             "orchestrationTaskURL": "http://192.168.0.4:3000/jenkins/job/java_sample_tests#deploy/",
             "isMultiBranch": "false",
@@ -736,21 +863,12 @@ mod tests {
                 "upstreamTaskExecutionURL": "http://192.168.0.4:3000/jenkins/job/java_sample_tests/129/execution/node/35/wfapi/describe",
                 "taskExecutionURL": "http://192.168.0.4:3000/jenkins/job/java_sample_tests/129/execution/node/50/wfapi/describe"
             },
-            "changeRequestDetails": {"setCloseCode": false, "attributes": {"category": "Service"}}
-        })
+        });
+        assert!(parse_registration(&body(seed)).is_err());
     }
 
     #[test]
-    fn the_seed_example_registration_parses() {
-        let reg = parse_registration(&body(registration_body())).unwrap();
-        assert_eq!(reg.token, "pipeline_839b7605-b98d-4831-bc87-96829de7da37");
-        assert_eq!(reg.stage, "deploy");
-        assert_eq!(reg.build_number.as_deref(), Some("129"));
-        assert!(!reg.multibranch);
-    }
-
-    #[test]
-    fn registrations_missing_required_fields_are_refused() {
+    fn registrations_breaking_the_seeds_rules_are_refused() {
         type Mutation = Box<dyn Fn(&mut Value)>;
         let cases: Vec<(&str, Mutation)> = vec![
             (
@@ -777,26 +895,25 @@ mod tests {
             ),
             (
                 "upstreamTaskExecutionURL",
-                Box::new(|v| {
-                    drop(
-                        v["orchestrationTaskDetails"]
-                            .as_object_mut()
-                            .unwrap()
-                            .remove("upstreamTaskExecutionURL"),
-                    )
-                }),
+                Box::new(|v| v["orchestrationTaskDetails"]["triggerType"] = json!("upstream")),
             ),
             (
                 "risk",
-                Box::new(|v| v["changeRequestDetails"]["attributes"]["risk"] = json!("High")),
+                Box::new(|v| {
+                    v["changeRequestDetails"] = json!({"attributes": {"risk": "High"}});
+                }),
             ),
             (
                 "sys_id",
-                Box::new(|v| v["changeRequestDetails"]["sys_id"] = json!("x")),
+                Box::new(|v| v["changeRequestDetails"] = json!({"sys_id": "x"})),
+            ),
+            (
+                "callbackURL must be an absolute",
+                Box::new(|v| v["callbackURL"] = json!("not a url")),
             ),
         ];
         for (field, mutate) in cases {
-            let mut value = registration_body();
+            let mut value = plugin_body();
             mutate(&mut value);
             let err = parse_registration(&body(value)).unwrap_err();
             assert!(err.contains(field), "{field}: {err}");
@@ -804,12 +921,17 @@ mod tests {
     }
 
     #[test]
-    fn the_stage_name_field_wins_over_the_url() {
-        let mut value = registration_body();
-        value["stageName"] = json!("Deploy/Prod");
-        value["orchestrationTaskDetails"]["buildNumber"] = json!(7);
-        let reg = parse_registration(&body(value)).unwrap();
-        assert_eq!(reg.stage, "Deploy/Prod");
-        assert_eq!(reg.build_number.as_deref(), Some("7"));
+    fn only_change_request_fields_may_be_updated() {
+        for ok in ["short_description", "work_notes", "close_code", "u_release"] {
+            assert!(is_change_request_field(ok), "{ok}");
+        }
+        for bad in [
+            "data",
+            "attributes",
+            "changeRequestDetails",
+            "Short_Description",
+        ] {
+            assert!(!is_change_request_field(bad), "{bad}");
+        }
     }
 }

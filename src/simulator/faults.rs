@@ -14,6 +14,7 @@ pub(crate) const FAULT_KEYS: &[&str] = &[
     "changeInfo.get",
     "changeInfo.put",
     "callback.get",
+    "tool.post",
     "artifactRegistration.post",
     "packageRegistration.post",
     // The change API (`change.rs`) and its token endpoint (`oauth.rs`).

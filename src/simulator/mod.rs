@@ -4,10 +4,18 @@
 //! It serves the sn_devops orchestration API of seed `001_ca31e58e1be9e25d.txt` under
 //! `/api/sn_devops/devops/…`, `/api/sn_devops/v1/devops/…` and `/api/sn_devops/v2/devops/…`
 //! (`changeControl` GET/POST/PUT, `stepMapping` GET/POST, `changeInfo` GET/PUT, `callback` GET,
-//! and `POST …/devops/artifact/registration` and `…/devops/package/registration`), exactly as
-//! strict as the seed: `{"result": …}` wrappers, status codes, Basic auth (any
-//! version) or `sn_devops.DevOpsToken <tool_id>:<token>` (v2 only), `Accept`, `Content-Type`,
-//! `toolId` and required fields. See `devops.rs` for the order of the checks.
+//! `POST …/devops/tool/{capability}` (stage events), and `POST …/devops/artifact/registration`
+//! and `…/devops/package/registration`), exactly as strict as the seed: `{"result": …}`
+//! wrappers, status codes, Basic auth (any version) or `sn_devops.DevOpsToken <tool_id>:<token>`
+//! (v2 only), `Accept`, `Content-Type`, `toolId` and required fields. See `devops.rs` for the
+//! order of the checks.
+//!
+//! It accepts only what the official Jenkins plugin (6.2.0) sends (`plugin_forms.rs`): the
+//! changeControl POST and its acknowledgement member by member, stage events in the plugin's
+//! shape, changeInfo lookups under exactly the plugin's `pipelineName`/`stageName` spelling,
+//! and `PUT changeInfo` with the fields object itself. A stage is only under change control
+//! when its orchestration task exists (`SimSettings::known_pipelines`, stepMapping or a
+//! STARTED stage event).
 //!
 //! A registration (`POST …/changeControl`) for a controlled stage opens a change request (state
 //! New) and remembers the callback URL; the simulator then POSTs a "created" notice there, and
@@ -43,6 +51,9 @@
 //! | `GET /__sim/requests`, `DELETE /__sim/requests` | the recorded API requests ([`RecordedRequest`]); forget them |
 //! | `GET /__sim/artifacts` | `{"artifactVersions":[…],"packages":[…]}` ([`ArtifactVersionRecord`], [`PackageRecord`]) |
 //! | `POST /__sim/controlled-stages` | `{"stages":["Deploy"]}` or `{"stages":null}` (every stage) |
+//! | `POST /__sim/known-pipelines` | `{"pipelines":["https://ci/job/app/"]}`: the job URLs whose stages are known orchestration tasks |
+//! | `GET /__sim/tasks` | `{"knownPipelines":[…],"tasks":[…]}` ([`OrchestrationTask`]: created by stepMapping or stage events) |
+//! | `GET /__sim/events` | every accepted `POST …/tool/orchestration` body |
 //! | `POST /__sim/invalid-steps` | `{"invalid":["app#Deploy"]}`: stepMapping answers `stepValid: false` for these names (or stages) |
 //!
 //! The change API and OAuth (`change_admin.rs`; CRs as [`ChgChange`], camelCase, with their
@@ -83,6 +94,7 @@ mod devops;
 mod faults;
 mod model;
 mod oauth;
+mod plugin_forms;
 mod protocol;
 
 use std::fmt;
@@ -96,7 +108,7 @@ use serde::{Deserialize, Serialize};
 
 pub use artifacts::{ArtifactVersionRecord, BuildDetails, PackageRecord};
 pub use change::{ChgChange, ChgTemplate, ChgWorkNote};
-pub use model::{CallbackAttempt, ChangeRecord};
+pub use model::{CallbackAttempt, ChangeRecord, OrchestrationTask};
 
 use model::{Decision, Model};
 
@@ -121,7 +133,16 @@ pub struct SimSettings {
     /// The v2 token: `Authorization: sn_devops.DevOpsToken <tool_id>:<token>` (only on `/v2/`).
     pub token: String,
     /// `None`: every stage is under change control; `Some(list)`: only these stage names.
+    /// Only stages whose orchestration task the instance knows can be (see `known_pipelines`).
     pub controlled_stages: Option<Vec<String>>,
+    /// Job URLs, exactly as Jenkins renders them with their trailing `/`
+    /// (`https://ci.example.com/job/shop/job/app/`), whose stages ServiceNow already knows as
+    /// orchestration tasks, as if the plugin's discovery had imported them. Any other stage
+    /// needs its task created first, by `POST …/orchestration/stepMapping` or a STARTED stage
+    /// event (`POST …/tool/orchestration`); until then a registration answers
+    /// `changeControl: false` with a `message` (seed, POST changeControl: "Before you call this
+    /// endpoint, you must have an orchestration task created in your ServiceNow instance").
+    pub known_pipelines: Vec<String>,
     /// Demo: approve each new CR after this delay.
     pub auto_approve_after: Option<Duration>,
     /// After creating a CR, POST the "created" notice to its callback URL.
@@ -163,6 +184,7 @@ impl Default for SimSettings {
             password: "admin-password".to_string(),
             token: "sim-devops-token".to_string(),
             controlled_stages: None,
+            known_pipelines: default_known_pipelines(),
             auto_approve_after: None,
             send_notice: true,
             callback_user: None,
@@ -185,6 +207,27 @@ impl Default for SimSettings {
     }
 }
 
+/// The jobs of snowgate's own tests, demo and benchmark, whose stages a default simulator knows.
+fn default_known_pipelines() -> Vec<String> {
+    [
+        // tests/api (helpers::gate_body and scenarios) and `snowgate gates` examples.
+        "https://ci.example.com/job/shop/job/app/",
+        "https://ci.example.com/job/app/",
+        "https://ci.example.com/job/mb/job/feature%252Fx/",
+        "https://ci.example.com/job/my%20app/",
+        "https://ci.example.com/job/spring-boot-app/",
+        // The simulator's own tests.
+        "https://ci.example.com/job/folder/job/app/",
+        // `snowgate demo`.
+        "http://jenkins.example.com/job/shop/job/deploy-app/",
+        // `snowgate bench`.
+        "http://jenkins.bench/job/app/",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect()
+}
+
 impl fmt::Debug for SimSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimSettings")
@@ -194,6 +237,7 @@ impl fmt::Debug for SimSettings {
             .field("password", &"[redacted]")
             .field("token", &"[redacted]")
             .field("controlled_stages", &self.controlled_stages)
+            .field("known_pipelines", &self.known_pipelines)
             .field("auto_approve_after", &self.auto_approve_after)
             .field("send_notice", &self.send_notice)
             .field("callback_user", &self.callback_user)
@@ -355,6 +399,7 @@ pub async fn start(settings: SimSettings) -> anyhow::Result<SimHandle> {
         .context("building the simulator's callback client")?;
     let mut model = Model::default();
     model.controlled_stages = settings.controlled_stages.clone();
+    model.known_pipelines = settings.known_pipelines.clone();
     let chg = change::ChgModel::new(&settings);
     let shared = Arc::new(Shared {
         settings,
@@ -523,6 +568,22 @@ impl SimHandle {
         self.shared.with_model(|m| m.controlled_stages = stages);
     }
 
+    /// Replaces the job URLs whose stages are known orchestration tasks (see
+    /// [`SimSettings::known_pipelines`]).
+    pub fn set_known_pipelines(&self, job_urls: Vec<String>) {
+        self.shared.with_model(|m| m.known_pipelines = job_urls);
+    }
+
+    /// The orchestration tasks created by stepMapping or stage events, oldest first.
+    pub fn orchestration_tasks(&self) -> Vec<OrchestrationTask> {
+        self.shared.with_model(|m| m.tasks())
+    }
+
+    /// Every accepted `POST …/tool/orchestration` event body, oldest first.
+    pub fn orchestration_events(&self) -> Vec<serde_json::Value> {
+        self.shared.with_model(|m| m.events())
+    }
+
     /// Task names (`app#Deploy`) or stage names for which stepMapping answers `stepValid: false`.
     pub fn set_invalid_steps(&self, names: Vec<String>) {
         self.shared.with_model(|m| m.invalid_steps = names);
@@ -566,5 +627,7 @@ impl fmt::Debug for SimHandle {
 
 #[cfg(test)]
 mod change_tests;
+#[cfg(test)]
+mod strict_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use tokio::task::AbortHandle;
 
 use super::artifacts::ArtifactRegistry;
 use super::faults::FaultTable;
-use super::protocol::{decode_again, pipeline_name_candidates};
+use super::plugin_forms::PluginRegistration;
 use super::RecordedRequest;
 
 /// The approvers and group every simulated CR gets (seed, changeInfo example).
@@ -200,12 +200,10 @@ pub(crate) struct Registration {
     pub(crate) build_number: Option<String>,
     pub(crate) task_execution_url: Option<String>,
     pub(crate) change_request_details: Option<Value>,
-}
-
-impl Registration {
-    fn pipeline_names(&self) -> Vec<String> {
-        pipeline_name_candidates(&self.task_url, self.task_name.as_deref(), self.multibranch)
-    }
+    /// What the checked body says about the stage (job URL, `JOB_NAME`, item, …).
+    pub(crate) plugin: PluginRegistration,
+    /// The body exactly as received, for field-by-field comparisons in tests.
+    pub(crate) body: Value,
 }
 
 /// One simulated change request with its callback registration.
@@ -221,6 +219,8 @@ pub(crate) struct Change {
     pub(crate) comments: Option<String>,
     pub(crate) decision: Option<Decision>,
     acknowledgements: u32,
+    /// The bodies of the accepted acknowledgements, oldest first.
+    acknowledgement_bodies: Vec<Value>,
     fields: Map<String, Value>,
     created_at: String,
 }
@@ -241,10 +241,15 @@ impl Change {
         };
         json!({
             "changeFound": true,
+            // The official plugin reads every changeInfo member through `parseResponseResult`,
+            // which needs `result.status` "success" (any case), and logs `stateDisplayValue`
+            // (the state's name); the other DevOps answers of the seed spell it "Success".
+            "status": "Success",
             "sys_id": self.sys_id,
             "number": self.number,
             "type": "normal",
             "state": state,
+            "stateDisplayValue": self.state.name(),
             "phase": phase,
             "phase_state": phase_state,
             "priority": "4",
@@ -279,7 +284,8 @@ pub struct ChangeRecord {
     pub callback_token: String,
     pub callback_url: String,
     pub stage_name: String,
-    /// The short job name (or the task name given at registration).
+    /// Jenkins' `JOB_NAME` of the registration (`folder/app`, `mb/feature%2Fx`): the one
+    /// `pipelineName` changeInfo finds this CR under.
     pub pipeline_name: String,
     pub orchestration_task_name: Option<String>,
     pub orchestration_task_url: String,
@@ -290,8 +296,12 @@ pub struct ChangeRecord {
     pub comments: Option<String>,
     /// succeeded | rejected | canceled | failed, once decided.
     pub decision_result: Option<String>,
-    /// How many `PUT …/changeControl/{token}` acknowledgements arrived.
+    /// How many `PUT …/changeControl/{token}` acknowledgements were accepted.
     pub acknowledgements: u32,
+    /// The changeControl POST body exactly as received (the latest one for this token).
+    pub registration_body: Value,
+    /// The bodies of the accepted acknowledgements, oldest first.
+    pub acknowledgement_bodies: Vec<Value>,
     /// Fields set through `changeRequestDetails.attributes` and `PUT …/changeInfo`.
     pub fields: Map<String, Value>,
     pub change_request_details: Option<Value>,
@@ -366,9 +376,25 @@ pub(crate) struct Model {
     pub(crate) drop_callbacks: bool,
     pub(crate) invalid_steps: Vec<String>,
     pub(crate) controlled_stages: Option<Vec<String>>,
+    /// Job URLs whose stages are all known orchestration tasks (see `SimSettings`).
+    pub(crate) known_pipelines: Vec<String>,
+    /// Orchestration tasks created by `POST …/stepMapping` or a STARTED stage event.
+    tasks: Vec<OrchestrationTask>,
+    /// Every accepted `POST …/tool/orchestration` event, oldest first.
+    events: Vec<Value>,
     pub(crate) timers: Vec<AbortHandle>,
     /// Artifact repositories, artifacts, versions and packages (see `artifacts.rs`).
     pub(crate) artifacts: ArtifactRegistry,
+}
+
+/// An orchestration task the instance learned about while running.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrchestrationTask {
+    /// The stage task URL, `https://ci/job/folder/job/app#Deploy/`.
+    pub task_url: String,
+    /// `stepMapping` or `stageEvent`.
+    pub source: String,
 }
 
 pub(crate) fn now() -> String {
@@ -413,6 +439,37 @@ impl Model {
         }
     }
 
+    /// Whether the instance knows the orchestration task of a stage task URL
+    /// (`https://ci/job/folder/job/app#Deploy/`): its job is a known pipeline, or the task was
+    /// created by stepMapping or a STARTED stage event. The job URL is compared exactly as
+    /// Jenkins renders it.
+    pub(crate) fn is_known_task(&self, job_url: &str, task_url: &str) -> bool {
+        self.known_pipelines.iter().any(|p| p == job_url)
+            || self.tasks.iter().any(|t| t.task_url == task_url)
+    }
+
+    /// Adds an orchestration task (once per task URL).
+    pub(crate) fn add_task(&mut self, task_url: &str, source: &str) {
+        if !self.tasks.iter().any(|t| t.task_url == task_url) {
+            self.tasks.push(OrchestrationTask {
+                task_url: task_url.to_string(),
+                source: source.to_string(),
+            });
+        }
+    }
+
+    pub(crate) fn tasks(&self) -> Vec<OrchestrationTask> {
+        self.tasks.clone()
+    }
+
+    pub(crate) fn record_event(&mut self, event: Value) {
+        self.events.push(event);
+    }
+
+    pub(crate) fn events(&self) -> Vec<Value> {
+        self.events.clone()
+    }
+
     /// Registers a callback; creates the CR unless the token is known already.
     pub(crate) fn register(&mut self, registration: Registration) -> Registered {
         if let Some(&i) = self.by_token.get(&registration.token) {
@@ -444,6 +501,7 @@ impl Model {
             comments: None,
             decision: None,
             acknowledgements: 0,
+            acknowledgement_bodies: Vec::new(),
             fields,
             created_at: now(),
         });
@@ -471,43 +529,51 @@ impl Model {
         self.changes.iter().find(|c| c.sys_id == sys_id)
     }
 
-    pub(crate) fn has_token(&self, token: &str) -> bool {
-        self.by_token.contains_key(token)
+    /// The registration behind a callback token.
+    pub(crate) fn registration_of(&self, token: &str) -> Option<&Registration> {
+        self.by_token
+            .get(token)
+            .map(|&i| &self.changes[i].registration)
     }
 
-    /// Counts an acknowledgement (`PUT …/changeControl/{token}`).
-    pub(crate) fn acknowledge(&mut self, token: &str) -> bool {
+    /// Records an accepted acknowledgement (`PUT …/changeControl/{token}`).
+    pub(crate) fn acknowledge(&mut self, token: &str, body: Value) -> bool {
         match self.by_token.get(token) {
             Some(&i) => {
-                self.changes[i].acknowledgements += 1;
+                let change = &mut self.changes[i];
+                change.acknowledgements += 1;
+                change.acknowledgement_bodies.push(body);
                 true
             }
             None => false,
         }
     }
 
-    /// The newest CR whose registration matches a changeInfo query.
+    /// The newest CR whose registration matches a changeInfo query, under exactly the official
+    /// plugin's spelling (`DevOpsChangePollingModel`): `pipelineName` = Jenkins' `JOB_NAME`
+    /// (`folder/app`, `mb/feature%2Fx`), `stageName` = the full stage path, `buildNumber`, and
+    /// `branchName` only for multibranch registrations (an empty one counts as absent: a
+    /// scripted REST resource reads `branchName=` as no value). The query values arrive
+    /// decoded once (`+` and `%20` both give a space, as in any form-encoded query); no second
+    /// decoding, no short names, no case folding. Freestyle registrations are found by
+    /// `projectName` instead of `pipelineName` (seed, GET changeInfo).
     pub(crate) fn find_for_change_info(&self, query: &ChangeQuery) -> Option<&Change> {
-        let same = |given: &str, known: &str| given == known || decode_again(given) == known;
+        let branch = query.branch.as_deref().filter(|b| !b.is_empty());
         self.changes.iter().rev().find(|change| {
             let reg = &change.registration;
-            if reg.build_number.as_deref() != Some(query.build.trim()) {
-                return false;
-            }
-            if let Some(stage) = &query.stage {
-                if !same(stage, &reg.stage) {
-                    return false;
+            let name = if reg.plugin.freestyle {
+                query.project.as_deref()
+            } else {
+                query.pipeline.as_deref()
+            };
+            reg.build_number.as_deref() == Some(query.build.as_str())
+                && name == Some(reg.plugin.full_name.as_str())
+                && (reg.plugin.freestyle || query.stage.as_deref() == Some(reg.stage.as_str()))
+                && if reg.multibranch {
+                    branch == reg.branch.as_deref()
+                } else {
+                    branch.is_none()
                 }
-            }
-            if let Some(name) = query.pipeline.as_ref().or(query.project.as_ref()) {
-                if !reg.pipeline_names().iter().any(|known| same(name, known)) {
-                    return false;
-                }
-            }
-            match (&query.branch, &reg.branch) {
-                (Some(given), Some(known)) if !given.is_empty() => same(given, known),
-                _ => true,
-            }
         })
     }
 
@@ -724,7 +790,7 @@ impl Model {
             callback_token: reg.token.clone(),
             callback_url: reg.callback_url.clone(),
             stage_name: reg.stage.clone(),
-            pipeline_name: reg.pipeline_names().into_iter().next().unwrap_or_default(),
+            pipeline_name: reg.plugin.full_name.clone(),
             orchestration_task_name: reg.task_name.clone(),
             orchestration_task_url: reg.task_url.clone(),
             branch_name: reg.branch.clone(),
@@ -733,6 +799,8 @@ impl Model {
             comments: change.comments.clone(),
             decision_result: change.decision.map(|d| d.result().to_string()),
             acknowledgements: change.acknowledgements,
+            registration_body: reg.body.clone(),
+            acknowledgement_bodies: change.acknowledgement_bodies.clone(),
             fields: change.fields.clone(),
             change_request_details: reg.change_request_details.clone(),
             callbacks: self
@@ -766,6 +834,18 @@ mod tests {
             build_number: Some(build.into()),
             task_execution_url: Some(format!("https://ci/job/folder/job/app/{build}/")),
             change_request_details: None,
+            plugin: PluginRegistration {
+                job_url: "https://ci/job/folder/job/app/".into(),
+                full_name: "folder/app".into(),
+                item: "app".into(),
+                stage: stage.into(),
+                multibranch: false,
+                freestyle: false,
+                branch: None,
+                build_number: build.into(),
+                task_execution_url: format!("https://ci/job/folder/job/app/{build}/"),
+            },
+            body: Value::Null,
         }
     }
 
@@ -833,8 +913,17 @@ mod tests {
             ..ChangeQuery::default()
         };
         assert!(model.find_for_change_info(&query).is_some());
-        query.pipeline = Some("app".into());
+        // Only Jenkins' JOB_NAME: not the short name, not encoded twice.
+        for other in ["app", "folder%2Fapp", "Folder/app"] {
+            query.pipeline = Some(other.into());
+            assert!(model.find_for_change_info(&query).is_none(), "{other}");
+        }
+        query.pipeline = Some("folder/app".into());
+        query.branch = Some("main".into());
+        assert!(model.find_for_change_info(&query).is_none());
+        query.branch = Some(String::new());
         assert!(model.find_for_change_info(&query).is_some());
+        query.branch = None;
         query.build = "8".into();
         assert!(model.find_for_change_info(&query).is_none());
         query.build = "7".into();

@@ -33,6 +33,11 @@ pub(crate) enum Endpoint {
         id: Option<String>,
     },
     CallbackGet,
+    /// `POST …/devops/tool/{capability}` (seed "DevOps - POST /devops/tool/{capability}"),
+    /// `capability` lower-cased; the official plugin's stage events use `orchestration`.
+    ToolEvent {
+        capability: String,
+    },
     /// `POST …/devops/artifact/registration`.
     ArtifactRegistration,
     /// `POST …/devops/package/registration`.
@@ -51,6 +56,7 @@ impl Endpoint {
             Endpoint::ChangeInfoGet => "changeInfo.get",
             Endpoint::ChangeInfoPut { .. } => "changeInfo.put",
             Endpoint::CallbackGet => "callback.get",
+            Endpoint::ToolEvent { .. } => "tool.post",
             Endpoint::ArtifactRegistration => "artifactRegistration.post",
             Endpoint::PackageRegistration => "packageRegistration.post",
         }
@@ -64,6 +70,7 @@ impl Endpoint {
                 | Endpoint::ChangeControlPut { .. }
                 | Endpoint::StepMappingPost
                 | Endpoint::ChangeInfoPut { .. }
+                | Endpoint::ToolEvent { .. }
                 | Endpoint::ArtifactRegistration
                 | Endpoint::PackageRegistration
         )
@@ -143,6 +150,20 @@ pub(crate) fn parse_route(method: &str, path: &str) -> Result<Route, RouteError>
         }
         _ => {}
     }
+    if let Some(capability) = rest.strip_prefix("tool/") {
+        if capability.is_empty() || capability.contains('/') {
+            return Err(RouteError::UnknownResource);
+        }
+        if method != "POST" {
+            return Err(RouteError::MethodNotAllowed);
+        }
+        return Ok(Route {
+            version,
+            endpoint: Endpoint::ToolEvent {
+                capability: decode_again(capability).to_ascii_lowercase(),
+            },
+        });
+    }
     let rest = rest
         .strip_prefix("orchestration/")
         .ok_or(RouteError::UnknownResource)?;
@@ -213,7 +234,9 @@ pub(crate) fn parse_authorization(value: &str) -> Option<Credentials> {
 ///
 /// Seed (every orchestration section): token authentication exists "starting with v2", and "if
 /// Basic Auth details … are provided in addition to an authorization header with token, Basic
-/// Auth takes precedence" — so a wrong Basic pair fails even next to a good token.
+/// Auth takes precedence" — so a wrong Basic pair fails even next to a good token. The default
+/// URL (`/api/sn_devops/devops/…`) means "the latest version" of the instance, which the seed
+/// does not fix, so a token is not taken there: only an explicit `/v2/` promises token support.
 pub(crate) fn is_authorized(values: &[&str], version: ApiVersion, settings: &SimSettings) -> bool {
     let credentials: Vec<Credentials> = values
         .iter()
@@ -343,45 +366,6 @@ pub(crate) fn job_segments(url: &str) -> Vec<String> {
         } else {
             i += 1;
         }
-    }
-    names
-}
-
-/// The build number in a Jenkins build or stage-execution URL:
-/// `…/job/app/129/execution/node/50/wfapi/describe` → `129`.
-pub(crate) fn build_number_from_url(url: &str) -> Option<String> {
-    let segments = path_segments(url);
-    let last_job = segments.iter().rposition(|s| *s == "job")?;
-    let candidate = segments.get(last_job + 2)?;
-    (!candidate.is_empty() && candidate.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| candidate.to_string())
-}
-
-/// The names a `changeInfo` query may use for the pipeline of a registration: the task name
-/// given at registration (before any `#`), the short job name, the full job name, and for
-/// multibranch jobs the multibranch project itself.
-pub(crate) fn pipeline_name_candidates(
-    task_url: &str,
-    task_name: Option<&str>,
-    multibranch: bool,
-) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    let mut push = |name: String| {
-        if !name.is_empty() && !names.contains(&name) {
-            names.push(name);
-        }
-    };
-    if let Some(name) = task_name {
-        push(name.split('#').next().unwrap_or("").trim().to_string());
-    }
-    let jobs = job_segments(task_url);
-    if let Some(last) = jobs.last() {
-        push(last.clone());
-        push(jobs.join("/"));
-    }
-    if multibranch && jobs.len() >= 2 {
-        push(jobs[..jobs.len() - 1].join("/"));
-        push(jobs[jobs.len() - 2].clone());
     }
     names
 }
@@ -517,6 +501,17 @@ mod tests {
         assert_eq!(r.endpoint, Endpoint::ChangeInfoPut { id: None });
         let r = parse_route("GET", "/api/sn_devops/v1/devops/orchestration/callback").unwrap();
         assert_eq!(r.endpoint.fault_key(), "callback.get");
+        let r = parse_route("POST", "/api/sn_devops/v2/devops/tool/Orchestration").unwrap();
+        assert_eq!(
+            r.endpoint,
+            Endpoint::ToolEvent {
+                capability: "orchestration".into()
+            }
+        );
+        assert_eq!(
+            parse_route("GET", "/api/sn_devops/v2/devops/tool/orchestration"),
+            Err(RouteError::MethodNotAllowed)
+        );
         let r = parse_route("POST", "/api/sn_devops/v2/devops/artifact/registration").unwrap();
         assert_eq!(r.endpoint, Endpoint::ArtifactRegistration);
         let r = parse_route("POST", "/api/sn_devops/devops/package/registration").unwrap();
@@ -572,7 +567,7 @@ mod tests {
     }
 
     #[test]
-    fn job_names_and_build_numbers_come_from_jenkins_urls() {
+    fn job_names_come_from_jenkins_urls() {
         assert_eq!(
             job_segments("https://ci/job/folder/job/app#Deploy/"),
             vec!["folder", "app"]
@@ -581,33 +576,6 @@ mod tests {
             job_segments("http://192.168.0.4:3000/jenkins/job/mb/job/feature%252Fx/"),
             vec!["mb", "feature%2Fx"]
         );
-        assert_eq!(
-            build_number_from_url(
-                "http://h:3000/jenkins/job/java_sample_tests/129/execution/node/50/wfapi/describe"
-            )
-            .as_deref(),
-            Some("129")
-        );
-        assert_eq!(
-            build_number_from_url("https://ci/job/f/job/app/42/").as_deref(),
-            Some("42")
-        );
-        assert_eq!(build_number_from_url("https://ci/job/app/lastBuild/"), None);
-        assert_eq!(build_number_from_url("https://ci/job/app/"), None);
-    }
-
-    #[test]
-    fn pipeline_names_match_short_full_and_given_names() {
-        let names =
-            pipeline_name_candidates("https://ci/job/folder/job/app#Deploy/", Some("app"), false);
-        assert_eq!(names, vec!["app", "folder/app"]);
-        let names = pipeline_name_candidates(
-            "https://ci/job/mb/job/feature%252Fx#Deploy/",
-            Some("feature%2Fx#Deploy"),
-            true,
-        );
-        assert!(names.contains(&"mb".to_string()));
-        assert!(names.contains(&"mb/feature%2Fx".to_string()));
     }
 
     #[test]

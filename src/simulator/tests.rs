@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
+use super::plugin_forms::{plugin_acknowledgement, plugin_registration};
 use super::*;
 
 /// The callbacks a [`Receiver`] got: `Authorization` header and JSON body.
@@ -95,22 +96,15 @@ fn tool_id() -> String {
     SimSettings::default().tool_id
 }
 
+/// The official plugin's registration for `stage` of build `build` of a known pipeline.
 fn registration(callback_url: &str, stage: &str, build: u32) -> Value {
-    json!({
-        "callbackURL": callback_url,
-        "orchestrationTaskURL": format!("https://ci.example.com/job/folder/job/app#{stage}/"),
-        "orchestrationTaskName": "app",
-        "stageName": stage,
-        "branchName": "",
-        "isMultiBranch": "false",
-        "orchestrationTaskDetails": {
-            "triggerType": "user",
-            "taskExecutionURL": format!(
-                "https://ci.example.com/job/folder/job/app/{build}/execution/node/12/wfapi/describe"
-            ),
-            "buildNumber": build.to_string(),
-        },
-    })
+    plugin_registration(
+        callback_url,
+        "https://ci.example.com/job/folder/job/app/",
+        stage,
+        build,
+        None,
+    )
 }
 
 async fn register(sim: &SimHandle, body: &Value) -> (u16, Value) {
@@ -132,8 +126,9 @@ async fn a_controlled_stage_gets_a_change_a_notice_and_the_decision() {
     let receiver = Receiver::start().await;
     let sim = start(SimSettings::default()).await.unwrap();
     let callback_url = receiver.callback_url("pipeline_0f6c");
+    let reg = registration(&callback_url, "Deploy", 42);
 
-    let (status, body) = register(&sim, &registration(&callback_url, "Deploy", 42)).await;
+    let (status, body) = register(&sim, &reg).await;
     assert_eq!(status, 201);
     assert_eq!(
         body,
@@ -171,8 +166,10 @@ async fn a_controlled_stage_gets_a_change_a_notice_and_the_decision() {
         .await
         .unwrap();
     assert_eq!(info["result"]["changeFound"], json!(true));
+    assert_eq!(info["result"]["status"], json!("Success"));
     assert_eq!(info["result"]["number"], json!("CHG0030001"));
     assert_eq!(info["result"]["state"], json!("New"));
+    assert_eq!(info["result"]["stateDisplayValue"], json!("New"));
 
     assert_eq!(sim.approve("CHG0030001", "LGTM").await.unwrap(), Some(200));
     let seen = receiver.wait_for(2).await;
@@ -183,17 +180,14 @@ async fn a_controlled_stage_gets_a_change_a_notice_and_the_decision() {
     assert_eq!(sim.changes()[0].state, "Implement");
 
     let ack = client()
-        .put(format!("{}/pipeline_0f6c", api(&sim, "v1", "changeControl")))
+        .put(format!(
+            "{}/pipeline_0f6c",
+            api(&sim, "v1", "changeControl")
+        ))
         .query(&[("toolId", tool_id().as_str())])
         .basic_auth("admin", Some("admin-password"))
         .header("Accept", "application/json")
-        .json(&json!({
-            "callbackURL": callback_url,
-            "orchestrationTaskURL": "https://ci.example.com/job/folder/job/app#Deploy/",
-            "taskExecutionURL": "https://ci.example.com/job/folder/job/app/42/execution/node/12/wfapi/describe",
-            "orchestrationTaskName": "app#Deploy",
-            "orchestrationTaskDetails": {"triggerType": "user"},
-        }))
+        .json(&plugin_acknowledgement(&reg))
         .send()
         .await
         .unwrap();
@@ -203,6 +197,11 @@ async fn a_controlled_stage_gets_a_change_a_notice_and_the_decision() {
         json!({"result": {"change_control": true}})
     );
     assert_eq!(sim.changes()[0].acknowledgements, 1);
+    assert_eq!(sim.changes()[0].registration_body, reg);
+    assert_eq!(
+        sim.changes()[0].acknowledgement_bodies,
+        vec![plugin_acknowledgement(&reg)]
+    );
 
     let callback: Value = client()
         .get(api(&sim, "v2", "callback"))
@@ -210,7 +209,7 @@ async fn a_controlled_stage_gets_a_change_a_notice_and_the_decision() {
             ("toolId", tool_id().as_str()),
             (
                 "taskExecutionURL",
-                "https://ci.example.com/job/folder/job/app/42/execution/node/12/wfapi/describe",
+                "https://ci.example.com/job/folder/job/app/42/execution/node/15/wfapi/describe",
             ),
         ])
         .header(
@@ -541,7 +540,7 @@ async fn the_admin_api_decides_the_latest_change_and_drops_callbacks_on_request(
 }
 
 #[tokio::test]
-async fn change_info_updates_take_data_or_plain_fields() {
+async fn change_info_updates_take_the_fields_themselves() {
     let sim = start(SimSettings {
         send_notice: false,
         numeric_states: true,
@@ -563,12 +562,9 @@ async fn change_info_updates_take_data_or_plain_fields() {
             .json(&body)
             .send()
     };
-    let r = put(
-        "CHG0030001",
-        json!({"data": "{\"short_description\":\"my short desc\"}"}),
-    )
-    .await
-    .unwrap();
+    let r = put("CHG0030001", json!({"short_description": "my short desc"}))
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(
         r.json::<Value>().await.unwrap()["result"]["status"],
@@ -593,7 +589,7 @@ async fn change_info_updates_take_data_or_plain_fields() {
         .get(api(&sim, "v1", "changeInfo"))
         .query(&[
             ("toolId", tool_id().as_str()),
-            ("pipelineName", "app"),
+            ("pipelineName", "folder/app"),
             ("stageName", "Deploy"),
             ("buildNumber", "9"),
         ])
@@ -606,6 +602,7 @@ async fn change_info_updates_take_data_or_plain_fields() {
         .await
         .unwrap();
     assert_eq!(info["result"]["state"], json!("-5"));
+    assert_eq!(info["result"]["stateDisplayValue"], json!("New"));
     assert_eq!(
         info["result"]["plannedStartDate"],
         json!("2031-02-05 08:00:00")
