@@ -126,24 +126,48 @@ impl GateSpec {
         }
     }
 
-    /// The stage execution URL (`taskExecutionURL`): given by the pipeline; else
-    /// `<buildUrl>execution/node/<flowNodeId>/wfapi/describe`; else the build URL.
-    pub fn task_execution_url(&self) -> Option<String> {
-        if let Some(u) = &self.task_execution_url {
-            return Some(u.clone());
+    /// The build URL (`pipelineExecutionUrl`): given by the pipeline, else
+    /// `<jobUrl><buildNumber>/`, which is how Jenkins renders it.
+    pub fn pipeline_execution_url(&self) -> String {
+        match &self.build_url {
+            Some(u) => u.clone(),
+            None => format!("{}{}/", with_slash(&self.job_url), self.build_number),
         }
-        let build = self.build_url.as_deref()?;
-        Some(match &self.flow_node_id {
-            Some(id) => {
-                let base = if build.ends_with('/') {
-                    build.to_string()
-                } else {
-                    format!("{build}/")
-                };
-                format!("{base}execution/node/{id}/wfapi/describe")
-            }
-            None => build.to_string(),
-        })
+    }
+
+    /// The stage execution URL (`taskExecutionURL`): given by the pipeline; else
+    /// `<build URL>execution/node/<flowNodeId>/wfapi/describe`; else the build URL.
+    pub fn task_execution_url(&self) -> String {
+        if let Some(u) = &self.task_execution_url {
+            return u.clone();
+        }
+        let build = self.pipeline_execution_url();
+        match &self.flow_node_id {
+            Some(id) => format!("{}execution/node/{id}/wfapi/describe", with_slash(&build)),
+            None => build,
+        }
+    }
+
+    /// The build cause's text (`orchestrationTaskDetails.message`, always sent by the plugin):
+    /// as given, else Jenkins' own wording for the trigger.
+    pub fn cause_message(&self) -> String {
+        if let Some(m) = &self.message {
+            return m.clone();
+        }
+        match (self.trigger_type, &self.user_name) {
+            (TriggerType::User, Some(user)) => format!("Started by user {user}"),
+            (TriggerType::User, None) => "Started by user".to_string(),
+            (TriggerType::Scm, _) => "Started by an SCM change".to_string(),
+            (TriggerType::Upstream, _) => "Started by upstream project".to_string(),
+        }
+    }
+
+    /// `parentNode.id`: the stage's flow node id; the stage path when the pipeline did not say
+    /// (the plugin always sends an id, and a stage path is unique within its build).
+    pub fn node_id(&self) -> String {
+        self.flow_node_id
+            .clone()
+            .unwrap_or_else(|| self.stage_path())
     }
 
     /// The stage task URL: the job URL with its last `/` replaced by `#<stage path>/`.
@@ -503,6 +527,15 @@ pub fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// `u` with one trailing `/`.
+fn with_slash(u: &str) -> String {
+    if u.ends_with('/') {
+        u.to_string()
+    } else {
+        format!("{u}/")
     }
 }
 

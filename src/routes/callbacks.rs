@@ -184,9 +184,7 @@ pub async fn callback(
                 .await?;
             match outcome {
                 TransitionOutcome::Applied(_) => Ok(accepted()),
-                TransitionOutcome::Conflict(current) => {
-                    late_decision(&state, &current, to).await
-                }
+                TransitionOutcome::Conflict(current) => late_decision(&state, &current, to).await,
                 TransitionOutcome::NotFound => {
                     Err(ApiError::Gone("no gate waits for this callback".into()))
                 }

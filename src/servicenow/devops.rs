@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::configuration::{Secret, ServiceNowAuth, ServiceNowSettings};
-use crate::domain::names::CallbackToken;
 use crate::domain::names::stage_task_url;
+use crate::domain::names::CallbackToken;
 use crate::domain::GateSpec;
 
 /// A query value encoded once, exactly as the plugin's `URLEncoder.encode(value, "UTF-8")`
@@ -227,9 +227,7 @@ pub struct ControlAnswer {
 impl ControlAnswer {
     pub fn read(v: &Value) -> ControlAnswer {
         let result = v.get("result");
-        let status = result
-            .and_then(|r| r.get("status"))
-            .and_then(Value::as_str);
+        let status = result.and_then(|r| r.get("status")).and_then(Value::as_str);
         let message = result
             .and_then(|r| opt_text(r, "message"))
             .or_else(|| servicenow_message(v));
@@ -241,7 +239,10 @@ impl ControlAnswer {
             Some(other) => Some(other.to_string()),
         };
         let success = status.is_some_and(|s| s.eq_ignore_ascii_case("success"));
-        let controlled = success && text.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("true"));
+        let controlled = success
+            && text
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("true"));
         let answer = match (&text, success) {
             (Some(t), true) => format!("changeControl \"{t}\""),
             (Some(t), false) => format!(
@@ -259,7 +260,10 @@ impl ControlAnswer {
 
     /// The gate's message for a stage that is not under change control.
     pub fn describe(&self) -> String {
-        let mut m = format!("ServiceNow answered {}: the stage is not under change control", self.answer);
+        let mut m = format!(
+            "ServiceNow answered {}: the stage is not under change control",
+            self.answer
+        );
         if let Some(why) = &self.message {
             m.push_str(&format!(" ({why})"));
         }
@@ -666,7 +670,7 @@ fn flag(b: bool) -> Value {
 /// `fullName` (`JOB_NAME`) and the stage execution URL. Null members are left out.
 fn task_details(spec: &GateSpec) -> Value {
     let mut d = Map::new();
-    insert_opt(&mut d, "message", spec.message.as_deref());
+    d.insert("message".into(), json!(spec.cause_message()));
     d.insert("triggerType".into(), json!(spec.trigger_type.as_str()));
     insert_opt(&mut d, "userName", spec.user_name.as_deref());
     insert_opt(
@@ -676,11 +680,7 @@ fn task_details(spec: &GateSpec) -> Value {
     );
     d.insert("buildNumber".into(), json!(spec.build_number));
     d.insert("fullName".into(), json!(spec.full_name()));
-    insert_opt(
-        &mut d,
-        "taskExecutionURL",
-        spec.task_execution_url().as_deref(),
-    );
+    d.insert("taskExecutionURL".into(), json!(spec.task_execution_url()));
     Value::Object(d)
 }
 
@@ -688,7 +688,7 @@ fn task_details(spec: &GateSpec) -> Value {
 /// node id (`""` at top level), and the previous stage at its level when there is one.
 fn parent_node(spec: &GateSpec) -> Value {
     let mut node = Map::new();
-    insert_opt(&mut node, "id", spec.flow_node_id.as_deref());
+    node.insert("id".into(), json!(spec.node_id()));
     node.insert("name".into(), json!(spec.stage_path()));
     node.insert(
         "parentId".into(),
@@ -718,10 +718,9 @@ fn add_stage_node(m: &mut Map<String, Value>, spec: &GateSpec) {
     m.insert("parentStageName".into(), json!(spec.task_name()));
     m.insert("parentStageURL".into(), json!(spec.task_url()));
     m.insert("parentNode".into(), parent_node(spec));
-    insert_opt(
-        m,
-        "parentStageExecutionURL",
-        spec.task_execution_url().as_deref(),
+    m.insert(
+        "parentStageExecutionURL".into(),
+        json!(spec.task_execution_url()),
     );
 }
 
@@ -735,7 +734,10 @@ pub fn registration_body(r: &Registration<'_>) -> Value {
     m.insert("orchestrationTaskURL".into(), json!(spec.task_url()));
     add_branch_and_stage(&mut m, spec);
     m.insert("isFreestyle".into(), flag(false));
-    insert_opt(&mut m, "pipelineExecutionUrl", spec.build_url.as_deref());
+    m.insert(
+        "pipelineExecutionUrl".into(),
+        json!(spec.pipeline_execution_url()),
+    );
     m.insert("orchestrationTaskName".into(), json!(spec.item_name()));
     m.insert("stageName".into(), json!(spec.stage_path()));
     add_stage_node(&mut m, spec);
@@ -754,10 +756,10 @@ pub fn acknowledgement_body(spec: &GateSpec, callback_url: &str) -> Value {
     let mut m = Map::new();
     m.insert("callbackURL".into(), json!(callback_url));
     m.insert("orchestrationTaskURL".into(), json!(spec.task_url()));
-    insert_opt(&mut m, "taskExecutionURL", execution.as_deref());
+    m.insert("taskExecutionURL".into(), json!(execution));
     add_branch_and_stage(&mut m, spec);
     m.insert("orchestrationTaskName".into(), json!(spec.task_name()));
-    insert_opt(&mut m, "parentTaskExecutionURL", execution.as_deref());
+    m.insert("parentTaskExecutionURL".into(), json!(execution));
     add_stage_node(&mut m, spec);
     Value::Object(m)
 }

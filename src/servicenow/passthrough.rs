@@ -115,8 +115,10 @@ pub fn change_info_of(result: &Value) -> ChangeInfo {
     };
     let display = text(result, "stateDisplayValue");
     let raw = text(result, "state");
-    let state_is_name =
-        display.is_some() || raw.as_deref().is_some_and(|s| s.trim().parse::<i64>().is_err());
+    let state_is_name = display.is_some()
+        || raw
+            .as_deref()
+            .is_some_and(|s| s.trim().parse::<i64>().is_err());
     ChangeInfo {
         found,
         number: text(result, "number"),
@@ -185,16 +187,18 @@ impl DevOpsClient {
         if success {
             return Ok(result);
         }
-        Err(refusal(&result, &["status", "updateStatus"]).unwrap_or_else(|| {
-            ServiceNowError::Status {
-                status: 200,
-                message: format!(
-                    "ServiceNow did not report success: {}",
-                    result.to_string().chars().take(300).collect::<String>()
-                ),
-                retry_after: None,
-            }
-        }))
+        Err(
+            refusal(&result, &["status", "updateStatus"]).unwrap_or_else(|| {
+                ServiceNowError::Status {
+                    status: 200,
+                    message: format!(
+                        "ServiceNow did not report success: {}",
+                        result.to_string().chars().take(300).collect::<String>()
+                    ),
+                    retry_after: None,
+                }
+            }),
+        )
     }
 
     /// `POST …/devops/artifact/registration` or `…/devops/package/registration` with

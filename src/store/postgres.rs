@@ -98,7 +98,8 @@ CREATE TABLE replicas (
 DELETE FROM outbox WHERE kind = 'acknowledge'
   AND id NOT IN (SELECT MIN(id) FROM outbox WHERE kind = 'acknowledge' GROUP BY gate_id);
 CREATE UNIQUE INDEX outbox_one_acknowledgement ON outbox (gate_id) WHERE kind = 'acknowledge';
-"#];
+"#,
+];
 
 const GATE_COLUMNS: &str = "id, state, proceed, message, spec, callback_token, change_request, \
      created_at, updated_at, decided_at, decided_by, next_poll_ms, creation_deadline_ms, step_deadline_ms";
@@ -1029,7 +1030,16 @@ impl GateStore for PostgresStore {
             .await
             .map_err(pg)?;
         if added > 0 {
-            insert_event(&tx, &id_s, "servicenow", "late_callback", None, None, &message).await?;
+            insert_event(
+                &tx,
+                &id_s,
+                "servicenow",
+                "late_callback",
+                None,
+                None,
+                &message,
+            )
+            .await?;
         }
         tx.commit().await.map_err(pg)?;
         Ok(added > 0)

@@ -1051,7 +1051,15 @@ impl GateStore for SqliteStore {
                 params![id_s, now_ms(), timestamp(&Utc::now())],
             )?;
             if added > 0 {
-                insert_event(conn, &id_s, "servicenow", "late_callback", None, None, &message)?;
+                insert_event(
+                    conn,
+                    &id_s,
+                    "servicenow",
+                    "late_callback",
+                    None,
+                    None,
+                    &message,
+                )?;
             }
             Ok(added > 0)
         })

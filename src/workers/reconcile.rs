@@ -76,10 +76,7 @@ impl Reconciler {
 
     /// Returns whether the gate was decided.
     async fn reconcile(&self, gate: &Gate) -> Result<bool, ReconcileError> {
-        let Some(task_url) = gate.spec.task_execution_url() else {
-            // Without a task execution URL only the poller can find the change request.
-            return Ok(false);
-        };
+        let task_url = gate.spec.task_execution_url();
         let status = match self.servicenow.callback_status(&task_url).await {
             Ok(s) => s,
             Err(ServiceNowError::Status { status: 404, .. }) => return Ok(false),

@@ -185,7 +185,8 @@ async fn a_decision_is_acknowledged_to_servicenow() {
             "parentTaskExecutionURL": "https://ci.example.com/job/shop/job/app/42/",
             "parentStageName": "app#Deploy",
             "parentStageURL": "https://ci.example.com/job/shop/job/app#Deploy/",
-            "parentNode": {"name": "Deploy", "parentId": ""},
+            // Without a flow node id, the node id is the stage path.
+            "parentNode": {"id": "Deploy", "name": "Deploy", "parentId": ""},
             "parentStageExecutionURL": "https://ci.example.com/job/shop/job/app/42/",
         })
     );

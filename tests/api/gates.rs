@@ -93,19 +93,28 @@ async fn opening_the_same_stage_again_returns_the_existing_gate() {
     assert_ne!(other["id"], first["id"]);
 }
 
+/// A simulator that holds only `Deploy` under change control.
+fn only_deploy_controlled() -> SimSettings {
+    SimSettings {
+        controlled_stages: Some(vec!["Deploy".into()]),
+        ..SimSettings::default()
+    }
+}
+
 #[tokio::test]
-async fn a_stage_not_under_change_control_proceeds_at_once() {
-    let app = spawn_app_with(
-        SimSettings {
-            controlled_stages: Some(vec!["Deploy".into()]),
-            ..SimSettings::default()
-        },
-        |_| {},
-    )
-    .await;
+async fn a_stage_not_under_change_control_fails_closed_with_servicenows_words() {
+    let app = spawn_app_with(only_deploy_controlled(), |_| {}).await;
     let gate = app.open("Unit tests").await;
-    assert_eq!(gate["state"], "not_controlled");
-    assert_eq!(gate["proceed"], true);
+    assert_eq!(gate["state"], "failed", "{gate}");
+    assert_eq!(gate["proceed"], false);
+    let message = gate["message"].as_str().unwrap();
+    // ServiceNow's answer, and its own `result.message` saying why.
+    assert!(message.contains("ServiceNow answered"), "{message}");
+    assert!(message.contains("false"), "{message}");
+    assert!(
+        message.contains("The orchestration task app#Unit tests is not under change control"),
+        "{message}"
+    );
     let id = gate["id"].as_str().unwrap();
     let waited: Value = app
         .get(
@@ -116,7 +125,31 @@ async fn a_stage_not_under_change_control_proceeds_at_once() {
         .json()
         .await
         .unwrap();
-    assert_eq!(waited["state"], "not_controlled");
+    assert_eq!(waited["proceed"], false);
+}
+
+#[tokio::test]
+async fn ignore_errors_lets_a_stage_not_under_change_control_proceed_as_the_plugin_does() {
+    let app = spawn_app_with(only_deploy_controlled(), |_| {}).await;
+    let mut body = gate_body("Unit tests");
+    body["ignoreErrors"] = json!(true);
+    let gate: Value = app.open_gate(&body).await.json().await.unwrap();
+    assert_eq!(gate["state"], "failed", "{gate}");
+    assert_eq!(gate["proceed"], true);
+}
+
+#[tokio::test]
+async fn not_controlled_proceed_keeps_the_old_behaviour_as_its_own_state() {
+    let app = spawn_app_with(only_deploy_controlled(), |s| {
+        s.servicenow.not_controlled = snowgate::configuration::NotControlled::Proceed;
+    })
+    .await;
+    let gate = app.open("Unit tests").await;
+    assert_eq!(gate["state"], "not_controlled", "{gate}");
+    assert_eq!(gate["proceed"], true);
+    // A stage ServiceNow does hold is still gated.
+    let gate = app.open("Deploy").await;
+    assert_eq!(gate["state"], "pending", "{gate}");
 }
 
 #[tokio::test]
@@ -137,7 +170,13 @@ async fn multibranch_names_and_urls_are_the_plugins() {
         reg["orchestrationTaskURL"],
         "https://ci.example.com/job/mb/job/feature%252Fx#Deploy/"
     );
-    assert_eq!(reg["orchestrationTaskName"], "mb");
+    // The branch job's own item name, not the multibranch project.
+    assert_eq!(reg["orchestrationTaskName"], "feature%2Fx");
+    assert_eq!(reg["parentStageName"], "feature%2Fx#Deploy");
+    assert_eq!(
+        reg["orchestrationTaskDetails"]["fullName"],
+        "mb/feature%2Fx"
+    );
     assert_eq!(reg["branchName"], "feature/x");
     assert_eq!(reg["isMultiBranch"], "true");
     assert_eq!(reg["orchestrationTaskDetails"]["triggerType"], "upstream");
@@ -162,16 +201,17 @@ async fn step_mapping_validation_sends_the_task_url_encoded_as_the_seed_shows() 
         .into_iter()
         .find(|r| r.method == "GET" && r.path.ends_with("/orchestration/stepMapping"))
         .expect("a stepMapping check");
-    // The value is itself percent-encoded, then encoded once more in the query string.
+    // The value is itself encoded, then encoded once more in the query string, as the seed's
+    // example shows; each time as Java's URLEncoder does (a space becomes `+`).
     assert!(
-        check.query.contains("orchestrationTaskURL=https%253A%252F%252Fci.example.com%252Fjob%252Fmy%252520app%2523Deploy%2520PROD%252F"),
+        check.query.contains("orchestrationTaskURL=https%253A%252F%252Fci.example.com%252Fjob%252Fmy%252520app%2523Deploy%2BPROD%252F"),
         "{}",
         check.query
     );
     assert!(
         check
             .query
-            .contains("orchestrationTaskName=my%20app%23Deploy%20PROD"),
+            .contains("orchestrationTaskName=my+app%23Deploy+PROD"),
         "{}",
         check.query
     );

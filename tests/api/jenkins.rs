@@ -243,7 +243,10 @@ async fn an_input_jenkins_user_may_not_submit_is_a_permission_failure_not_alread
         .find(|e| e["kind"] == "release_failed")
         .unwrap();
     let msg = failed["message"].as_str().unwrap();
-    assert!(msg.contains("may not answer input SnowgateApproval"), "{msg}");
+    assert!(
+        msg.contains("may not answer input SnowgateApproval"),
+        "{msg}"
+    );
     assert!(msg.contains("You need to be release-managers"), "{msg}");
     assert!(!msg.contains("already answered"), "{msg}");
     assert_eq!(fake.answer_of(BUILD, "SnowgateApproval"), None);

@@ -125,7 +125,10 @@ async fn handle(
             if let Some(submitter) = build.submitters.get(id) {
                 if submitter != "snowgate" {
                     return HttpResponse::BadRequest()
-                        .insert_header(("X-Error", format!("You need to be {submitter} to submit this")))
+                        .insert_header((
+                            "X-Error",
+                            format!("You need to be {submitter} to submit this"),
+                        ))
                         .finish();
                 }
             }

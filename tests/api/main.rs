@@ -4,6 +4,7 @@ mod callbacks;
 mod change;
 mod cli;
 mod durability;
+mod fidelity;
 mod gates;
 mod helpers;
 mod jenkins;

@@ -35,14 +35,22 @@ async fn an_operator_resumes_a_held_stage_with_a_reason() {
         .as_str()
         .unwrap()
         .contains("CAB approved by phone"));
-    // A later ServiceNow decision conflicts with the operator's.
+    // The plugin forgets the token of a gate an operator decided: a later ServiceNow
+    // decision gets 410, and no acknowledgement is sent.
     let url = app.callback_url_of("Deploy");
     assert_error(
         app.send_callback(&url, r#"{"result":"rejected"}"#).await,
-        409,
-        "conflict",
+        410,
+        "gone",
     )
     .await;
+    assert!(
+        !app.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path.contains("/orchestration/changeControl/")),
+        "an operator's decision is not acknowledged"
+    );
 }
 
 #[tokio::test]

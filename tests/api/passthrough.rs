@@ -119,8 +119,11 @@ async fn a_step_mapping_is_created_in_servicenow_and_answers_step_valid() {
             "orchestrationTaskURL": "https://ci.example.com/job/shop/job/app#Deploy/Prod/",
             "orchestrationTaskName": "app#Deploy/Prod",
             "isMultiBranch": "false",
-            "parentStageName": "Deploy",
-            "parentNode": {"name": "Deploy"}
+            // The plugin's stage node params, which all describe the stage itself.
+            "parentStageName": "app#Deploy/Prod",
+            "parentStageURL": "https://ci.example.com/job/shop/job/app#Deploy/Prod/",
+            "parentNode": {"id": "Deploy/Prod", "name": "Deploy/Prod", "parentId": ""},
+            "parentStageExecutionURL": "https://ci.example.com/job/shop/job/app/42/",
         })
     );
 
@@ -221,7 +224,7 @@ async fn change_info_asks_servicenow_when_snowgate_does_not_know_the_change() {
     assert_eq!(
         r.query,
         format!(
-            "toolId={}&toolType=jenkins&pipelineName=shop%2Fapp&stageName=Deploy%20to%20prod&buildNumber=42",
+            "toolId={}&toolType=jenkins&pipelineName=shop%2Fapp&stageName=Deploy+to+prod&buildNumber=42",
             tool_id()
         )
     );
@@ -250,7 +253,7 @@ async fn change_info_asks_servicenow_when_snowgate_does_not_know_the_change() {
 }
 
 #[tokio::test]
-async fn change_info_updates_send_the_fields_as_a_data_string() {
+async fn change_info_updates_send_the_fields_object_itself() {
     let app = spawn_app().await;
     app.open("Deploy").await;
     let number = app.change_of("Deploy");
@@ -278,10 +281,8 @@ async fn change_info_updates_send_the_fields_as_a_data_string() {
         "/api/sn_devops/v2/devops/orchestration/changeInfo",
     );
     assert_eq!(r.query_pairs(), pairs(&[("changeRequestNumber", &number)]));
-    let body = r.json().unwrap();
-    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
-    let data = body["data"].as_str().expect("data is a string");
-    assert_eq!(serde_json::from_str::<Value>(data).unwrap(), fields);
+    // The fields object itself, as the plugin and the seed's example send it.
+    assert_eq!(r.json().unwrap(), fields);
     assert_eq!(
         app.sim.change(&number).unwrap().fields["short_description"],
         "Deploy shop 42"

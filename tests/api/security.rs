@@ -115,11 +115,37 @@ async fn app_with_jenkins(fake: &JenkinsFake, sim: SimSettings) -> TestApp {
     .await
 }
 
+/// A gate releasing an input of the build at `build_url` (`<job URL><number>/`), whose job
+/// URL and build number are the build URL's, as Jenkins renders them.
 fn input_gate(stage: &str, build_url: &str) -> Value {
     let mut b = gate_body(stage);
+    let (job_url, number) = job_of(build_url);
+    b["jobUrl"] = json!(job_url);
+    b["buildNumber"] = json!(number);
     b["buildUrl"] = json!(build_url);
     b["input"] = json!({"id": "snowgateApproval"});
     b
+}
+
+/// A gate of the usual job whose `buildUrl` is `trick`.
+fn trick_gate(stage: &str, trick: &str) -> Value {
+    let mut b = gate_body(stage);
+    b["buildUrl"] = json!(trick);
+    b["input"] = json!({"id": "snowgateApproval"});
+    b
+}
+
+/// `<job URL><number>/` split into the job URL and the number.
+fn job_of(build_url: &str) -> (String, String) {
+    let trimmed = build_url.trim_end_matches('/');
+    let (job, number) = trimmed.rsplit_once('/').expect("a build URL");
+    (format!("{job}/"), number.to_string())
+}
+
+/// `sim` knowing the orchestration tasks of the job that `build_url` is a build of.
+fn knowing(mut sim: SimSettings, build_url: &str) -> SimSettings {
+    sim.known_pipelines.push(job_of(build_url).0);
+    sim
 }
 
 async fn until_event_text(app: &TestApp, id: &str, needle: &str) -> Vec<Value> {
@@ -169,7 +195,7 @@ async fn build_urls_that_lead_elsewhere_are_refused_at_open_and_nothing_leaves()
     ];
     for (i, trick) in tricks.iter().enumerate() {
         let resp = app
-            .open_gate(&input_gate(&format!("Trick{i}"), trick))
+            .open_gate(&trick_gate(&format!("Trick{i}"), trick))
             .await;
         let err = assert_error(resp, 400, "invalid_field").await;
         assert_eq!(err["error"]["field"], "buildUrl", "{trick}: {err}");
@@ -187,7 +213,8 @@ async fn approved_rejected_and_timed_out_gates_release_only_on_jenkins_url() {
     let fake = JenkinsFake::start().await;
     let other = Recorder::catcher("127.0.0.2").await;
     let port = Recorder::catcher("127.0.0.1").await;
-    let app = app_with_jenkins(&fake, quiet_sim()).await;
+    let sim = knowing(quiet_sim(), &format!("{}/job/shop/job/app/42/", fake.url));
+    let app = app_with_jenkins(&fake, sim).await;
     let mut ids = Vec::new();
     for (n, stage, extra) in [
         (42, "Approved", json!({})),
@@ -247,7 +274,7 @@ async fn a_stored_build_url_that_leads_elsewhere_is_refused_before_the_release()
         fake.token.clone(),
     );
     let app = spawn_app_seeded(
-        quiet_sim(),
+        knowing(quiet_sim(), &trick),
         move |s| {
             s.jenkins = Some(JenkinsSettings {
                 url,
@@ -323,7 +350,8 @@ async fn a_jenkins_redirect_is_not_a_release() {
     let redirector =
         Recorder::redirecting_to(&format!("{}/login?from=%2Fjob%2Fx", catcher.url())).await;
     let jenkins_url = format!("{}/", redirector.url());
-    let app = spawn_app_with(quiet_sim(), move |s| {
+    let build_url = format!("{}/job/app/42/", redirector.url());
+    let app = spawn_app_with(knowing(quiet_sim(), &build_url), move |s| {
         s.jenkins = Some(JenkinsSettings {
             url: jenkins_url,
             user: "snowgate".into(),
@@ -332,7 +360,6 @@ async fn a_jenkins_redirect_is_not_a_release() {
         });
     })
     .await;
-    let build_url = format!("{}/job/app/42/", redirector.url());
     let resp = app.open_gate(&input_gate("Deploy", &build_url)).await;
     assert_eq!(resp.status(), 201);
     let id = resp.json::<Value>().await.unwrap()["id"]
