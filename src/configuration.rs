@@ -142,6 +142,19 @@ pub enum StepMapping {
     Create,
 }
 
+/// Whether Jenkins also runs the official ServiceNow DevOps plugin (README "With or without
+/// the official plugin").
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OfficialPlugin {
+    /// The plugin discovers jobs, creates orchestration tasks and sends run and stage events;
+    /// the shim replaces only its change-control steps.
+    Installed,
+    /// snowgate alone: it creates the orchestration task (`step_mapping: create`).
+    #[default]
+    Absent,
+}
+
 /// What a registration answered with anything but `changeControl: "true"` means.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -236,13 +249,32 @@ pub struct ServiceNowSettings {
     pub poll_interval: Dur,
     pub max_requests_per_second: u32,
     pub default_mode: GateMode,
-    pub step_mapping: StepMapping,
+    /// Whether the official ServiceNow DevOps plugin runs in Jenkins beside the shim (it then
+    /// creates the orchestration tasks and sends the stage events itself).
+    pub official_plugin: OfficialPlugin,
+    /// `None`: `create` without the official plugin, `off` with it (see [`Self::step_mapping`]).
+    pub step_mapping: Option<StepMapping>,
+    /// Send the stage's STARTED event before registering and COMPLETED at `/complete`
+    /// (`POST …/devops/tool/orchestration`), as the plugin does for tracked runs.
+    pub stage_events: bool,
     /// A stage ServiceNow does not hold under change control: `fail` (default) or `proceed`.
     pub not_controlled: NotControlled,
     pub proxy: Option<String>,
     pub ca_file: Option<PathBuf>,
     /// How long a registration is retried on transient errors before the gate fails.
     pub register_give_up_after: Dur,
+}
+
+impl ServiceNowSettings {
+    /// `step_mapping` as configured, else `create` without the official plugin (someone must
+    /// create the orchestration task, or ServiceNow answers "not under change control") and
+    /// `off` with it (the plugin's discovery and stage events create it).
+    pub fn step_mapping(&self) -> StepMapping {
+        self.step_mapping.unwrap_or(match self.official_plugin {
+            OfficialPlugin::Installed => StepMapping::Off,
+            OfficialPlugin::Absent => StepMapping::Create,
+        })
+    }
 }
 
 impl Default for ServiceNowSettings {
@@ -264,7 +296,9 @@ impl Default for ServiceNowSettings {
             poll_interval: Dur(Duration::from_secs(60)),
             max_requests_per_second: 20,
             default_mode: GateMode::Devops,
-            step_mapping: StepMapping::Off,
+            official_plugin: OfficialPlugin::Absent,
+            step_mapping: None,
+            stage_events: false,
             not_controlled: NotControlled::Fail,
             proxy: None,
             ca_file: None,

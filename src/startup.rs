@@ -132,7 +132,8 @@ impl Application {
             decider: decider.clone(),
             servicenow: servicenow.clone(),
             settings: settings.outbox.clone(),
-            step_mapping: settings.servicenow.step_mapping,
+            step_mapping: settings.servicenow.step_mapping(),
+            stage_events: settings.servicenow.stage_events,
             not_controlled: settings.servicenow.not_controlled,
             register_give_up_after: settings.servicenow.register_give_up_after.0,
             callback_base: settings

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::body::json_body;
 use super::gates::{gate_json, parse_gate_id};
 use super::ApiError;
-use crate::configuration::AutoTransition;
+use crate::configuration::{AutoTransition, GateMode};
 use crate::domain::request::Fields;
 use crate::domain::{FieldError, GateState};
 use crate::startup::AppState;
@@ -172,6 +172,12 @@ fn completion_actions(
     result: &str,
 ) -> Vec<NewOutbox> {
     let mut out = Vec::new();
+    if state.outbox.stage_events && gate.spec.mode == GateMode::Devops {
+        out.push(NewOutbox {
+            kind: OutboxKind::StageEvent,
+            payload: json!({ "result": result }),
+        });
+    }
     let build = gate.spec.build_url.as_deref().unwrap_or(&gate.spec.job_url);
     out.extend(work_note(
         gate,

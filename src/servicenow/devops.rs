@@ -2,6 +2,7 @@
 //! seed 001). v2 with `Authorization: sn_devops.DevOpsToken <toolId>:<token>`, v1 with Basic.
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -502,6 +503,17 @@ impl DevOpsClient {
 
     /// `PUT changeControl/{token}?toolId=&toolType=jenkins`: acknowledge a callback.
     #[tracing::instrument(skip_all)]
+    /// `POST …/devops/tool/orchestration?toolType=jenkins&toolId=…`: a stage event in the
+    /// plugin's `DevOpsRunStatusModel` shape (SPEC §2 "Stage events").
+    pub async fn stage_event(&self, event: &StageEvent) -> Result<(), ServiceNowError> {
+        let url = self.devops_url(
+            &["tool", "orchestration"],
+            &[("toolType", "jenkins"), ("toolId", &self.tool_id)],
+        );
+        self.call(Method::POST, url, Some(&event.body)).await?;
+        Ok(())
+    }
+
     pub async fn acknowledge(
         &self,
         token: &str,
@@ -762,6 +774,78 @@ pub fn acknowledgement_body(spec: &GateSpec, callback_url: &str) -> Value {
     m.insert("parentTaskExecutionURL".into(), json!(execution));
     add_stage_node(&mut m, spec);
     Value::Object(m)
+}
+
+/// A stage event as the plugin sends it for a tracked run: the run is in progress
+/// (`phase` STARTED), `stageModel` says what the stage did.
+pub struct StageEvent {
+    pub body: Value,
+}
+
+impl StageEvent {
+    pub fn started(spec: &GateSpec, opened: DateTime<Utc>) -> StageEvent {
+        Self::build(spec, opened, None)
+    }
+
+    pub fn completed(spec: &GateSpec, opened: DateTime<Utc>, success: bool) -> StageEvent {
+        Self::build(spec, opened, Some(success))
+    }
+
+    fn build(spec: &GateSpec, opened: DateTime<Utc>, completed: Option<bool>) -> StageEvent {
+        let now = Utc::now();
+        let build = spec.pipeline_execution_url();
+        let mut stage = Map::new();
+        stage.insert("name".into(), json!(spec.stage_path()));
+        stage.insert("id".into(), json!(spec.node_id()));
+        let phase = if completed.is_some() {
+            "COMPLETED"
+        } else {
+            "STARTED"
+        };
+        stage.insert("phase".into(), json!(phase));
+        stage.insert("url".into(), json!(spec.task_execution_url()));
+        if let Some(success) = completed {
+            stage.insert(
+                "result".into(),
+                json!(if success { "SUCCESS" } else { "FAILURE" }),
+            );
+            let duration = (now - opened).num_milliseconds().max(0);
+            stage.insert("duration".into(), json!(duration));
+        }
+        insert_opt(
+            &mut stage,
+            "upstreamStageName",
+            spec.upstream_stage_name.as_deref(),
+        );
+        insert_opt(
+            &mut stage,
+            "upstreamTaskExecutionURL",
+            spec.upstream_stage_url.as_deref(),
+        );
+        insert_opt(
+            &mut stage,
+            "parentStageName",
+            spec.parent_stage_name.as_deref(),
+        );
+        stage.insert("pipelineExecutionUrl".into(), json!(build));
+        stage.insert("timestamp".into(), json!(now.timestamp_millis()));
+        let number: u64 = spec.build_number.parse().unwrap_or_default();
+        let body = json!({
+            "url": build,
+            "number": number,
+            "phase": "STARTED",
+            "pronoun": if spec.is_multi_branch { "Branch" } else { "Pipeline" },
+            "isMultiBranch": flag(spec.is_multi_branch),
+            "timestamp": now.timestamp_millis(),
+            "jobModel": {
+                "name": spec.item_name(),
+                "url": spec.job_url,
+                "fullName": spec.full_name(),
+            },
+            "stageModel": Value::Object(stage),
+        });
+        StageEvent { body }
+    }
 }
 
 /// The stepMapping POST body (`DevOpsModel` step association): the task URL and name, the

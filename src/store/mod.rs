@@ -67,6 +67,8 @@ pub enum OutboxKind {
     ReleaseInput,
     /// Change mode: `PATCH …/change/{sys_id}` with `{"fields": {…}}` (work notes, state moves).
     ChangeUpdate,
+    /// `servicenow.stage_events`: the stage's COMPLETED event (payload `{"result": …}`).
+    StageEvent,
 }
 
 impl OutboxKind {
@@ -76,6 +78,7 @@ impl OutboxKind {
             OutboxKind::Acknowledge => "acknowledge",
             OutboxKind::ReleaseInput => "release",
             OutboxKind::ChangeUpdate => "change_update",
+            OutboxKind::StageEvent => "stage_event",
         }
     }
     pub fn parse(s: &str) -> Option<OutboxKind> {
@@ -84,6 +87,7 @@ impl OutboxKind {
             "acknowledge" => Some(OutboxKind::Acknowledge),
             "release" => Some(OutboxKind::ReleaseInput),
             "change_update" => Some(OutboxKind::ChangeUpdate),
+            "stage_event" => Some(OutboxKind::StageEvent),
             _ => None,
         }
     }

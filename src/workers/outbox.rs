@@ -18,7 +18,7 @@ use crate::domain::ChangeRequest;
 use crate::domain::{Gate, GateState};
 use crate::jenkins::{jenkins_input_id, Answer, JenkinsClient, JenkinsError};
 use crate::servicenow::change::{ChangeClient, ChangeRecord};
-use crate::servicenow::devops::{ControlAnswer, Registration};
+use crate::servicenow::devops::{ControlAnswer, Registration, StageEvent};
 use crate::servicenow::{DevOpsClient, ServiceNowError};
 use crate::store::{
     work_note, GateStore, NewOutbox, OutboxItem, OutboxKind, OutboxResult, StoreError, Transition,
@@ -35,6 +35,8 @@ pub struct Outbox {
     pub servicenow: DevOpsClient,
     pub settings: OutboxSettings,
     pub step_mapping: StepMapping,
+    /// `servicenow.stage_events`: STARTED before registering, COMPLETED at `/complete`.
+    pub stage_events: bool,
     /// `servicenow.not_controlled`.
     pub not_controlled: NotControlled,
     pub register_give_up_after: Duration,
@@ -132,6 +134,7 @@ impl Outbox {
                 OutboxKind::Acknowledge => self.acknowledge(&item, &gate).await,
                 OutboxKind::ReleaseInput => Ok(self.release(&item, &gate).await),
                 OutboxKind::ChangeUpdate => Ok(self.change_update(&item, &gate).await),
+                OutboxKind::StageEvent => Ok(self.stage_completed(&item, &gate).await),
             },
             Ok(None) => Ok(OutboxResult::GiveUp {
                 error: "the gate no longer exists".into(),
@@ -275,6 +278,13 @@ impl Outbox {
     }
 
     async fn register_once(&self, gate: &Gate) -> Result<ControlAnswer, RegisterError> {
+        if self.stage_events {
+            // The plugin discards the answer to its events; so does snowgate, but says so.
+            let started = StageEvent::started(&gate.spec, gate.created_at);
+            if let Err(e) = self.servicenow.stage_event(&started).await {
+                tracing::warn!(error = %e.describe(), "the stage's STARTED event was not accepted");
+            }
+        }
         match self.step_mapping {
             StepMapping::Off => {}
             StepMapping::Validate => {
@@ -315,6 +325,26 @@ impl Outbox {
             Timers::default(),
         )
         .await
+    }
+
+    /// `servicenow.stage_events`: the stage's COMPLETED event, with the result `/complete` gave.
+    async fn stage_completed(&self, item: &OutboxItem, gate: &Gate) -> OutboxResult {
+        let success = item.payload["result"] == "success";
+        let event = StageEvent::completed(&gate.spec, gate.created_at, success);
+        match self.servicenow.stage_event(&event).await {
+            Ok(()) => OutboxResult::Done {
+                message: "ServiceNow took the stage's COMPLETED event".into(),
+            },
+            Err(e) if e.is_transient() && item.attempts + 1 < self.settings.max_attempts => {
+                OutboxResult::Retry {
+                    after: self.backoff(item.attempts, e.retry_after()),
+                    error: e.describe(),
+                }
+            }
+            Err(e) => OutboxResult::GiveUp {
+                error: format!("the COMPLETED event was refused: {}", e.describe()),
+            },
+        }
     }
 
     async fn acknowledge(

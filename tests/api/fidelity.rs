@@ -361,3 +361,137 @@ async fn ignore_errors_never_turns_a_decision_into_proceed() {
         assert_eq!(decided["proceed"], false, "{stage}: {decided}");
     }
 }
+
+/// A job no instance has discovered: only a stepMapping POST or a STARTED event creates its
+/// orchestration task.
+const UNKNOWN_JOB: &str = "https://ci/job/new-app/";
+
+fn unknown_job_gate(stage: &str) -> Value {
+    json!({"jobUrl": UNKNOWN_JOB, "buildNumber": "5", "stageName": stage, "flowNodeId": "7"})
+}
+
+#[tokio::test]
+async fn without_the_official_plugin_snowgate_creates_the_orchestration_task_first() {
+    let app = spawn_app_with(examples_sim(), |_| {}).await;
+    let gate: Value = app
+        .open_gate(&unknown_job_gate("Deploy"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(gate["state"], "pending", "{gate}");
+    let requests = app.sim.requests();
+    let paths: Vec<&str> = requests
+        .iter()
+        .map(|r| r.path.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(paths, ["stepMapping", "changeControl"], "{paths:?}");
+    assert_eq!(
+        requests[0].json().unwrap()["orchestrationTaskName"],
+        "new-app#Deploy"
+    );
+}
+
+#[tokio::test]
+async fn with_the_official_plugin_declared_an_undiscovered_job_fails_closed() {
+    let app = spawn_app_with(examples_sim(), |s| {
+        s.servicenow.official_plugin = snowgate::configuration::OfficialPlugin::Installed;
+    })
+    .await;
+    let gate: Value = app
+        .open_gate(&unknown_job_gate("Deploy"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(gate["state"], "failed", "{gate}");
+    assert_eq!(gate["proceed"], false);
+    let message = gate["message"].as_str().unwrap();
+    assert!(
+        message.contains("Orchestration task not found"),
+        "{message}"
+    );
+    assert!(app
+        .sim
+        .requests()
+        .iter()
+        .all(|r| !r.path.ends_with("/stepMapping")));
+}
+
+#[tokio::test]
+async fn stage_events_send_started_before_registering_and_completed_at_complete() {
+    let app = spawn_app_with(examples_sim(), |s| {
+        s.servicenow.step_mapping = Some(snowgate::configuration::StepMapping::Off);
+        s.servicenow.stage_events = true;
+    })
+    .await;
+    // The STARTED event alone creates the task, as the plugin's events do.
+    let gate: Value = app
+        .open_gate(&unknown_job_gate("Deploy"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(gate["state"], "pending", "{gate}");
+    let id = gate["id"].as_str().unwrap();
+    let requests = app.sim.requests();
+    assert!(requests[0].path.ends_with("/devops/tool/orchestration"));
+    assert_eq!(
+        requests[0].query_pairs(),
+        vec![
+            ("toolType".to_string(), "jenkins".to_string()),
+            (
+                "toolId".to_string(),
+                app.settings.servicenow.tool_id.clone()
+            ),
+        ]
+    );
+    assert!(requests[1].path.ends_with("/orchestration/changeControl"));
+    let started = requests[0].json().unwrap();
+    assert_no_nulls(&started, "");
+    assert_eq!(started["url"], "https://ci/job/new-app/5/");
+    assert_eq!(started["number"], 5);
+    assert_eq!(started["pronoun"], "Pipeline");
+    assert_eq!(
+        started["jobModel"],
+        json!({"name": "new-app", "url": UNKNOWN_JOB, "fullName": "new-app"})
+    );
+    assert_eq!(started["stageModel"]["name"], "Deploy");
+    assert_eq!(started["stageModel"]["id"], "7");
+    assert_eq!(started["stageModel"]["phase"], "STARTED");
+    assert_eq!(
+        started["stageModel"]["url"],
+        "https://ci/job/new-app/5/execution/node/7/wfapi/describe"
+    );
+
+    let callback = registration(&app, "Deploy")["callbackURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.send_callback(&callback, r#"{"result":"succeeded"}"#)
+        .await;
+    app.until_state(id, "approved").await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/gates/{id}/complete"),
+            Some(PIPELINE_TOKEN),
+            &json!({"result": "failure"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut completed = None;
+    for _ in 0..200 {
+        completed = app
+            .sim
+            .orchestration_events()
+            .into_iter()
+            .find(|e| e["stageModel"]["phase"] == "COMPLETED");
+        if completed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let completed = completed.expect("a COMPLETED event");
+    assert_eq!(completed["stageModel"]["result"], "FAILURE");
+    assert!(completed["stageModel"]["duration"].is_number());
+}

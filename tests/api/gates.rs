@@ -189,7 +189,7 @@ async fn multibranch_names_and_urls_are_the_plugins() {
 #[tokio::test]
 async fn step_mapping_validation_sends_the_task_url_encoded_as_the_seed_shows() {
     let app = spawn_app_with(SimSettings::default(), |s| {
-        s.servicenow.step_mapping = snowgate::configuration::StepMapping::Validate;
+        s.servicenow.step_mapping = Some(snowgate::configuration::StepMapping::Validate);
     })
     .await;
     let mut body = gate_body("Deploy PROD");

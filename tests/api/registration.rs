@@ -55,8 +55,8 @@ async fn refused_credentials_fail_the_gate_with_a_clear_message() {
     assert!(msg.contains("refused the credentials"), "{msg}");
     assert!(msg.contains("401"), "{msg}");
     assert!(!msg.contains("wrong-token"), "{msg}");
-    // Permanent: tried once, not retried.
-    assert_eq!(posts(&app), 1);
+    // Permanent: tried once (the stepMapping POST, the first call), not retried.
+    assert_eq!(app.sim.requests().len(), 1);
 }
 
 #[tokio::test]

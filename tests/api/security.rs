@@ -318,6 +318,8 @@ async fn a_servicenow_redirect_is_not_followed_and_fails_the_gate_naming_it() {
     let redirect_url = format!("{}/", redirector.url());
     let app = spawn_app_with(sim_settings(), move |s| {
         s.servicenow.instance_url = redirect_url;
+        // The registration (with the callback token) is the first call.
+        s.servicenow.official_plugin = snowgate::configuration::OfficialPlugin::Installed;
         s.servicenow.register_give_up_after = snowgate::configuration::Dur(Duration::ZERO);
     })
     .await;
@@ -615,6 +617,11 @@ async fn an_acknowledgement_failing_never_shows_the_callback_token(ack: Ack) {
         .unwrap()
         .replace(&sim.url(), &format!("http://{}/", double.addr))
         .replace("timeout: 5s", "timeout: 1s")
+        // The double answers the registration first: the plugin creates the tasks.
+        .replace(
+            "servicenow:\n",
+            "servicenow:\n  official_plugin: installed\n",
+        )
         + "log:\n  level: debug\n";
     std::fs::write(&config, yaml).unwrap();
     let address = format!("http://127.0.0.1:{port}");
