@@ -21,19 +21,20 @@
 # ---- build ----------------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
 WORKDIR /src
-# Only what the release binary needs (see .dockerignore); tests are not built here.
+# Only what the release binary needs (see .dockerignore); tests are not built here. Without the
+# default `sim` feature: the image has no simulator, `snowgate sim`, `demo` or `bench`.
 COPY Cargo.toml Cargo.lock ./
 # actix-http with snowgate's smaller connection buffers ([patch.crates-io], vendor/README.md),
 # and the SQLite build flag (fdatasync) in .cargo/config.toml.
 COPY vendor ./vendor
 COPY .cargo ./.cargo
-COPY src ./src
+COPY crates ./crates
 # Cache mounts keep the crate registry and compiled dependencies between builds (BuildKit).
 # The binary is copied out of the cached target directory, which is not part of the layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin snowgate \
+    cargo build --release --locked -p snowgate --no-default-features --bin snowgate \
  && install -D -m 0755 target/release/snowgate /out/snowgate
 
 # ---- runtime --------------------------------------------------------------------------------

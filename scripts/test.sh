@@ -4,7 +4,7 @@
 # simulator, with real SQLite files in temporary directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The plugin-shim tests (tests/api/shim.rs) run the Jenkins shared library under Groovy.
+# The plugin-shim tests (crates/snowgate/tests/api/shim.rs) run the Jenkins shared library under Groovy.
 if ! command -v groovy >/dev/null 2>&1; then
   sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends groovy
@@ -15,7 +15,7 @@ if [ -z "${JAVA_HOME:-}" ]; then
     if [ -x "$jdk/bin/java" ]; then export JAVA_HOME="$jdk"; break; fi
   done
 fi
-# The status page is tested in a real headless browser (tests/api/ui.rs): Debian's chromium.
+# The status page is tested in a real headless browser (crates/snowgate/tests/api/ui.rs): Debian's chromium.
 if [ ! -x /usr/bin/chromium ]; then
   sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
@@ -25,7 +25,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
 fi
-# The TLS-to-PostgreSQL test (tests/api/store_faults.rs) makes its certificates with openssl.
+# The TLS-to-PostgreSQL test (crates/snowgate/tests/api/store_faults.rs) makes its certificates with openssl.
 if ! command -v openssl >/dev/null 2>&1; then
   sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl

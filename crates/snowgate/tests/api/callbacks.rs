@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use snowgate::simulator::{Fault, SimSettings};
+use servicenow_sim::{Fault, SimSettings};
 
 use crate::helpers::*;
 
@@ -329,7 +329,7 @@ async fn wait_for_put(
     app: &TestApp,
     token: &str,
     n: usize,
-) -> Vec<snowgate::simulator::RecordedRequest> {
+) -> Vec<servicenow_sim::RecordedRequest> {
     for _ in 0..200 {
         let puts: Vec<_> = app
             .sim

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use snowgate::simulator::{self, SimHandle, SimSettings};
+use servicenow_sim::{SimHandle, SimSettings};
 
 use crate::durability::{free_port, gate, post, start_binary, Binary};
 use crate::helpers::*;
@@ -77,7 +77,7 @@ auth:
 }
 
 async fn cluster(sim_cfg: SimSettings, poll: &str) -> Cluster {
-    let sim = simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let pg = PgServer::start();
     let db = pg.database("snowgate").await;
     let dir = tempfile::tempdir().unwrap();
@@ -284,7 +284,7 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
     let mut c = cluster(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
     // Acknowledgements fail for a while, so replica A has claimed outbox work when it dies.
-    c.sim.inject_fault(snowgate::simulator::Fault {
+    c.sim.inject_fault(servicenow_sim::Fault {
         endpoint: "changeControl.put".into(),
         fail_next: 1_000_000,
         status: 503,

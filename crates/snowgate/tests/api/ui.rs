@@ -611,8 +611,8 @@ fn without_ansi_colours(text: &str) -> String {
 /// address and nothing of what was typed; a restart ends every session.
 #[tokio::test]
 async fn failed_logins_are_logged_without_the_token_and_a_restart_ends_every_session() {
-    let sim_cfg = snowgate::simulator::SimSettings::default();
-    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim_cfg = servicenow_sim::SimSettings::default();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &sim, &sim_cfg, "200ms");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use snowgate::simulator::{self, SimHandle, SimSettings};
+use servicenow_sim::{SimHandle, SimSettings};
 
 use crate::helpers::*;
 
@@ -440,7 +440,7 @@ async fn check(config: &Path, sn_token: &str) -> Run {
 
 async fn simulator() -> (SimHandle, SimSettings) {
     let cfg = sim_settings();
-    let sim = simulator::start(cfg.clone())
+    let sim = servicenow_sim::start(cfg.clone())
         .await
         .expect("simulator starts");
     (sim, cfg)

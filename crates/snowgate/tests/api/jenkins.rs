@@ -2,8 +2,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use servicenow_sim::SimSettings;
 use snowgate::configuration::{JenkinsSettings, Secret};
-use snowgate::simulator::SimSettings;
 
 use crate::callbacks::event_kinds;
 use crate::helpers::*;

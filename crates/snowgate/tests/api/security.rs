@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use servicenow_sim::SimSettings;
 use snowgate::configuration::{JenkinsSettings, Secret};
-use snowgate::simulator::SimSettings;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
@@ -385,7 +385,7 @@ async fn a_jenkins_redirect_is_not_a_release() {
 #[tokio::test]
 async fn a_second_process_on_the_same_sqlite_file_refuses_to_start() {
     let sim_cfg = quiet_sim();
-    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &sim, &sim_cfg, "60s");
@@ -438,7 +438,7 @@ async fn a_second_process_on_the_same_sqlite_file_refuses_to_start() {
 #[tokio::test]
 async fn authentication_cannot_be_switched_off_on_a_public_address() {
     let sim_cfg = quiet_sim();
-    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &sim, &sim_cfg, "60s");
@@ -609,7 +609,7 @@ async fn everything_about(address: &str, id: &str, log: &Path) -> String {
 async fn an_acknowledgement_failing_never_shows_the_callback_token(ack: Ack) {
     let double = AckDouble::start(ack).await;
     let sim_cfg = quiet_sim();
-    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &sim, &sim_cfg, "60s");

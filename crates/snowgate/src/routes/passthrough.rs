@@ -536,7 +536,7 @@ pub fn registration_body(
     if pipeline.is_none() && project.is_none() {
         let derived = job_url
             .as_deref()
-            .map(|u| full_name(u))
+            .map(full_name)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| {
                 FieldError::new(

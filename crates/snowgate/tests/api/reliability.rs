@@ -3,8 +3,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{json, Value};
+use servicenow_sim::SimSettings;
 use snowgate::configuration::Dur;
-use snowgate::simulator::SimSettings;
 
 use crate::callbacks::event_kinds;
 use crate::helpers::*;

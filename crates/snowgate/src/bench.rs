@@ -14,7 +14,7 @@ use anyhow::Context;
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
-use crate::simulator::{self, SimHandle, SimSettings};
+use servicenow_sim::{self as simulator, SimHandle, SimSettings};
 
 const TOKEN: &str = "bench-pipeline-token-0123456789";
 

@@ -1,4 +1,5 @@
 //! snowgate: a sidecar that puts Jenkins pipeline stages under ServiceNow change control.
+#[cfg(feature = "sim")]
 pub mod bench;
 pub mod change_mode;
 pub mod check;
@@ -10,7 +11,6 @@ pub mod jenkins;
 pub mod metrics;
 pub mod routes;
 pub mod servicenow;
-pub mod simulator;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

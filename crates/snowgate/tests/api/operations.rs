@@ -2,7 +2,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use snowgate::simulator::SimSettings;
+use servicenow_sim::SimSettings;
 
 use crate::durability::{free_port, start_binary, write_config};
 use crate::helpers::*;
@@ -91,7 +91,7 @@ async fn every_answer_carries_a_request_id() {
 #[tokio::test]
 async fn no_configured_secret_appears_in_logs_or_error_bodies() {
     let sim_cfg = SimSettings::default();
-    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &sim, &sim_cfg, "200ms");

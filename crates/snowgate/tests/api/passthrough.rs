@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use servicenow_sim::{Fault, RecordedRequest, SimSettings};
 use snowgate::configuration::{Dur, Secret};
-use snowgate::simulator::{Fault, RecordedRequest, SimSettings};
 
 use crate::helpers::*;
 

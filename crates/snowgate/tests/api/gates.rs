@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use snowgate::simulator::SimSettings;
+use servicenow_sim::SimSettings;
 
 use crate::helpers::*;
 

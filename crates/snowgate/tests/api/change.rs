@@ -2,8 +2,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use servicenow_sim::SimSettings;
 use snowgate::configuration::{AutoTransition, Dur, Secret, ServiceNowAuth, Settings};
-use snowgate::simulator::SimSettings;
 
 use crate::helpers::*;
 
@@ -657,7 +657,7 @@ async fn bad_change_mode_requests_are_refused_by_field() {
 async fn work_notes_are_written_once_across_a_restart() {
     use crate::durability::{free_port, start_binary};
     let sim_cfg = SimSettings::default();
-    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let address = format!("http://127.0.0.1:{port}");
@@ -711,7 +711,7 @@ change:
     let id = g["id"].as_str().unwrap().to_string();
     let number = g["changeRequest"]["number"].as_str().unwrap().to_string();
     // Work-note writes fail for now, so the "linked" note is still in the outbox at the kill.
-    sim.inject_fault(snowgate::simulator::Fault {
+    sim.inject_fault(servicenow_sim::Fault {
         endpoint: "change.patch".into(),
         fail_next: 1_000_000,
         status: 503,

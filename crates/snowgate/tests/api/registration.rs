@@ -1,7 +1,7 @@
 use serde_json::Value;
+use servicenow_sim::{Fault, SimSettings};
 use snowgate::configuration::{Secret, ServiceNowAuth};
 use snowgate::servicenow::DevOpsClient;
-use snowgate::simulator::{Fault, SimSettings};
 
 use crate::helpers::*;
 

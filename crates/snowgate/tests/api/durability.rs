@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use snowgate::simulator::{self, SimSettings};
+use servicenow_sim::SimSettings;
 
 use crate::helpers::*;
 
@@ -52,7 +52,7 @@ pub async fn start_binary(config: &Path, address: &str, log: &Path) -> Binary {
 pub fn write_config(
     dir: &Path,
     port: u16,
-    sim: &simulator::SimHandle,
+    sim: &servicenow_sim::SimHandle,
     sim_cfg: &SimSettings,
     poll_interval: &str,
 ) -> std::path::PathBuf {
@@ -117,7 +117,7 @@ pub async fn gate(client: &reqwest::Client, address: &str, id: &str) -> Value {
 #[tokio::test]
 async fn gates_and_decisions_survive_sigkill() {
     let sim_cfg = quiet_sim();
-    let sim = simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &sim, &sim_cfg, "60s");
@@ -219,7 +219,7 @@ async fn until_state_on(client: &reqwest::Client, address: &str, id: &str, state
 }
 
 struct Setup {
-    sim: simulator::SimHandle,
+    sim: servicenow_sim::SimHandle,
     _dir: tempfile::TempDir,
     config: std::path::PathBuf,
     log: std::path::PathBuf,
@@ -227,7 +227,7 @@ struct Setup {
 }
 
 async fn setup(sim_cfg: SimSettings, poll_interval: &str) -> Setup {
-    let sim = simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &sim, &sim_cfg, poll_interval);
@@ -293,7 +293,7 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     let id = open_on(&client, &s.address, "Deploy").await;
     until_state_on(&client, &s.address, &id, "pending").await;
-    s.sim.inject_fault(snowgate::simulator::Fault {
+    s.sim.inject_fault(servicenow_sim::Fault {
         endpoint: "changeControl.put".into(),
         fail_next: 1_000_000,
         status: 503,

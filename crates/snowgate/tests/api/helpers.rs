@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use servicenow_sim::{RecordedRequest, SimHandle, SimSettings};
 use snowgate::configuration::{Dur, NamedToken, Secret, ServiceNowAuth, Settings};
-use snowgate::simulator::{self, RecordedRequest, SimHandle, SimSettings};
 use snowgate::startup::{AppHandle, Application};
 use snowgate::store::{GateStore, SqliteStore};
 
@@ -83,7 +83,7 @@ pub async fn spawn_app_seeded(
     tweak: impl FnOnce(&mut Settings),
     seed: &[Value],
 ) -> TestApp {
-    let sim = simulator::start(sim_cfg.clone())
+    let sim = servicenow_sim::start(sim_cfg.clone())
         .await
         .expect("simulator starts");
     let dir = tempfile::tempdir().unwrap();

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use servicenow_sim::{RecordedRequest, SimSettings};
 use snowgate::configuration::Dur;
-use snowgate::simulator::{RecordedRequest, SimSettings};
 
 use crate::helpers::*;
 

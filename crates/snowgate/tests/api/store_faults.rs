@@ -47,7 +47,7 @@ async fn a_frozen_postgres_gives_503s_in_time_and_snowgate_recovers_by_itself() 
     let pg = PgServer::start();
     let url = pg.database("snowgate").await;
     let sim_cfg = quiet_sim();
-    let sim = snowgate::simulator::start(sim_cfg.clone()).await.unwrap();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &sim, &sim_cfg, "500ms");

@@ -856,7 +856,7 @@ mod tests {
 
     #[test]
     fn the_example_configuration_has_only_known_keys() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.example.yaml");
         let s = Settings::load(Some(&path)).expect("config.example.yaml loads");
         assert_eq!(s.servicenow.tool_id, "1c219f7e8708f1508ca933383cbb3543");
         assert_eq!(s.servicenow.timeout.0, Duration::from_secs(30));

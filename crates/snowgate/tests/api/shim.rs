@@ -14,8 +14,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use servicenow_sim::SimSettings;
 use snowgate::configuration::{JenkinsSettings, Secret};
-use snowgate::simulator::SimSettings;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
@@ -168,7 +168,8 @@ impl ShimRun {
 impl Shim {
     /// Starts `scenario` as the stage `stage` of build 7 of `shop/app`, pointed at `app`.
     fn start(app: &TestApp, scenario: &str, stage: &str, extra_env: &[(&str, &str)]) -> Shim {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin-shim/test/run.groovy");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin-shim/test/run.groovy");
         let mut cmd = Command::new(groovy());
         cmd.arg(&script)
             // A clean environment: the scenario's `env` is exactly what is set here (an outer
