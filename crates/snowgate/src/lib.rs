@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod routes;
 pub mod servicenow;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod waiters;

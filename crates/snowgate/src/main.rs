@@ -260,4 +260,3 @@ async fn check(config: Option<PathBuf>) -> ExitCode {
         ExitCode::FAILURE
     }
 }
-

@@ -11,7 +11,7 @@ use super::ApiError;
 use crate::decisions::decision_message;
 use crate::domain::timers::on_change_known;
 use crate::domain::{ChangeRequest, GateState};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{CrUpdate, NewOutbox, OutboxKind, Transition, TransitionOutcome};
 use crate::telemetry::redact;
 

@@ -10,7 +10,7 @@ use super::body::json_body;
 use super::ApiError;
 use crate::configuration::GateMode;
 use crate::domain::{CallbackToken, FieldError, Gate, GateSpec, GateState};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::waiters::Decided;
 
 /// How long `POST /gates` waits for the first registration attempt before answering with

@@ -11,3 +11,36 @@ pub mod request_id;
 pub mod ui;
 
 pub use error::ApiError;
+
+use actix_web::web;
+
+/// Every route of the service: operations, the status page, the JSON API and ServiceNow's
+/// callback. Handlers take a `Pipeline` or `Operator` token themselves where they need one.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        // The status page: HTML for people, outside the JSON API.
+        .service(ui::scope())
+        .route("/metrics", web::get().to(health::metrics))
+        .service(
+            web::scope("/api/v1")
+                .route("/gates", web::post().to(gates::open))
+                .route("/gates", web::get().to(gates::list))
+                .route("/gates/{id}", web::get().to(gates::get))
+                .route("/gates/{id}/wait", web::get().to(gates::wait))
+                .route("/gates/{id}/events", web::get().to(gates::events))
+                .route("/step-mappings", web::post().to(passthrough::step_mapping))
+                .route("/change-info", web::get().to(passthrough::change_info))
+                .route(
+                    "/change-info/{number}",
+                    web::put().to(passthrough::update_change_info),
+                )
+                .route("/artifacts", web::post().to(passthrough::artifacts))
+                .route("/packages", web::post().to(passthrough::packages))
+                .route("/gates/{id}/resume", web::post().to(operator::resume))
+                .route("/gates/{id}/abort", web::post().to(operator::abort))
+                .route("/gates/{id}/complete", web::post().to(operator::complete)),
+        )
+        // Any method, like the plugin's root action.
+        .route("/sn-devops/{token}", web::route().to(callbacks::callback));
+}

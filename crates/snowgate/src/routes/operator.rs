@@ -7,7 +7,7 @@ use super::ApiError;
 use crate::configuration::{AutoTransition, GateMode};
 use crate::domain::request::Fields;
 use crate::domain::{FieldError, GateState};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{work_note, Completion, NewOutbox, OutboxKind, Transition, TransitionOutcome};
 use serde_json::json;
 

@@ -28,7 +28,7 @@ use crate::domain::{FieldError, Gate, GateSpec};
 use crate::servicenow::devops::ChangeInfo;
 use crate::servicenow::passthrough::{change_info_of, ChangeInfoQuery, Registration};
 use crate::servicenow::ServiceNowError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::StoreError;
 
 /// Seed (artifact and package registration): names, versions, pipeline and stage names hold at

@@ -47,7 +47,7 @@ use super::ApiError;
 use crate::configuration::UiSettings;
 use crate::domain::request::Fields;
 use crate::domain::{Gate, GateState};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{Event, StoreError, TransitionOutcome};
 
 /// The session cookie: a session id, 64 hex digits.

@@ -1,0 +1,102 @@
+//! Work that only matters with several replicas on one store: sharing the ServiceNow rate
+//! limit, and waking this replica's long-polls for decisions another replica committed.
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::decisions::Decider;
+use crate::servicenow::RateLimiter;
+use crate::store::{GateStore, StoreSignal};
+use crate::waiters::{ShutdownFlag, Waiters};
+
+/// Replicas share `servicenow.max_requests_per_second`: each takes its share of the rate,
+/// by how many replicas have been seen alive within the lease time.
+pub(crate) async fn share_rate_limit(
+    store: Arc<dyn GateStore>,
+    replica: String,
+    limiter: Arc<RateLimiter>,
+    total: u32,
+    ttl: Duration,
+    shutdown: ShutdownFlag,
+) {
+    let every = (ttl / 3).max(Duration::from_millis(200));
+    let mut last = 1;
+    loop {
+        match store.heartbeat(&replica, ttl).await {
+            Ok(live) if live != last => {
+                limiter.set_rate((total / live).max(1));
+                tracing::info!(
+                    replicas = live,
+                    per_replica = (total / live).max(1),
+                    "sharing the ServiceNow rate limit"
+                );
+                last = live;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait() => break,
+        }
+    }
+}
+
+/// Wake this replica's long-polls for decisions committed by others (PostgreSQL NOTIFY). After
+/// a (re)connection every waited-on gate is checked again, so none hangs on a missed message.
+pub(crate) async fn wake_from_other_replicas(
+    store: Arc<dyn GateStore>,
+    waiters: Arc<Waiters>,
+    decider: Decider,
+    mut signals: tokio::sync::mpsc::Receiver<StoreSignal>,
+) {
+    // Another replica's transition may have armed a poll, a deadline or outbox work that this
+    // replica's workers take over if that replica dies. Waking them for every notification
+    // made each of another replica's decisions cost three claim queries here as well (30,000
+    // during a 10,000-decision burst); once per `TAKEOVER_WAKE_EVERY` is as prompt for a
+    // takeover, and a notification inside the window is answered at its end.
+    const TAKEOVER_WAKE_EVERY: Duration = Duration::from_millis(250);
+    let wake = || {
+        let w = decider.wakeups();
+        w.timers.notify_one();
+        w.poller.notify_one();
+        w.outbox.notify_one();
+    };
+    use tokio::time::Instant;
+    let mut last_wake: Option<Instant> = None;
+    // When a wake held back by the window is due.
+    let mut owed_at: Option<Instant> = None;
+    loop {
+        let received = match owed_at {
+            Some(at) => tokio::time::timeout_at(at, signals.recv()).await.ok(),
+            None => Some(signals.recv().await),
+        };
+        let Some(signal) = received else {
+            // The window ended with a wake owed.
+            wake();
+            (last_wake, owed_at) = (Some(Instant::now()), None);
+            continue;
+        };
+        let Some(signal) = signal else { break };
+        match last_wake {
+            Some(at) if at.elapsed() < TAKEOVER_WAKE_EVERY => {
+                owed_at.get_or_insert(at + TAKEOVER_WAKE_EVERY);
+            }
+            _ => {
+                wake();
+                (last_wake, owed_at) = (Some(Instant::now()), None);
+            }
+        }
+        let ids = match signal {
+            StoreSignal::Decided(id) if waiters.is_waited(id) => vec![id],
+            StoreSignal::Decided(_) => continue,
+            StoreSignal::Resync => waiters.waited_ids(),
+        };
+        for id in ids {
+            match store.gate(id).await {
+                Ok(Some(gate)) if gate.state.is_terminal() => waiters.notify(&gate),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(gate_id = %id, error = %e, "cannot read a decided gate"),
+            }
+        }
+    }
+}
