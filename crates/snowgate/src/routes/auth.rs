@@ -1,10 +1,14 @@
 //! Bearer tokens with two scopes (SPEC §3): pipeline and operator.
-use actix_web::HttpRequest;
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::configuration::AuthSettings;
+use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -124,5 +128,49 @@ impl Tokens {
         } else {
             Err(ApiError::Forbidden(action))
         }
+    }
+}
+
+/// A caller with a valid token of either scope: a handler taking it is authenticated; one
+/// without it (or [`Operator`]) is visibly public.
+pub struct Pipeline(pub Principal);
+
+/// A caller with an operator token; a pipeline token gets 403 naming the action.
+pub struct Operator(pub Principal);
+
+fn tokens(req: &HttpRequest) -> Result<&Tokens, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .map(|state| &state.tokens)
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("the application state is missing")))
+}
+
+/// What an operator endpoint does, for the 403 answer (`/gates/{id}/resume` → "resume gates").
+fn action(req: &HttpRequest) -> &'static str {
+    match req.path().rsplit('/').next() {
+        Some("resume") => "resume gates",
+        Some("abort") => "abort gates",
+        _ => "use operator endpoints",
+    }
+}
+
+impl FromRequest for Pipeline {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(tokens(req).and_then(|t| t.pipeline(req)).map(Pipeline))
+    }
+}
+
+impl FromRequest for Operator {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            tokens(req)
+                .and_then(|t| t.operator(req, action(req)))
+                .map(Operator),
+        )
     }
 }

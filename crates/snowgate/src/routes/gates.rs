@@ -6,6 +6,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
+use super::auth::Pipeline;
 use super::body::json_body;
 use super::ApiError;
 use crate::configuration::GateMode;
@@ -51,11 +52,11 @@ pub async fn load_gate(state: &AppState, raw: &str) -> Result<Gate, ApiError> {
 
 #[tracing::instrument(skip_all)]
 pub async fn open(
+    _caller: Pipeline,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.pipeline(&req)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let mut spec = GateSpec::parse_with_default(&body, state.default_mode)?;
     if spec.mode == GateMode::Change {
@@ -119,11 +120,10 @@ pub async fn open(
 
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn get(
-    req: HttpRequest,
+    _caller: Pipeline,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.pipeline(&req)?;
     Ok(gate_json(&load_gate(&state, &path).await?))
 }
 
@@ -168,11 +168,11 @@ fn wait_seconds(req: &HttpRequest) -> Result<u64, ApiError> {
 /// so 10,000 open long-polls stay small (no span of its own either: the request's span and the
 /// access log line, which carries the gate id in the path, identify it).
 pub async fn wait(
+    _caller: Pipeline,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.pipeline(&req)?;
     let secs = wait_seconds(&req)?;
     let id = parse_gate_id(&path.into_inner())?;
     // Subscribe before reading, so a decision committed in between still wakes us.
@@ -206,8 +206,11 @@ pub async fn wait(
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.tokens.pipeline(&req)?;
+pub async fn list(
+    _caller: Pipeline,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let q = query_map(&req);
     let filter = match q.get("state") {
         None => None,
@@ -242,11 +245,10 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn events(
-    req: HttpRequest,
+    _caller: Pipeline,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.pipeline(&req)?;
     let gate = load_gate(&state, &path).await?;
     let events = state.store.events(gate.id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "gateId": gate.id, "events": events })))

@@ -1,6 +1,7 @@
 //! Operator endpoints: resume or abort a held stage by hand, with a reason (SPEC §3).
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::auth::{Operator, Pipeline, Principal};
 use super::body::json_body;
 use super::gates::{gate_json, parse_gate_id};
 use super::ApiError;
@@ -14,6 +15,7 @@ use serde_json::json;
 const MAX_REASON: usize = 1000;
 
 async fn act(
+    who: Principal,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
@@ -21,12 +23,6 @@ async fn act(
     to: GateState,
 ) -> Result<HttpResponse, ApiError> {
     let received = std::time::Instant::now();
-    let action = if to == GateState::Resumed {
-        "resume gates"
-    } else {
-        "abort gates"
-    };
-    let who = state.tokens.operator(&req, action)?;
     let id = parse_gate_id(&path)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let obj = body
@@ -85,22 +81,24 @@ pub fn operator_decision(
 
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn resume(
+    Operator(who): Operator,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    act(req, path, payload, state, GateState::Resumed).await
+    act(who, req, path, payload, state, GateState::Resumed).await
 }
 
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn abort(
+    Operator(who): Operator,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    act(req, path, payload, state, GateState::Aborted).await
+    act(who, req, path, payload, state, GateState::Aborted).await
 }
 
 /// `POST /api/v1/gates/{id}/complete` `{"result": "success"|"failure"}`: the stage finished.
@@ -108,12 +106,12 @@ pub async fn abort(
 /// `change.auto_transition`, moves the CR to Review or Closed; in DevOps mode it is recorded only.
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn complete(
+    Pipeline(who): Pipeline,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = state.tokens.pipeline(&req)?;
     let id = parse_gate_id(&path)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let obj = body

@@ -755,3 +755,53 @@ async fn pass_through_calls_count_against_the_servicenow_rate_limit() {
         "only the calls with a slot reached ServiceNow"
     );
 }
+
+#[tokio::test]
+async fn every_api_endpoint_needs_a_token_and_operator_endpoints_an_operator_token() {
+    let app = spawn_app().await;
+    let gate = app.open("Deploy").await;
+    let id = gate["id"].as_str().unwrap();
+    let pipeline_endpoints = [
+        ("POST", "/api/v1/gates".to_string()),
+        ("GET", "/api/v1/gates".to_string()),
+        ("GET", format!("/api/v1/gates/{id}")),
+        ("GET", format!("/api/v1/gates/{id}/wait?timeout=1")),
+        ("GET", format!("/api/v1/gates/{id}/events")),
+        ("POST", format!("/api/v1/gates/{id}/complete")),
+        ("POST", "/api/v1/step-mappings".to_string()),
+        (
+            "GET",
+            "/api/v1/change-info?pipelineName=x&stageName=y".to_string(),
+        ),
+        ("PUT", "/api/v1/change-info/CHG0030001".to_string()),
+        ("POST", "/api/v1/artifacts".to_string()),
+        ("POST", "/api/v1/packages".to_string()),
+    ];
+    let operator_endpoints = [
+        ("POST", format!("/api/v1/gates/{id}/resume")),
+        ("POST", format!("/api/v1/gates/{id}/abort")),
+    ];
+    let send = |method: &str, path: &str, token: Option<&str>| {
+        let mut r = app
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", app.address))
+            .header("Content-Type", "application/json")
+            .body(r#"{"reason":"x","result":"success"}"#);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    for (method, path) in pipeline_endpoints.iter().chain(operator_endpoints.iter()) {
+        let resp = send(method, path, None).await.unwrap();
+        assert_eq!(resp.status(), 401, "{method} {path} without a token");
+        let resp = send(method, path, Some("not-a-token")).await.unwrap();
+        assert_eq!(resp.status(), 401, "{method} {path} with an unknown token");
+    }
+    for (method, path) in &operator_endpoints {
+        let resp = send(method, path, Some(PIPELINE_TOKEN)).await.unwrap();
+        assert_eq!(resp.status(), 403, "{method} {path} with a pipeline token");
+    }
+    // Nothing was decided by any of these.
+    assert_eq!(app.gate(id).await["state"], "pending");
+}
