@@ -8,6 +8,8 @@
 // Jenkinsfile. The process environment (less SHIM_*) is the build's `env`; SHIM_CREDENTIAL is
 // the "Secret text" credential `snowgate-pipeline-token`. SHIM_FLAKY_WAITS=N makes the first N
 // long-poll rounds fail (odd: connection refused, even: HTTP 503) before reaching snowgate.
+// SHIM_SANDBOX=1 runs the library as an untrusted (sandboxed) one would: reading the flow graph
+// is rejected as the script sandbox rejects an unapproved signature.
 //
 // Stubs, as close to Jenkins as a test needs:
 //   httpRequest     real HTTP (HttpURLConnection); url, httpMode, contentType, acceptType,
@@ -24,6 +26,20 @@
 //   env             a map; withCredentials/string bind a variable in it for the block
 //   sleep           time:/unit:, at most one second here
 //   currentBuild    getBuildCauses() → [] (SHIM_BUILD_CAUSES: a JSON list)
+//   stage, parallel run their bodies (parallel branches one after the other) and build a flow
+//                   graph as Jenkins does: a `stage` StepStartNode with a LabelAction, a parallel
+//                   branch with a ThreadNameAction; STAGE_NAME is set inside a stage. Flow node
+//                   ids count up from 2 like Jenkins' (every stage start and end, parallel block,
+//                   branch and getContext call takes one); `[harness] flow node <id>: stage <path>`
+//                   is logged for every stage.
+//   getContext      getContext(FlowNode): a new atom node inside the current blocks, whose
+//                   getEnclosingBlocks() and getExecution().getNode(id) answer from that graph
+//                   (stub classes with the real names: FlowNode, BlockStartNode, StepStartNode,
+//                   LabelAction, StageAction, ThreadNameAction; RejectedAccessException when
+//                   SHIM_SANDBOX is set)
+//
+// For scenarios to assert what the steps sent: harnessSent(method, urlEnd) → the JSON bodies
+// sent to URLs ending so, oldest first; harnessNodeId(stagePath) → the flow node id of a stage.
 //
 // Output ends with `SHIM-HTTP-CALLS: n` and `SHIM-RESULT: SUCCESS` (exit 0),
 // `SHIM-RESULT: FAILURE: <error message>` (exit 1, the step failed the stage) or
@@ -58,7 +74,10 @@ class StubBuild {
 
 /** The state of one stubbed build. */
 class Ctx {
-    static Map env = [:]
+    /** The build's environment: case-insensitive, as Jenkins' EnvVars. */
+    static Map env = new TreeMap(String.CASE_INSENSITIVE_ORDER)
+    /** The flow graph (a shimharness.FlowGraph, compiled with the stub classes below). */
+    static def graph = null
     static Map credentials = [:]
     static List<Map> httpCalls = []
     static List<Map> inputs = []
@@ -177,7 +196,8 @@ abstract class JenkinsStubs extends Script {
             throw new IllegalArgumentException("httpRequest ${method} ${params.url}: body sent as ${params.contentType}, not APPLICATION_JSON_UTF8")
         }
         String url = params.url.toString()
-        Ctx.httpCalls << [method: method, url: url, timeout: params.timeout, contentType: params.contentType]
+        Ctx.httpCalls << [method: method, url: url, timeout: params.timeout, contentType: params.contentType,
+                          body: params.requestBody?.toString()]
         Ctx.out("[harness] httpRequest ${method} ${url} timeout=${params.timeout}")
 
         if (url.contains('/wait') && Ctx.flakyCount < Ctx.flakyWaits) {
@@ -227,6 +247,61 @@ abstract class JenkinsStubs extends Script {
         return response
     }
 
+    def stage(String name, Closure body) {
+        String id = Ctx.graph.startStage(name)
+        Ctx.out("[harness] flow node ${id}: stage ${Ctx.graph.currentStagePath()}")
+        def saved = Ctx.env['STAGE_NAME']
+        Ctx.env['STAGE_NAME'] = name
+        try {
+            return body.call()
+        } finally {
+            if (saved == null) {
+                Ctx.env.remove('STAGE_NAME')
+            } else {
+                Ctx.env['STAGE_NAME'] = saved
+            }
+            Ctx.graph.endBlock()
+        }
+    }
+
+    /** Jenkins runs the branches concurrently; here they run one after the other. */
+    def parallel(Map branches) {
+        Ctx.graph.startParallel()
+        try {
+            branches.each { name, body ->
+                if (body instanceof Closure) {
+                    Ctx.graph.startBranch(name.toString())
+                    try {
+                        body.call()
+                    } finally {
+                        Ctx.graph.endBlock()
+                    }
+                }
+            }
+        } finally {
+            Ctx.graph.endBlock()
+        }
+        return null
+    }
+
+    def getContext(Class type) {
+        if (type.name == 'org.jenkinsci.plugins.workflow.graph.FlowNode') {
+            return Ctx.graph.atom('getContext')
+        }
+        throw new IllegalArgumentException("getContext(${type.name}) is not stubbed")
+    }
+
+    /** The JSON bodies the steps sent with `method` to a URL ending in `urlEnd`, oldest first. */
+    List harnessSent(String method, String urlEnd) {
+        return Ctx.httpCalls.findAll { it.method == method && it.url.endsWith(urlEnd) && it.body != null }
+            .collect { new JsonSlurper().parseText(it.body) }
+    }
+
+    /** The flow node id of the stage at `stagePath` (`Deploy/Prod`), null when none ran. */
+    String harnessNodeId(String stagePath) {
+        return Ctx.graph.stageIds[stagePath]
+    }
+
     /** A vars script called like a step: `snDevOpsChange(…)` runs its `call`. */
     def methodMissing(String name, args) {
         def target = binding.hasVariable(name) ? binding.getVariable(name) : null
@@ -270,6 +345,138 @@ import java.lang.annotation.*
 @Target([ElementType.METHOD, ElementType.CONSTRUCTOR])
 @interface NonCPS {}
 ''')
+// Stubs of the Jenkins classes the library reads the flow graph with, under their real names
+// (only the methods it uses), and the graph the stubbed `stage`/`parallel`/`getContext` build.
+loader.parseClass('''package org.jenkinsci.plugins.scriptsecurity.sandbox
+class RejectedAccessException extends SecurityException {
+    RejectedAccessException(String message) { super(message) }
+}
+''')
+loader.parseClass('''package org.jenkinsci.plugins.workflow.actions
+interface StageAction { String getStageName() }
+interface ThreadNameAction { String getThreadName() }
+class LabelAction {
+    private final String label
+    LabelAction(String label) { this.label = label }
+    String getDisplayName() { return label }
+}
+''')
+loader.parseClass('''package org.jenkinsci.plugins.workflow.graph
+abstract class FlowNode {
+    /** SHIM_SANDBOX: what the script sandbox says to a library nobody approved. */
+    static boolean sandboxed = false
+    String id
+    def execution
+    List actions = []
+    /** Innermost first, as FlowNode.getEnclosingBlocks() answers. */
+    List enclosing = []
+    String getId() { return id }
+    List getEnclosingBlocks() { deny('getEnclosingBlocks'); return enclosing }
+    def getExecution() { deny('getExecution'); return execution }
+    def getAction(Class type) { return actions.find { type.isInstance(it) } }
+    String getDisplayName() { return 'node ' + id }
+    protected static void deny(String method) {
+        if (sandboxed) {
+            throw new org.jenkinsci.plugins.scriptsecurity.sandbox.RejectedAccessException(
+                'Scripts not permitted to use method org.jenkinsci.plugins.workflow.graph.FlowNode ' + method)
+        }
+    }
+}
+abstract class BlockStartNode extends FlowNode {}
+''')
+loader.parseClass('''package org.jenkinsci.plugins.workflow.cps.nodes
+import org.jenkinsci.plugins.workflow.graph.BlockStartNode
+import org.jenkinsci.plugins.workflow.graph.FlowNode
+class StepStartNode extends BlockStartNode {
+    String stepName
+    boolean body
+    String getStepName() { return stepName }
+    boolean isBody() { return body }
+}
+class StepEndNode extends FlowNode {
+    def startNode
+}
+class StepAtomNode extends FlowNode {
+    String stepName
+}
+''')
+loader.parseClass('''package shimharness
+import org.jenkinsci.plugins.workflow.actions.LabelAction
+import org.jenkinsci.plugins.workflow.actions.ThreadNameAction
+import org.jenkinsci.plugins.workflow.cps.nodes.StepAtomNode
+import org.jenkinsci.plugins.workflow.cps.nodes.StepEndNode
+import org.jenkinsci.plugins.workflow.cps.nodes.StepStartNode
+import org.jenkinsci.plugins.workflow.graph.FlowNode
+
+/** A parallel branch's label: "Branch: EU", thread EU (ParallelStepExecution.ParallelLabelAction). */
+class ParallelLabelAction extends LabelAction implements ThreadNameAction {
+    private final String thread
+    ParallelLabelAction(String thread) { super('Branch: ' + thread); this.thread = thread }
+    String getThreadName() { return thread }
+}
+
+class StubExecution {
+    Map nodes = [:]
+    FlowNode getNode(String id) throws IOException { return nodes[id] }
+}
+
+class FlowGraph {
+    int nextId = 2
+    StubExecution execution = new StubExecution()
+    /** The open blocks, outermost first. */
+    List blocks = []
+    List stageNames = []
+    Map stageIds = [:]
+
+    FlowGraph() {
+        add(new StepAtomNode(stepName: 'flowStart')) // FlowStartNode, id 2 as in Jenkins
+    }
+
+    private FlowNode add(FlowNode n) {
+        n.id = String.valueOf(nextId++)
+        n.execution = execution
+        n.enclosing = blocks.reverse()
+        execution.nodes[n.id] = n
+        return n
+    }
+
+    String currentStagePath() { return stageNames.join('/') }
+
+    String startStage(String name) {
+        FlowNode n = add(new StepStartNode(stepName: 'stage'))
+        n.actions << new LabelAction(name)
+        blocks << n
+        stageNames << name
+        stageIds[currentStagePath()] = n.id
+        return n.id
+    }
+
+    void startParallel() {
+        blocks << add(new StepStartNode(stepName: 'parallel'))
+    }
+
+    void startBranch(String name) {
+        FlowNode n = add(new StepStartNode(stepName: 'parallel', body: true))
+        n.actions << new ParallelLabelAction(name)
+        blocks << n
+    }
+
+    void endBlock() {
+        def start = blocks.remove(blocks.size() - 1)
+        if (start.stepName == 'stage' && !start.body) {
+            stageNames.remove(stageNames.size() - 1)
+        }
+        add(new StepEndNode(startNode: start))
+    }
+
+    FlowNode atom(String step) {
+        return add(new StepAtomNode(stepName: step))
+    }
+}
+''')
+Ctx.graph = loader.loadClass('shimharness.FlowGraph').newInstance()
+loader.loadClass('org.jenkinsci.plugins.workflow.graph.FlowNode').sandboxed = System.getenv('SHIM_SANDBOX') == '1'
+
 def config = new CompilerConfiguration()
 config.scriptBaseClass = JenkinsStubs.name
 config.addCompilationCustomizers(new ImportCustomizer().addImports('com.cloudbees.groovy.cps.NonCPS'))

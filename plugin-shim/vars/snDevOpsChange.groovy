@@ -1,7 +1,8 @@
 // snDevOpsChange: holds the current stage under ServiceNow change control, through snowgate.
 //
 // The official plugin's parameters, with its meaning (all optional):
-//   changeRequestDetails          JSON string {"attributes":{…},"setCloseCode":bool,"autoCloseChange":bool}
+//   changeRequestDetails          JSON string {"attributes":{…},"setCloseCode":bool,"autoCloseChange":bool};
+//                                 $VAR / ${VAR} expanded from the build environment first, as the plugin does
 //   pollingInterval               seconds between changeInfo polls (0 = snowgate's default)
 //   changeCreationTimeOut         seconds to wait for the CR to exist (0 = no limit)
 //   abortOnChangeCreationFailure  true: fail the stage when that runs out; false: go on (default true)
@@ -13,11 +14,16 @@
 //   snowgateUrl, credentialsId    instead of env SNOWGATE_URL / SNOWGATE_CREDENTIALS_ID
 //   waitMode                      'longpoll' (default, or env SNOWGATE_WAIT_MODE) | 'input'
 //   inputId, inputSubmitter       the input step snowgate releases (default id SnowgateApproval)
-//   stageName, parentStageName    name the stage when STAGE_NAME is not enough (nested stages)
-//   message                       sent to ServiceNow as the task's message
+//   stageName, parentStageName    name the stage when the flow graph cannot (see the README)
+//   message                       sent to ServiceNow as the task's message (default: the build cause)
+//   mode                          'devops' | 'change' (default: snowgate's servicenow.default_mode)
+//   environment, changeRequestNumber, emergency, standardChangeTemplate   change mode (SPEC §6)
 //
-// Returns the decided gate (a Map: state, proceed, message, changeRequest…) or null when the
-// step did nothing (disabled, or an ignored error). The plugin returns a status string.
+// snDevOpsChange(…) returns the decided gate (a Map: state, proceed, message, changeRequest…)
+// or null when the step did nothing (disabled, or an ignored error); the plugin returns a
+// status string. snDevOpsChange(…) { steps } runs the steps once the change allows the stage
+// to go on, reports the stage's end to snowgate (POST /api/v1/gates/{id}/complete, "success",
+// or "failure" when the steps throw, which is rethrown) and returns what the steps return.
 
 import groovy.transform.Field
 
@@ -28,10 +34,45 @@ static final List KNOWN = [
     'configurationName', 'applicationName', 'snapshotName',
     'snowgateUrl', 'credentialsId', 'waitMode', 'inputId', 'inputSubmitter',
     'stageName', 'parentStageName', 'message', 'jobUrl', 'buildNumber', 'buildUrl', 'branchName', 'pipelineName',
+    'mode', 'environment', 'changeRequestNumber', 'emergency', 'standardChangeTemplate',
 ]
 
-def call(Map args = [:]) {
+def call(Map args = [:], Closure body = null) {
     def api = snowgateApi
+    Map gate = changeControl(api, args)
+    if (body == null) {
+        return gate
+    }
+    // The change allows the stage to go on (a stop failed the step above). The steps run
+    // outside withCredentials: snowgate's token is not in their environment.
+    if (gate == null) {
+        api.log('No snowgate gate for this stage (change control did nothing), so its result is not reported')
+    }
+    def result = null
+    try {
+        result = body.call()
+    } catch (Throwable t) {
+        if (gate != null) {
+            try {
+                api.completeGate(args, gate, 'failure')
+            } catch (Throwable ignored) {
+                // The steps' own error is what the stage fails with.
+            }
+        }
+        throw t
+    }
+    if (gate != null) {
+        api.completeGate(args, gate, 'success')
+    }
+    return result
+}
+
+def call(Closure body) {
+    return call([:], body)
+}
+
+/** Opens the stage's gate and waits for its decision; the plugin's step, start to end. */
+Map changeControl(api, Map args) {
     if (!api.flag(args.enabled, true)) {
         api.log('Change control for step is disabled')
         return null
@@ -39,17 +80,18 @@ def call(Map args = [:]) {
     boolean ignoreErrors = api.flag(args.ignoreErrors, false)
     warnAboutParameters(api, args)
 
-    // changeRequestDetails is a JSON string, as in the plugin (a Map is accepted too).
+    // changeRequestDetails is a JSON string, as in the plugin (a Map is accepted too); the
+    // plugin expands the build's variables in the text before parsing it (EnvVars.expand).
     Map details = null
     if (args.changeRequestDetails instanceof Map) {
-        details = args.changeRequestDetails
+        details = api.expandEnvDeep(args.changeRequestDetails)
     } else {
         String text = api.trimToNull(args.changeRequestDetails)
         if (text != null) {
             def parsed = null
             String problem = null
             try {
-                parsed = api.parseJson(text)
+                parsed = api.parseJson(api.expandEnv(text))
             } catch (InterruptedException e) {
                 throw e
             } catch (Exception e) {
@@ -79,6 +121,9 @@ def call(Map args = [:]) {
             'snDevOpsChange needs JOB_URL, BUILD_NUMBER and STAGE_NAME: run it inside a stage, with the Jenkins URL set in Manage Jenkins » System',
             'Error registering the job. Ignoring error')
     }
+    if (id.stageNote != null) {
+        api.log(id.stageNote as String)
+    }
 
     String waitMode = api.trimToNull(args.waitMode) ?: api.trimToNull(env.SNOWGATE_WAIT_MODE) ?: 'longpoll'
     if (waitMode != 'longpoll' && waitMode != 'input') {
@@ -90,14 +135,20 @@ def call(Map args = [:]) {
         jobUrl: id.jobUrl,
         buildNumber: id.buildNumber,
         stageName: id.stageName,
-        triggerType: id.triggerType,
         abortOnChangeCreationFailure: api.flag(args.abortOnChangeCreationFailure, true),
         abortOnChangeStepTimeout: api.flag(args.abortOnChangeStepTimeOut, true),
         ignoreErrors: ignoreErrors,
     ]
-    body.putAll(api.pick(id, ['buildUrl', 'branchName', 'isMultiBranch', 'parentStageName', 'upstreamTaskExecutionUrl']))
-    if (api.trimToNull(args.message) != null) {
-        body.message = args.message.toString()
+    // The stage (flow node, parent, upstream stage, execution URL), the job and the build
+    // cause, as the plugin sends them (SPEC §2); absent values are left out.
+    body.putAll(api.pick(id, [
+        'buildUrl', 'branchName', 'isMultiBranch', 'jobName',
+        'parentStageName', 'parentStageId', 'flowNodeId', 'taskExecutionUrl', 'upstreamStageName', 'upstreamStageUrl',
+        'triggerType', 'userName', 'upstreamTaskExecutionUrl',
+    ]))
+    String message = api.trimToNull(args.message) ?: id.causeMessage
+    if (message != null) {
+        body.message = message
     }
     // 0 means "off" for all three, as in the plugin; snowgate then applies its own defaults.
     putSeconds(body, 'pollingIntervalSecs', api.seconds(args.pollingInterval))
@@ -108,6 +159,16 @@ def call(Map args = [:]) {
     }
     if (waitMode == 'input') {
         body.input = [id: inputId]
+    }
+    // Change mode (SPEC §6): snowgate finds or creates the CR through the Change Management API.
+    for (String key in ['mode', 'environment', 'changeRequestNumber', 'standardChangeTemplate']) {
+        String value = api.trimToNull(args[key])
+        if (value != null) {
+            body[key] = value
+        }
+    }
+    if (args.emergency != null) {
+        body.emergency = api.flag(args.emergency, false)
     }
 
     return api.withAuth(cfg) { List headers ->

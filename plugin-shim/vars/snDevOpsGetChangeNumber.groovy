@@ -19,7 +19,8 @@ def call(Map args = [:]) {
     Map query
     if (changeDetails == null) {
         echo(step + ' No changeDetails provided, checking for change in current stage')
-        query = currentBuildQuery(api, env.STAGE_NAME)
+        // The stage path, `Deploy/Prod` for a nested stage, as snDevOpsChange named its gate.
+        query = currentBuildQuery(api, api.currentStagePath())
     } else {
         def d = null
         String problem = null

@@ -27,7 +27,8 @@ def call(Map args = [:]) {
     }
     Boolean valid = null
     if (problem == null) {
-        Map body = api.pick(id, ['jobUrl', 'buildNumber', 'stageName', 'buildUrl', 'branchName', 'isMultiBranch', 'parentStageName', 'pipelineName'])
+        Map body = api.pick(id, ['jobUrl', 'buildNumber', 'stageName', 'buildUrl', 'branchName', 'isMultiBranch',
+                                 'parentStageName', 'parentStageId', 'flowNodeId', 'taskExecutionUrl', 'jobName', 'pipelineName'])
         Map response = null
         try {
             response = api.withAuth(cfg) { List headers ->

@@ -12,6 +12,12 @@
 // - `catch (Exception)` around an HTTP call always lets InterruptedException through first, so
 //   an aborted build is never taken for a network error.
 
+import org.jenkinsci.plugins.workflow.actions.LabelAction
+import org.jenkinsci.plugins.workflow.actions.StageAction
+import org.jenkinsci.plugins.workflow.actions.ThreadNameAction
+import org.jenkinsci.plugins.workflow.cps.nodes.StepStartNode
+import org.jenkinsci.plugins.workflow.graph.FlowNode
+
 /** What the official plugin prefixes to every line it writes to the build log. */
 String getPrefix() {
     return '[ServiceNow DevOps] '
@@ -70,22 +76,25 @@ def withAuth(Map cfg, Closure body) {
 // The stage's identity
 
 /**
- * The gate fields that name this stage, from the build's environment (parameters of the same
- * name override): jobUrl, buildNumber, buildUrl, stageName, parentStageName, branchName +
- * isMultiBranch, triggerType (+ upstreamTaskExecutionUrl), and pipelineName (JOB_NAME).
+ * The gate fields that name this stage, from the build (parameters of the same name override):
+ * jobUrl, buildNumber, buildUrl, jobName and pipelineName (JOB_NAME); the stage (see stageOf):
+ * stageName (the full path, `Deploy/Prod`), parentStageName, parentStageId, flowNodeId,
+ * taskExecutionUrl, upstreamStageName, upstreamStageUrl, and stageNote (a sentence for the log
+ * when the execution URL is a stand-in); branchName + isMultiBranch; the build cause
+ * (triggerType, userName, upstreamTaskExecutionUrl, causeMessage).
  */
 Map identity(Map args) {
     Map id = [
         jobUrl: trimToNull(args.jobUrl) ?: trimToNull(env.JOB_URL),
         buildNumber: trimToNull(args.buildNumber) ?: trimToNull(env.BUILD_NUMBER),
         buildUrl: trimToNull(args.buildUrl) ?: trimToNull(env.BUILD_URL),
-        stageName: trimToNull(args.stageName) ?: trimToNull(env.STAGE_NAME),
         pipelineName: trimToNull(args.pipelineName) ?: trimToNull(env.JOB_NAME),
     ]
-    String parent = trimToNull(args.parentStageName)
-    if (parent != null) {
-        id.parentStageName = parent
-    }
+    id.jobName = id.pipelineName
+    Map stage = stageOf(args, id.buildUrl as String)
+    id.stageName = stage.path
+    id.putAll(pick(stage, ['parentStageName', 'parentStageId', 'flowNodeId', 'taskExecutionUrl',
+                           'upstreamStageName', 'upstreamStageUrl', 'stageNote']))
     // BRANCH_NAME is only set in multibranch projects (SPEC §2: isMultiBranch, raw branch name).
     String branch = trimToNull(args.branchName) ?: trimToNull(env.BRANCH_NAME)
     if (branch != null) {
@@ -93,14 +102,280 @@ Map identity(Map args) {
         id.isMultiBranch = true
     }
     Map trigger = triggerOf(env.JENKINS_URL)
-    id.triggerType = trigger.type
+    if (trigger.type != null) {
+        id.triggerType = trigger.type
+    }
     if (trigger.upstreamUrl != null) {
         id.upstreamTaskExecutionUrl = trigger.upstreamUrl
+    }
+    if (trigger.userName != null) {
+        id.userName = trigger.userName
+    }
+    if (trigger.message != null) {
+        id.causeMessage = trigger.message
     }
     return id
 }
 
-/** user | scm | upstream, from the build's causes; `user` when they cannot be read. */
+/**
+ * The stage this step runs in, as the official plugin names it (DevOpsRunListener /
+ * DevOpsPipelineGraph): read from the build's flow graph when the library may (a trusted
+ * library), else from STAGE_NAME and the `stageName:` / `parentStageName:` parameters.
+ *
+ * From the flow graph: path (`Deploy/Prod`), flowNodeId (the stage's own node), parentStageName +
+ * parentStageId (the enclosing stage), taskExecutionUrl
+ * (`<build URL>execution/node/<id>/wfapi/describe`) and, unless the stage is a parallel branch,
+ * upstreamStageName + upstreamStageUrl (the stage before it at the same level).
+ * Without it: the path from the parameters and a stand-in taskExecutionUrl, `<build URL>#<path>`,
+ * unique per stage of the build, with stageNote saying why.
+ */
+Map stageOf(Map args, String buildUrl) {
+    Map graph = flowGraphStage()
+    String named = trimToNull(args.stageName)
+    if (graph.path != null && (named == null || named == graph.name || named == graph.path)) {
+        return stageFromGraph(graph, buildUrl)
+    }
+    String name = named ?: trimToNull(env.STAGE_NAME)
+    Map stage = stageFromParameters(name, trimToNull(args.parentStageName), buildUrl)
+    if (stage.taskExecutionUrl != null) {
+        String why
+        if (graph.path != null) {
+            why = "stageName '${named}' is not the stage this step runs in ('${graph.path}')"
+        } else {
+            why = graph.problem
+        }
+        String advice = graph.untrusted ? '; load the library as a trusted global library for the plugin\'s …/execution/node/<id>/wfapi/describe URLs (plugin-shim/README.md, "Stage execution URLs")' : ''
+        stage.stageNote = "The stage's flow node is not known (${why}): ServiceNow gets ${stage.taskExecutionUrl} as the stage execution URL, unique to stage '${stage.path}' of this build${advice}".toString()
+    }
+    return stage
+}
+
+/** The running stage's path (`Deploy/Prod`): the flow graph's, else STAGE_NAME. */
+String currentStagePath() {
+    return stageOf([:], null).path
+}
+
+/**
+ * The running stage read from the flow graph: [path, name, id, parentPath?, parentId?,
+ * upstreamName?, upstreamId?], or [problem: why not, untrusted: true when the sandbox refused].
+ * `getContext(FlowNode)` is the step's own flow node; the reading is done by the @NonCPS
+ * describeStage, so no FlowNode is held across a step.
+ */
+Map flowGraphStage() {
+    def node = null
+    try {
+        node = getContext(FlowNode)
+    } catch (InterruptedException e) {
+        throw e
+    } catch (Exception e) {
+        return [problem: 'getContext(FlowNode) failed: ' + (e.message ?: e.getClass().name), untrusted: true]
+    }
+    if (node == null) {
+        return [problem: 'getContext(FlowNode) gave no flow node']
+    }
+    Map stage = describeStage(node)
+    node = null
+    return stage
+}
+
+@NonCPS
+Map describeStage(node) {
+    try {
+        def stage = enclosingStage(node)
+        if (stage == null) {
+            return [problem: 'the step does not run inside a stage']
+        }
+        def parent = enclosingStage(stage)
+        String name = stageLabel(stage)
+        String parentPath = parent == null ? null : stagePathOf(parent)
+        Map out = [name: name, path: parentPath ? parentPath + '/' + name : name, id: stage.getId()]
+        if (parent != null) {
+            out.parentPath = parentPath
+            out.parentId = parent.getId()
+        }
+        // Parallel stages get no upstream stage (DevOpsPipelineGraph.populateUpstreamDetails).
+        try {
+            if (!enclosedInParallel(stage)) {
+                def up = previousSibling(stage, parent)
+                if (up != null) {
+                    out.upstreamName = (parentPath ? parentPath + '/' : '') + stageLabel(up)
+                    out.upstreamId = up.getId()
+                }
+            }
+        } catch (SecurityException e) {
+            throw e
+        } catch (Exception e) {
+            // No upstream stage then (e.g. flow node ids that are not numbers); the stage is known.
+        }
+        return out
+    } catch (SecurityException e) {
+        // The script sandbox (RejectedAccessException): an untrusted library nobody approved.
+        return [problem: 'the script sandbox refused to read the flow graph: ' + (e.message ?: e.getClass().name), untrusted: true]
+    } catch (Exception e) {
+        return [problem: 'the flow graph could not be read: ' + (e.message ?: e.getClass().name)]
+    }
+}
+
+/**
+ * The plugin's DevOpsStageListener.isStageStart: a node with a StageAction (old builds), or a
+ * `stage` step's start node with a label and no thread name (a parallel branch has both).
+ */
+@NonCPS
+boolean isStageStart(fn) {
+    if (fn == null) {
+        return false
+    }
+    if (fn.getAction(StageAction) != null) {
+        return true
+    }
+    return fn.getAction(LabelAction) != null && fn.getAction(ThreadNameAction) == null &&
+        fn instanceof StepStartNode && 'stage'.equalsIgnoreCase(fn.getStepName())
+}
+
+/** A parallel branch's start node (DevOpsStageListener.isParallelBranch). */
+@NonCPS
+boolean isParallelBranch(fn) {
+    return fn instanceof StepStartNode && fn.getAction(LabelAction) != null && fn.getAction(ThreadNameAction) != null
+}
+
+/** The innermost stage enclosing `fn` (not `fn` itself), or null at the top level. */
+@NonCPS
+def enclosingStage(fn) {
+    for (b in fn.getEnclosingBlocks()) {
+        if (isStageStart(b)) {
+            return b
+        }
+    }
+    return null
+}
+
+/** True when a parallel branch lies between the stage and its enclosing stage. */
+@NonCPS
+boolean enclosedInParallel(stage) {
+    for (b in stage.getEnclosingBlocks()) {
+        if (isParallelBranch(b)) {
+            return true
+        }
+        if (isStageStart(b)) {
+            return false
+        }
+    }
+    return false
+}
+
+/** The stage's short name: its label, as the plugin's getStageShortName. */
+@NonCPS
+String stageLabel(stage) {
+    def label = stage.getAction(LabelAction)
+    if (label != null) {
+        return label.getDisplayName()
+    }
+    def action = stage.getAction(StageAction)
+    return action != null ? action.getStageName() : stage.getDisplayName()
+}
+
+/** `Deploy/Prod`: the labels of the stage and the stages enclosing it, outermost first. */
+@NonCPS
+String stagePathOf(stage) {
+    List names = [stageLabel(stage)]
+    def s = enclosingStage(stage)
+    while (s != null) {
+        names.add(0, stageLabel(s))
+        s = enclosingStage(s)
+    }
+    return names.join('/')
+}
+
+/**
+ * The stage that started last before `stage` under the same enclosing stage, skipping
+ * Declarative's own (`Declarative: …`), as the plugin's graph orders siblings by their start.
+ * Flow node ids count up as nodes are created, so it is the first one found walking down from
+ * the stage's own id to its parent's.
+ */
+@NonCPS
+def previousSibling(stage, parent) {
+    def execution = stage.getExecution()
+    int own = Integer.parseInt(stage.getId())
+    int floor = parent == null ? 0 : Integer.parseInt(parent.getId())
+    for (int i = own - 1; i > floor; i--) {
+        def n = null
+        try {
+            n = execution.getNode(String.valueOf(i))
+        } catch (IOException ignored) {
+            n = null
+        }
+        if (n == null || !isStageStart(n) || stageLabel(n).startsWith('Declarative: ')) {
+            continue
+        }
+        def p = enclosingStage(n)
+        if ((p == null && parent == null) || (p != null && parent != null && p.getId() == parent.getId())) {
+            return n
+        }
+    }
+    return null
+}
+
+@NonCPS
+Map stageFromGraph(Map graph, String buildUrl) {
+    Map s = [path: graph.path, flowNodeId: graph.id]
+    if (graph.parentPath) {
+        s.parentStageName = graph.parentPath
+        s.parentStageId = graph.parentId
+    }
+    if (buildUrl) {
+        s.taskExecutionUrl = stageExecutionUrl(buildUrl, graph.id)
+    }
+    if (graph.upstreamId) {
+        s.upstreamStageName = graph.upstreamName
+        if (buildUrl) {
+            s.upstreamStageUrl = stageExecutionUrl(buildUrl, graph.upstreamId)
+        }
+    }
+    return s
+}
+
+/**
+ * Without the flow graph: `Parent/Stage` from the parameters (STAGE_NAME is the innermost
+ * name), and the stand-in execution URL `<build URL>#<stage path>`, unique to the stage in this
+ * build (the build's page, with the stage path as the fragment).
+ */
+@NonCPS
+Map stageFromParameters(String name, String parent, String buildUrl) {
+    if (name == null) {
+        return [path: null]
+    }
+    String path = (parent != null && !name.startsWith(parent + '/')) ? parent + '/' + name : name
+    Map s = [path: path]
+    if (parent != null) {
+        s.parentStageName = parent
+    }
+    if (buildUrl) {
+        List segments = []
+        for (part in path.split('/', -1)) {
+            segments << encode(part)
+        }
+        s.taskExecutionUrl = withSlash(buildUrl) + '#' + segments.join('/')
+    }
+    return s
+}
+
+/** The plugin's stage execution URL (DevOpsPipelineGraph.getStageExecutionUrl). */
+@NonCPS
+String stageExecutionUrl(String buildUrl, String nodeId) {
+    return withSlash(buildUrl) + 'execution/node/' + nodeId + '/wfapi/describe'
+}
+
+@NonCPS
+String withSlash(String url) {
+    return url.endsWith('/') ? url : url + '/'
+}
+
+/**
+ * The build cause, as the plugin's DevOpsModel._getJobDetails reads the run's causes: the first
+ * user, upstream or SCM cause decides — type `user` with the user's name, `upstream` with the
+ * upstream build's URL (Jenkins URL + upstreamUrl + build number), `scm` — and message is that
+ * cause's text. Another cause (timer, remote, …) gives no type (snowgate's default applies).
+ */
 Map triggerOf(String jenkinsUrl) {
     def causes = null
     try {
@@ -108,30 +383,65 @@ Map triggerOf(String jenkinsUrl) {
     } catch (InterruptedException e) {
         throw e
     } catch (Exception e) {
-        return [type: 'user']
+        return [:]
     }
     return classifyCauses(plain(causes), jenkinsUrl)
 }
 
 @NonCPS
 Map classifyCauses(causes, String jenkinsUrl) {
+    Map out = [:]
     if (!(causes instanceof List)) {
-        return [type: 'user']
+        return out
     }
     for (c in causes) {
-        String cls = (c instanceof Map) ? String.valueOf(c._class) : ''
-        if (cls.endsWith('UpstreamCause') && c.upstreamUrl && c.upstreamBuild != null && jenkinsUrl) {
-            String base = jenkinsUrl.endsWith('/') ? jenkinsUrl : jenkinsUrl + '/'
-            return [type: 'upstream', upstreamUrl: base + c.upstreamUrl + c.upstreamBuild + '/']
+        if (!(c instanceof Map)) {
+            continue
         }
-    }
-    for (c in causes) {
-        String cls = (c instanceof Map) ? String.valueOf(c._class) : ''
+        String cls = String.valueOf(c._class)
+        // snowgate's `message`: at most 4000 characters, no control characters.
+        String text = singleLine(c.shortDescription, 4000)
+        if (text != null) {
+            // The plugin keeps the text of the last cause it looked at.
+            out.message = text
+        }
+        if (cls.endsWith('UserIdCause')) {
+            out.type = 'user'
+            String user = singleLine(c.userName ?: c.userId, 255)
+            if (user != null) {
+                out.userName = user
+            }
+            return out
+        }
+        if (cls.endsWith('UpstreamCause')) {
+            if (c.upstreamUrl && c.upstreamBuild != null && jenkinsUrl) {
+                out.type = 'upstream'
+                out.upstreamUrl = withSlash(jenkinsUrl) + c.upstreamUrl + c.upstreamBuild + '/'
+                return out
+            }
+            // Without Jenkins' URL the upstream build cannot be named; look further.
+            continue
+        }
+        // SCMTrigger's cause, and the SCM events of multibranch and webhook plugins
+        // (BranchIndexingCause, BranchEventCause, GitHubPushCause, pull-request causes).
         if (cls.contains('SCM') || cls.contains('Branch') || cls.contains('Push') || cls.contains('PullRequest')) {
-            return [type: 'scm']
+            out.type = 'scm'
+            return out
         }
     }
-    return [type: 'user']
+    return out
+}
+
+@NonCPS
+String singleLine(value, int max) {
+    if (value == null) {
+        return null
+    }
+    String s = value.toString().replaceAll('\\p{Cntrl}', ' ').trim()
+    if (!s) {
+        return null
+    }
+    return s.length() > max ? s.substring(0, max) : s
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,7 +700,16 @@ String rememberedChange(String json, String stage) {
     }
     try {
         def parsed = new groovy.json.JsonSlurper().parseText(json)
-        return (parsed instanceof Map && parsed[stage]) ? parsed[stage].toString() : null
+        if (!(parsed instanceof Map)) {
+            return null
+        }
+        if (parsed[stage]) {
+            return parsed[stage].toString()
+        }
+        // A stage named by its own name (STAGE_NAME, without the flow graph) whose gate has a
+        // nested path (`Deploy/Prod`): the one remembered path ending in it.
+        List matches = parsed.keySet().findAll { it.toString().endsWith('/' + stage) } as List
+        return matches.size() == 1 ? parsed[matches[0]].toString() : null
     } catch (Exception ignored) {
         return null
     }
@@ -649,39 +968,174 @@ String query(Map params) {
     return parts ? '?' + parts.join('&') : ''
 }
 
-/** The `${NAME}` references in a payload, which the plugin expands from the build's environment. */
+/**
+ * Jenkins' variable syntax as EnvVars.expand (hudson.Util.replaceMacro) reads it, which the
+ * plugin applies to changeRequestDetails before parsing it: `$NAME` and `${NAME}` (`${a.b}` may
+ * hold dots), `$$` for a literal `$`; a variable that is not set stays as written.
+ */
+@NonCPS
+java.util.regex.Pattern macroPattern() {
+    return java.util.regex.Pattern.compile('\\$([A-Za-z0-9_]+|\\{[A-Za-z0-9_.]+\\}|\\$)')
+}
+
+/** The variable names `text` refers to. */
 @NonCPS
 List envReferences(String text) {
     List names = []
-    def m = text =~ /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/
+    if (text == null) {
+        return names
+    }
+    def m = macroPattern().matcher(text)
     while (m.find()) {
-        if (!names.contains(m.group(1))) {
-            names << m.group(1)
+        String key = m.group().substring(1)
+        if (key.startsWith('$')) {
+            continue
+        }
+        if (key.startsWith('{')) {
+            key = key.substring(1, key.length() - 1)
+        }
+        if (!names.contains(key)) {
+            names << key
+        }
+    }
+    return names
+}
+
+/** hudson.Util.replaceMacro with `values` as the resolver (a missing or null value: left as is). */
+@NonCPS
+String expandReferences(String text, Map values) {
+    if (text == null) {
+        return null
+    }
+    String s = text
+    int idx = 0
+    while (true) {
+        def m = macroPattern().matcher(s)
+        if (!m.find(idx)) {
+            return s
+        }
+        String key = m.group().substring(1)
+        String value
+        if (key.startsWith('$')) {
+            value = '$'
+        } else {
+            if (key.startsWith('{')) {
+                key = key.substring(1, key.length() - 1)
+            }
+            value = values[key] == null ? null : values[key].toString()
+        }
+        if (value == null) {
+            idx = m.end()
+        } else {
+            s = s.substring(0, m.start()) + value + s.substring(m.end())
+            idx = m.start() + value.length()
+        }
+    }
+}
+
+/** The build environment's values for `names` (env lookups are case-insensitive, as EnvVars). */
+Map envValues(List names) {
+    Map values = [:]
+    for (int i = 0; i < names.size(); i++) {
+        String name = names[i]
+        values[name] = env."${name}"
+    }
+    return values
+}
+
+/** A string with `$NAME` / `${NAME}` expanded from the build's environment, as the plugin does. */
+String expandEnv(String text) {
+    return expandReferences(text, envValues(envReferences(text)))
+}
+
+/** Every string in a Map/List tree (the Map form of changeRequestDetails), expanded the same way. */
+def expandEnvDeep(value) {
+    return expandDeep(value, envValues(referencesDeep(value, [])))
+}
+
+@NonCPS
+List referencesDeep(value, List names) {
+    if (value instanceof String || value instanceof GString) {
+        for (n in envReferences(value.toString())) {
+            if (!names.contains(n)) {
+                names << n
+            }
+        }
+    } else if (value instanceof Map) {
+        for (e in value.entrySet()) {
+            referencesDeep(e.value, names)
+        }
+    } else if (value instanceof List) {
+        for (v in value) {
+            referencesDeep(v, names)
         }
     }
     return names
 }
 
 @NonCPS
-String expandReferences(String text, Map values) {
-    String out = text
-    for (e in values.entrySet()) {
-        if (e.value != null) {
-            out = out.replace('${' + e.key + '}', e.value.toString())
-        }
+def expandDeep(value, Map values) {
+    if (value instanceof String || value instanceof GString) {
+        return expandReferences(value.toString(), values)
     }
-    return out
+    if (value instanceof Map) {
+        Map copy = [:]
+        for (e in value.entrySet()) {
+            copy[e.key.toString()] = expandDeep(e.value, values)
+        }
+        return copy
+    }
+    if (value instanceof List) {
+        List copy = []
+        for (v in value) {
+            copy << expandDeep(v, values)
+        }
+        return copy
+    }
+    return value
 }
 
-/** A payload string with `${NAME}` replaced by env.NAME where set (the plugin's expansion). */
-String expandEnv(String text) {
-    List names = envReferences(text)
-    Map values = [:]
-    for (int i = 0; i < names.size(); i++) {
-        String name = names[i]
-        values[name] = env."${name}"
+// ---------------------------------------------------------------------------------------------
+// The end of a stage run by snDevOpsChange's closure form
+
+/**
+ * Records the stage's end on its gate: POST /api/v1/gates/{id}/complete {"result": success|failure}
+ * (in change mode snowgate writes the work note and moves a standard change on; in DevOps mode it
+ * is recorded). Connection errors and 5xx are tried three times. Logs the outcome and never fails
+ * the build for it: the deployment already happened. Returns true when snowgate recorded it.
+ */
+boolean completeGate(Map args, Map gate, String result) {
+    Map cfg = settings(args)
+    String self = (gate.links instanceof Map && gate.links.self) ? gate.links.self.toString() : "/api/v1/gates/${gate.id}".toString()
+    String problem = null
+    int attempts = 3
+    for (int attempt = 1; attempt <= attempts; attempt++) {
+        Map response = null
+        try {
+            response = withAuth(cfg) { List headers ->
+                return request(cfg, headers, 'POST', self + '/complete', [result: result], 60)
+            }
+        } catch (InterruptedException e) {
+            throw e
+        } catch (Exception e) {
+            problem = "snowgate is not reachable at ${cfg.url}: ${e.message ?: e.getClass().name}".toString()
+        }
+        if (response != null) {
+            if (response.status == 200) {
+                log("Stage result reported to snowgate: ${result}".toString())
+                return true
+            }
+            problem = describe(response)
+            if (!isTransient(response.status)) {
+                break
+            }
+        }
+        if (attempt < attempts) {
+            sleep(time: 5 * attempt, unit: 'SECONDS')
+        }
     }
-    return expandReferences(text, values)
+    log("Could not report the stage result (${result}) to snowgate: ${problem}".toString())
+    return false
 }
 
 // ---------------------------------------------------------------------------------------------

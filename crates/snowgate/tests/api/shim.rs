@@ -2,8 +2,11 @@
 //! Jenkins steps it uses stubbed (`plugin-shim/test/run.groovy`), against the real app and the
 //! ServiceNow simulator. Each test starts one Groovy process running one scenario
 //! (`plugin-shim/test/scenarios/<name>.groovy`) and decides the change request in the simulator
-//! while the step waits. In input mode snowgate answers the `input` on the Jenkins fake, and
-//! the test hands that answer to the stubbed `input` step (on its stdin).
+//! while the step waits (or lets the simulator approve every change by itself, for scenarios
+//! with several gates). In input mode snowgate answers the `input` on the Jenkins fake, and
+//! the test hands that answer to the stubbed `input` step (on its stdin). Scenarios that wrap
+//! their steps in `stage`/`parallel` get a stub flow graph (node ids in the log); they assert
+//! the bodies the steps sent, and the tests here what reached ServiceNow.
 //!
 //! Groovy is a system dependency: `scripts/test.sh` installs it. A missing `groovy` fails these
 //! tests (they are never skipped).
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use servicenow_sim::SimSettings;
 use snowgate::configuration::{JenkinsSettings, Secret};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -153,6 +156,18 @@ impl ShimRun {
     fn assert_failed_with(&self, message: &str) {
         assert_eq!(self.code, Some(1), "{self}");
         self.assert_logged(&format!("SHIM-RESULT: FAILURE: {message}"));
+    }
+
+    /// The flow node id the harness gave the stage at `path` (its `[harness] flow node <id>:
+    /// stage <path>` line).
+    fn node_id(&self, path: &str) -> String {
+        let suffix = format!(": stage {path}");
+        self.stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("[harness] flow node "))
+            .find_map(|rest| rest.strip_suffix(&suffix))
+            .unwrap_or_else(|| panic!("no flow node for stage {path} in\n{self}"))
+            .to_string()
     }
 
     /// The pipeline token never reaches the build log (withCredentials masks it; the shim never
@@ -423,19 +438,29 @@ async fn a_canceled_change_fails_the_shim_step_with_canceled() {
 }
 
 #[tokio::test]
-async fn a_stage_outside_change_control_passes_the_shim_step_at_once() {
-    let app = spawn_app_with(
-        SimSettings {
-            controlled_stages: Some(vec!["Production".into()]),
-            ..SimSettings::default()
-        },
-        |_| {},
-    )
+async fn a_stage_outside_change_control_fails_the_shim_step_unless_snowgate_lets_it_proceed() {
+    let sim = SimSettings {
+        controlled_stages: Some(vec!["Production".into()]),
+        ..SimSettings::default()
+    };
+    // By default snowgate fails closed, as the plugin does: the stage does not go on.
+    let app = spawn_app_with(sim.clone(), |_| {}).await;
+    let run = Shim::start(&app, "not_controlled", "Unit tests", &[])
+        .finish()
+        .await;
+    run.assert_failed_with("ServiceNow answered changeControl \"false\"");
+    run.assert_not_logged("gate state:");
+    run.assert_not_logged("Job is under change control");
+    assert_eq!(gate_of(&app, "Unit tests").await["state"], "failed");
+
+    // `servicenow.not_controlled: proceed`: the step returns at once.
+    let app = spawn_app_with(sim, |s| {
+        s.servicenow.not_controlled = snowgate::configuration::NotControlled::Proceed;
+    })
     .await;
     let run = Shim::start(&app, "not_controlled", "Unit tests", &[])
         .finish()
         .await;
-
     run.assert_passed();
     run.assert_logged("[ServiceNow DevOps] Job is not under change control");
     run.assert_logged("gate state: not_controlled");
@@ -676,4 +701,335 @@ async fn the_change_step_timeout_fails_the_shim_step_or_lets_it_go_on_by_its_fla
     let aborted = gate_of(&app, "Deploy").await;
     assert_eq!(aborted["state"], "timed_out", "{aborted}");
     assert_eq!(aborted["proceed"], false, "{aborted}");
+}
+
+/// `<build URL>execution/node/<id>/wfapi/describe`: the plugin's stage execution URL.
+fn execution_url(node: &str) -> String {
+    format!("{BUILD_URL}execution/node/{node}/wfapi/describe")
+}
+
+/// A simulator that approves every change request by itself, shortly after creating it, so
+/// scenarios with several gates run without the test deciding each one.
+fn approving_sim() -> SimSettings {
+    SimSettings {
+        auto_approve_after: Some(Duration::from_millis(200)),
+        ..SimSettings::default()
+    }
+}
+
+/// The results the pipeline reported for the gate of `stage` (its `completed` events).
+async fn completions_of(app: &TestApp, stage: &str) -> Vec<String> {
+    let gate = gate_of(app, stage).await;
+    app.events(gate["id"].as_str().unwrap())
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "completed")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_nested_stage_reaches_servicenow_with_its_flow_node_parent_upstream_stage_and_cause() {
+    let app = spawn_app().await;
+    let causes = r#"[{"_class": "hudson.model.Cause$UserIdCause", "shortDescription": "Started by user Alice Example",
+                      "userId": "alice", "userName": "Alice Example"}]"#;
+    let env = [
+        ("SHIM_BUILD_CAUSES", causes),
+        ("JENKINS_URL", "https://ci.example.com/"),
+        // Referred to as ${target_env}: the build's variables are case-insensitive.
+        ("TARGET_ENV", "production"),
+    ];
+    let mut shim = Shim::start(&app, "flow_graph", "Deploy", &env);
+    let number = shim.wait_for_change(&app, "Deploy/Prod").await;
+    app.sim
+        .approve(&number, "Approved by the CAB")
+        .await
+        .expect("the simulator approves");
+    let run = shim.finish().await;
+
+    run.assert_passed();
+    run.assert_logged("gate state: approved");
+    run.assert_logged(&format!("change number: {number}"));
+    // The Groovy scenario checked the gate request itself.
+    run.assert_logged("the gate request carried the stage, its parent and upstream stage");
+    run.assert_not_logged("flow node is not known");
+    run.assert_token_not_leaked();
+
+    let prod = run.node_id("Deploy/Prod");
+    let deploy = run.node_id("Deploy");
+    let smoke = run.node_id("Deploy/Smoke test");
+    assert!(prod != deploy && prod != smoke, "{prod} {deploy} {smoke}");
+
+    // What the app stored reached ServiceNow as the plugin sends it (SPEC §2, nested stage).
+    let r = app.registration_of("Deploy/Prod").json().unwrap();
+    assert_eq!(
+        r["orchestrationTaskURL"], "https://ci.example.com/job/shop/job/app#Deploy/Prod/",
+        "{r}"
+    );
+    assert_eq!(r["orchestrationTaskName"], "app");
+    assert_eq!(r["parentStageName"], "app#Deploy/Prod");
+    assert_eq!(r["pipelineExecutionUrl"], BUILD_URL);
+    assert_eq!(r["parentStageExecutionURL"], execution_url(&prod));
+    let node = &r["parentNode"];
+    assert_eq!(node["id"], prod.as_str(), "{r}");
+    assert_eq!(node["name"], "Deploy/Prod");
+    assert_eq!(node["parentId"], deploy.as_str());
+    assert_eq!(node["upstreamStageName"], "Deploy/Smoke test");
+    assert_eq!(node["upstreamTaskExecutionURL"], execution_url(&smoke));
+    let details = &r["orchestrationTaskDetails"];
+    assert_eq!(details["taskExecutionURL"], execution_url(&prod), "{r}");
+    assert_eq!(details["triggerType"], "user");
+    assert_eq!(details["userName"], "Alice Example");
+    assert_eq!(details["message"], "Started by user Alice Example");
+    assert_eq!(details["fullName"], JOB_NAME);
+    assert_eq!(details["buildNumber"], BUILD_NUMBER);
+    assert!(details.get("upstreamTaskExecutionURL").is_none(), "{r}");
+    // ${VAR} expanded from the build environment, as EnvVars.expand does.
+    let attributes = &r["changeRequestDetails"]["attributes"];
+    assert_eq!(
+        attributes["short_description"],
+        "Deploy shop/app build 7 to production"
+    );
+    assert_eq!(
+        attributes["description"],
+        "costs $5; ${NOT_SET} stays as written"
+    );
+
+    // The acknowledgement after the decision names the same stage execution URL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ack = loop {
+        let found = app
+            .sim
+            .requests()
+            .into_iter()
+            .find(|q| q.method == "PUT" && q.path.contains("/orchestration/changeControl/"));
+        if let Some(found) = found {
+            break found.json().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no acknowledgement reached ServiceNow"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ack["taskExecutionURL"], execution_url(&prod), "{ack}");
+    assert_eq!(ack["orchestrationTaskName"], "app#Deploy/Prod");
+    assert_eq!(ack["parentNode"]["id"], prod.as_str());
+}
+
+#[tokio::test]
+async fn parallel_stages_get_their_own_flow_nodes_and_no_upstream_stage() {
+    let app = spawn_app_with(approving_sim(), |_| {}).await;
+    let causes = r#"[{"_class": "hudson.triggers.SCMTrigger$SCMTriggerCause", "shortDescription": "Started by an SCM change"}]"#;
+    let run = Shim::start(&app, "parallel", "Deploy", &[("SHIM_BUILD_CAUSES", causes)])
+        .finish()
+        .await;
+
+    run.assert_passed();
+    run.assert_logged_in_order(&["EU: approved", "US: approved", "Verify: approved"]);
+    run.assert_logged("three gates, each with its own flow node");
+    run.assert_not_logged("flow node is not known");
+
+    let deploy = run.node_id("Deploy");
+    let mut tokens = Vec::new();
+    let mut urls = Vec::new();
+    for path in ["Deploy/EU", "Deploy/US", "Deploy/Verify"] {
+        let r = app.registration_of(path).json().unwrap();
+        let id = run.node_id(path);
+        assert_eq!(r["parentNode"]["id"], id.as_str(), "{r}");
+        assert_eq!(r["parentNode"]["name"], path);
+        assert_eq!(r["parentNode"]["parentId"], deploy.as_str(), "{r}");
+        assert_eq!(
+            r["orchestrationTaskDetails"]["taskExecutionURL"],
+            execution_url(&id)
+        );
+        assert_eq!(r["parentStageExecutionURL"], execution_url(&id));
+        assert_eq!(r["orchestrationTaskDetails"]["triggerType"], "scm", "{r}");
+        assert_eq!(
+            r["orchestrationTaskDetails"]["message"],
+            "Started by an SCM change"
+        );
+        tokens.push(r["callbackURL"].as_str().unwrap().to_string());
+        urls.push(execution_url(&id));
+    }
+    tokens.sort();
+    tokens.dedup();
+    urls.sort();
+    urls.dedup();
+    assert_eq!(tokens.len(), 3, "one callback token per stage");
+    assert_eq!(urls.len(), 3, "one execution URL per stage");
+    // Parallel stages never get an upstream stage; Verify gets the last one started (US).
+    for path in ["Deploy/EU", "Deploy/US"] {
+        let r = app.registration_of(path).json().unwrap();
+        assert!(r["parentNode"].get("upstreamStageName").is_none(), "{r}");
+    }
+    let verify = app.registration_of("Deploy/Verify").json().unwrap();
+    assert_eq!(verify["parentNode"]["upstreamStageName"], "Deploy/US");
+    assert_eq!(
+        verify["parentNode"]["upstreamTaskExecutionURL"],
+        execution_url(&run.node_id("Deploy/US"))
+    );
+}
+
+#[tokio::test]
+async fn a_sandboxed_shim_says_so_and_sends_a_stand_in_execution_url_per_stage() {
+    let app = spawn_app_with(approving_sim(), |_| {}).await;
+    let run = Shim::start(&app, "sandboxed", "Deploy", &[("SHIM_SANDBOX", "1")])
+        .finish()
+        .await;
+
+    run.assert_passed();
+    run.assert_logged("stand-in execution URLs, one per stage");
+    run.assert_logged(&format!(
+        "[ServiceNow DevOps] The stage's flow node is not known (the script sandbox refused to read the flow graph: \
+         Scripts not permitted to use method org.jenkinsci.plugins.workflow.graph.FlowNode getEnclosingBlocks): \
+         ServiceNow gets {BUILD_URL}#Deploy/EU as the stage execution URL, unique to stage 'Deploy/EU' of this build"
+    ));
+    run.assert_logged("load the library as a trusted global library");
+    // snDevOpsGetChangeNumber() finds the nested gate from STAGE_NAME alone.
+    let eu = gate_of(&app, "Deploy/EU").await;
+    run.assert_logged(&format!(
+        "EU change number: {}",
+        eu["changeRequest"]["number"].as_str().unwrap()
+    ));
+
+    for (path, url) in [
+        ("Deploy/EU", format!("{BUILD_URL}#Deploy/EU")),
+        ("Deploy/US west", format!("{BUILD_URL}#Deploy/US%20west")),
+    ] {
+        let r = app.registration_of(path).json().unwrap();
+        assert_eq!(
+            r["orchestrationTaskDetails"]["taskExecutionURL"], url,
+            "{r}"
+        );
+        assert_eq!(r["parentStageExecutionURL"], url);
+        // Without a flow node id snowgate sends the stage path as the node id.
+        assert_eq!(r["parentNode"]["id"], path, "{r}");
+        assert_eq!(r["parentNode"]["name"], path);
+    }
+}
+
+#[tokio::test]
+async fn the_closure_form_runs_the_steps_after_approval_and_reports_the_stage_result() {
+    let app = spawn_app_with(approving_sim(), |_| {}).await;
+    let run = Shim::start(&app, "closure", "Deploy", &[]).finish().await;
+
+    // The failing steps' own error fails the stage, after the failure was reported.
+    run.assert_failed_with("smoke tests failed");
+    run.assert_logged_in_order(&[
+        "[ServiceNow DevOps] Change control for step is disabled",
+        "No snowgate gate for this stage",
+        "smoke testing without change control",
+        "disabled closure returned: smoke tested",
+        "[ServiceNow DevOps] Job has been approved for execution",
+        "deploying",
+        "[ServiceNow DevOps] Stage result reported to snowgate: success",
+        "closure returned: deployed",
+        "[ServiceNow DevOps] Job has been approved for execution",
+        "verifying",
+        "[ServiceNow DevOps] Stage result reported to snowgate: failure",
+        "the stage failed: smoke tests failed",
+    ]);
+    run.assert_not_logged("not reached");
+    run.assert_token_not_leaked();
+
+    // snowgate recorded each stage's end on its gate.
+    assert_eq!(
+        completions_of(&app, "Deploy").await,
+        ["the stage finished: success"]
+    );
+    assert_eq!(
+        completions_of(&app, "Verify").await,
+        ["the stage finished: failure"]
+    );
+    // Disabled change control opened no gate.
+    let list: Value = app
+        .get("/api/v1/gates?limit=100", Some(PIPELINE_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["count"], 2, "{list}");
+}
+
+#[tokio::test]
+async fn change_mode_parameters_reach_snowgate_through_the_shim() {
+    let sim = approving_sim();
+    let sim_for = sim.clone();
+    let app = spawn_app_with(sim, move |s| {
+        s.servicenow.auth = snowgate::configuration::ServiceNowAuth::Basic;
+        s.servicenow.user = sim_for.user.clone();
+        s.servicenow.password = Secret::new(sim_for.password.clone());
+        s.servicenow.poll_interval = snowgate::configuration::Dur(Duration::from_millis(200));
+        s.change.environments = vec!["Production".into()];
+    })
+    .await;
+    // The CR the Release stage names, already approved (in Implement).
+    let named = app
+        .sim
+        .chg_create(
+            json!({"short_description": "CAB-approved release train"}),
+            "normal",
+            "Implement",
+        )
+        .unwrap();
+    let env = [
+        ("CHANGE_NUMBER", named.number.as_str()),
+        ("TICKET", "INC0012345"),
+    ];
+    let run = Shim::start(&app, "change_mode", "Deploy", &env)
+        .finish()
+        .await;
+
+    run.assert_passed();
+    run.assert_logged("deploying the hotfix");
+    run.assert_logged("[ServiceNow DevOps] Stage result reported to snowgate: success");
+    run.assert_logged("Deploy: approved (change)");
+    run.assert_logged(&format!("Release: approved with {}", named.number));
+    run.assert_logged("change-mode parameters passed through");
+
+    let hotfix = gate_of(&app, "Hotfix").await;
+    assert_eq!(hotfix["mode"], "change", "{hotfix}");
+    let cr = app
+        .sim
+        .chg_change(hotfix["changeRequest"]["number"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(cr.change_type, "emergency");
+    assert_eq!(cr.short_description, "Hotfix for build 7");
+    assert_eq!(
+        cr.fields.get("justification").map(String::as_str),
+        Some("outage INC0012345")
+    );
+    assert_eq!(
+        completions_of(&app, "Hotfix").await,
+        ["the stage finished: success"]
+    );
+
+    let deploy = gate_of(&app, "Deploy").await;
+    let cr = app
+        .sim
+        .chg_change(deploy["changeRequest"]["number"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(cr.change_type, "standard");
+    assert_eq!(cr.template.as_deref(), Some("Jenkins deployment"));
+
+    let release = gate_of(&app, "Release").await;
+    assert_eq!(release["changeRequest"]["number"], named.number.as_str());
+    // Two CRs created (emergency, standard), the named one only checked.
+    assert_eq!(app.sim.chg_changes().len(), 3);
+}
+
+#[tokio::test]
+async fn sn_dev_ops_security_result_fails_the_stage_pointing_at_the_readme() {
+    let app = spawn_app().await;
+    let run = Shim::start(&app, "security_result", "Security scan", &[])
+        .finish()
+        .await;
+
+    run.assert_failed_with(
+        "[ServiceNow DevOps] snDevOpsSecurityResult is not provided by the snowgate plugin shim",
+    );
+    run.assert_logged("plugin-shim/README.md");
+    run.assert_not_logged("not reached");
+    run.assert_logged("SHIM-HTTP-CALLS: 0");
 }
