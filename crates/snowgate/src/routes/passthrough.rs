@@ -152,8 +152,14 @@ pub fn step_mapping_spec(body: &Value) -> Result<GateSpec, FieldError> {
         "branchName",
         "isMultiBranch",
         "parentStageName",
-        "parentStageUrl",
         "parentStageId",
+        // The stage node params of the stepMapping body (its node id and execution URL).
+        "buildUrl",
+        "jobName",
+        "flowNodeId",
+        "taskExecutionUrl",
+        "upstreamStageName",
+        "upstreamStageUrl",
     ] {
         if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
             fields.insert(key.to_string(), v.clone());

@@ -139,6 +139,26 @@ async fn a_step_mapping_is_created_in_servicenow_and_answers_step_valid() {
         resp.json::<Value>().await.unwrap(),
         json!({"stepValid": false})
     );
+
+    // The stage's flow node (as the shim sends it) gives the node id and execution URL.
+    app.sim.clear_requests();
+    let mut with_node = body.clone();
+    with_node["flowNodeId"] = json!("21");
+    with_node["parentStageId"] = json!("15");
+    with_node["buildUrl"] = json!("https://ci.example.com/job/shop/job/app/42/");
+    let resp = app
+        .post_json("/api/v1/step-mappings", Some(PIPELINE_TOKEN), &with_node)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let sent = only_request(&app).json().unwrap();
+    assert_eq!(
+        sent["parentNode"],
+        json!({"id": "21", "name": "Deploy/Prod", "parentId": "15"})
+    );
+    assert_eq!(
+        sent["parentStageExecutionURL"],
+        "https://ci.example.com/job/shop/job/app/42/execution/node/21/wfapi/describe"
+    );
 }
 
 #[tokio::test]
