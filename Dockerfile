@@ -29,6 +29,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY vendor ./vendor
 COPY .cargo ./.cargo
 COPY crates ./crates
+COPY migrations ./migrations
 # Cache mounts keep the crate registry and compiled dependencies between builds (BuildKit).
 # The binary is copied out of the cached target directory, which is not part of the layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \

@@ -24,74 +24,13 @@ use crate::domain::gate::{sources_of, timestamp};
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
-/// Versioned schema: entry `i` moves the schema from version `i` to `i + 1`.
+/// The schema's versions, in order (`migrations/sqlite/NNN_*.sql`): entry `i` moves the schema
+/// from version `i` to `i + 1`, in one transaction.
 const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE gates (
-    id              TEXT PRIMARY KEY,
-    job_url         TEXT NOT NULL,
-    build_number    TEXT NOT NULL,
-    stage_name      TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    proceed         INTEGER,
-    message         TEXT NOT NULL,
-    spec            TEXT NOT NULL,
-    callback_token  TEXT NOT NULL,
-    token_hash      TEXT NOT NULL UNIQUE,
-    change_request  TEXT,
-    created_at      TEXT NOT NULL,
-    created_ms      INTEGER NOT NULL,
-    updated_at      TEXT NOT NULL,
-    decided_at      TEXT,
-    decided_by      TEXT,
-    UNIQUE (job_url, build_number, stage_name)
-);
-CREATE INDEX gates_state ON gates (state, created_ms);
-CREATE INDEX gates_created ON gates (created_ms);
-CREATE TABLE events (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    gate_id     TEXT NOT NULL REFERENCES gates (id),
-    at          TEXT NOT NULL,
-    actor       TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    from_state  TEXT,
-    to_state    TEXT,
-    message     TEXT NOT NULL
-);
-CREATE INDEX events_gate ON events (gate_id, id);
-CREATE TABLE outbox (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    gate_id         TEXT NOT NULL REFERENCES gates (id),
-    kind            TEXT NOT NULL,
-    payload         TEXT NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    due_ms          INTEGER NOT NULL,
-    claimed_until   INTEGER NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    created_at      TEXT NOT NULL
-);
-CREATE INDEX outbox_due ON outbox (due_ms);
-"#,
-    r#"
-ALTER TABLE gates ADD COLUMN poll_interval_ms INTEGER;
-ALTER TABLE gates ADD COLUMN next_poll_ms INTEGER;
-ALTER TABLE gates ADD COLUMN creation_deadline_ms INTEGER;
-ALTER TABLE gates ADD COLUMN step_deadline_ms INTEGER;
-CREATE INDEX gates_next_poll ON gates (next_poll_ms) WHERE next_poll_ms IS NOT NULL;
-CREATE INDEX gates_creation_deadline ON gates (creation_deadline_ms) WHERE creation_deadline_ms IS NOT NULL;
-CREATE INDEX gates_step_deadline ON gates (step_deadline_ms) WHERE step_deadline_ms IS NOT NULL;
-"#,
-    r#"
-ALTER TABLE gates ADD COLUMN completed_result TEXT;
-ALTER TABLE gates ADD COLUMN completed_at TEXT;
-"#,
-    // One acknowledgement per gate, whatever path queues it (a callback, reconciliation, or a
-    // callback arriving after polling decided).
-    r#"
-DELETE FROM outbox WHERE kind = 'acknowledge'
-  AND id NOT IN (SELECT MIN(id) FROM outbox WHERE kind = 'acknowledge' GROUP BY gate_id);
-CREATE UNIQUE INDEX outbox_one_acknowledgement ON outbox (gate_id) WHERE kind = 'acknowledge';
-"#,
+    include_str!("../../../../migrations/sqlite/001_init.sql"),
+    include_str!("../../../../migrations/sqlite/002_poll_and_deadlines.sql"),
+    include_str!("../../../../migrations/sqlite/003_completion.sql"),
+    include_str!("../../../../migrations/sqlite/004_one_acknowledgement.sql"),
 ];
 
 /// Largest number of writes committed together.
