@@ -985,8 +985,13 @@ impl GateStore for SqliteStore {
         self.write(move |conn| {
             let id_s = id.to_string();
             let added = conn.execute(
+                // Once per gate: not while one is queued (the unique index), nor after one was
+                // sent or given up (its event stays when the outbox row is gone).
                 "INSERT INTO outbox (gate_id, kind, payload, due_ms, claimed_until, created_at) \
-                 VALUES (?1, 'acknowledge', '{}', ?2, 0, ?3) ON CONFLICT DO NOTHING",
+                 SELECT ?1, 'acknowledge', '{}', ?2, 0, ?3 WHERE NOT EXISTS ( \
+                   SELECT 1 FROM events WHERE gate_id = ?1 \
+                   AND kind IN ('acknowledge_done', 'acknowledge_failed', 'late_callback')) \
+                 ON CONFLICT DO NOTHING",
                 params![id_s, now_ms(), timestamp(&Utc::now())],
             )?;
             if added > 0 {

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use servicenow_sim::{RecordedRequest, SimSettings};
 use snowgate::configuration::Dur;
 
+use crate::callbacks::event_kinds;
 use crate::helpers::*;
 
 const JOB: &str = "https://ci/job/folder/job/app/";
@@ -78,6 +79,16 @@ async fn acknowledgements(app: &TestApp, token: &str, n: usize) -> Vec<RecordedR
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("fewer than {n} acknowledgements for {token}");
+}
+
+async fn until_event(app: &TestApp, id: &str, kind: &str) {
+    for _ in 0..200 {
+        if event_kinds(app, id).await.iter().any(|k| k == kind) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} event for gate {id}");
 }
 
 fn token_of(callback_url: &str) -> String {
@@ -281,7 +292,8 @@ async fn a_callback_after_polling_decided_is_acknowledged_once() {
         .requests()
         .iter()
         .all(|r| !(r.method == "PUT" && r.path.ends_with(&token))));
-    // The late callback: the same decision is 200 and acknowledged, once.
+    // The late callback: the same decision is 200 and acknowledged, once; also when it comes
+    // again while that acknowledgement is queued, and after it was sent.
     for _ in 0..2 {
         assert_eq!(
             app.send_callback(&callback, r#"{"result":"succeeded"}"#)
@@ -291,6 +303,13 @@ async fn a_callback_after_polling_decided_is_acknowledged_once() {
         );
     }
     acknowledgements(&app, &token, 1).await;
+    until_event(&app, id, "acknowledge_done").await;
+    assert_eq!(
+        app.send_callback(&callback, r#"{"result":"succeeded"}"#)
+            .await
+            .status(),
+        200
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(acknowledgements(&app, &token, 1).await.len(), 1);
     // A different late decision conflicts and changes nothing.
