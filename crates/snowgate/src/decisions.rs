@@ -2,12 +2,17 @@
 //! outbox rows in one transaction, then the wake-ups after the commit.
 use std::sync::Arc;
 
+use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::change_mode::ChangeMode;
+use crate::configuration::{AutoTransition, GateMode};
 use crate::domain::timers::Timers;
-use crate::domain::GateState;
+use crate::domain::{Gate, GateState};
 use crate::metrics::{Metrics, SourceLabel};
-use crate::store::{GateStore, StoreError, Transition, TransitionOutcome};
+use crate::store::{
+    work_note, GateStore, NewOutbox, OutboxKind, StoreError, Transition, TransitionOutcome,
+};
 use crate::waiters::Waiters;
 
 /// Wake-ups of the background workers, so they never sleep past new work.
@@ -112,4 +117,92 @@ pub fn decision_message(to: GateState, comments: &str) -> (Option<bool>, String)
         GateState::Failed => (Some(false), with("ServiceNow reported an error")),
         _ => (Some(false), with("Job was not approved for execution")),
     }
+}
+
+/// The decision an operator makes by hand (API and status page alike): `resumed` proceeds,
+/// `aborted` stops; the operator and the reason go into the message and the audit trail.
+pub fn operator_decision(
+    id: uuid::Uuid,
+    to: GateState,
+    operator: &str,
+    reason: &str,
+) -> (&'static str, Transition) {
+    let (verb, proceed) = if to == GateState::Resumed {
+        ("resumed", true)
+    } else {
+        ("aborted", false)
+    };
+    let t = Transition {
+        gate_id: id,
+        to,
+        proceed: Some(proceed),
+        message: format!("{verb} by {operator}: {reason}"),
+        actor: format!("operator:{operator}"),
+        event_kind: verb,
+        change_request: None,
+        outbox: Vec::new(),
+        timers: Default::default(),
+    };
+    (verb, t)
+}
+
+/// What `POST /gates/{id}/complete` queues with the recorded result: the stage's COMPLETED
+/// event (`servicenow.stage_events`), a work note, and for a CR snowgate created with
+/// `change.auto_transition` the moves to Review (and Closed).
+pub fn completion_actions(
+    stage_events: bool,
+    change: Option<&ChangeMode>,
+    gate: &Gate,
+    result: &str,
+) -> Vec<NewOutbox> {
+    let mut out = Vec::new();
+    if stage_events && gate.spec.mode == GateMode::Devops {
+        out.push(NewOutbox {
+            kind: OutboxKind::StageEvent,
+            payload: json!({ "result": result }),
+        });
+    }
+    let build = gate.spec.build_url.as_deref().unwrap_or(&gate.spec.job_url);
+    out.extend(work_note(
+        gate,
+        &format!(
+            "stage {} finished: {result} ({build})",
+            gate.spec.stage_name
+        ),
+    ));
+    let created = gate
+        .change_request
+        .as_ref()
+        .is_some_and(|c| c.created_by_snowgate && c.sys_id.is_some());
+    if let (Some(change), true) = (change, created) {
+        if let (true, Some(to)) = (
+            change.auto_transitions(&gate.spec),
+            change.settings.auto_transition,
+        ) {
+            let close = json!({
+                "close_code": if result == "success" { "successful" } else { "unsuccessful" },
+                "close_notes": format!(
+                    "Jenkins stage {} of build {} finished: {result} ({build})",
+                    gate.spec.stage_name, gate.spec.build_number
+                ),
+            });
+            let mut review = close.clone();
+            review["state"] = json!("review");
+            let mut steps = vec![review];
+            if to == AutoTransition::Closed {
+                let mut closed = close;
+                closed["state"] = json!("closed");
+                steps.push(closed);
+            }
+            let target = match to {
+                AutoTransition::Review => "review",
+                AutoTransition::Closed => "closed",
+            };
+            out.push(NewOutbox {
+                kind: OutboxKind::ChangeUpdate,
+                payload: json!({"steps": steps, "what": format!("move to {target}")}),
+            });
+        }
+    }
+    out
 }

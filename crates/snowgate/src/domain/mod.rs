@@ -2,6 +2,7 @@
 pub mod change;
 pub mod gate;
 pub mod names;
+pub mod passthrough;
 pub mod request;
 pub mod timers;
 

@@ -5,12 +5,11 @@ use super::auth::{Operator, Pipeline, Principal};
 use super::body::json_body;
 use super::gates::{gate_json, parse_gate_id};
 use super::ApiError;
-use crate::configuration::{AutoTransition, GateMode};
+use crate::decisions::{completion_actions, operator_decision};
 use crate::domain::request::Fields;
 use crate::domain::{FieldError, GateState};
 use crate::state::AppState;
-use crate::store::{work_note, Completion, NewOutbox, OutboxKind, Transition, TransitionOutcome};
-use serde_json::json;
+use crate::store::{Completion, TransitionOutcome};
 
 const MAX_REASON: usize = 1000;
 
@@ -50,33 +49,6 @@ async fn act(
         ))),
         TransitionOutcome::NotFound => Err(ApiError::NotFound(format!("no gate {id}"))),
     }
-}
-
-/// The decision an operator makes by hand (API and status page alike): `resumed` proceeds,
-/// `aborted` stops; the operator and the reason go into the message and the audit trail.
-pub fn operator_decision(
-    id: uuid::Uuid,
-    to: GateState,
-    operator: &str,
-    reason: &str,
-) -> (&'static str, Transition) {
-    let (verb, proceed) = if to == GateState::Resumed {
-        ("resumed", true)
-    } else {
-        ("aborted", false)
-    };
-    let t = Transition {
-        gate_id: id,
-        to,
-        proceed: Some(proceed),
-        message: format!("{verb} by {operator}: {reason}"),
-        actor: format!("operator:{operator}"),
-        event_kind: verb,
-        change_request: None,
-        outbox: Vec::new(),
-        timers: Default::default(),
-    };
-    (verb, t)
 }
 
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
@@ -134,7 +106,12 @@ pub async fn complete(
         .gate(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no gate {id}")))?;
-    let outbox = completion_actions(&state, &gate, result);
+    let outbox = completion_actions(
+        state.outbox.stage_events,
+        state.change.as_deref(),
+        &gate,
+        result,
+    );
     match state
         .store
         .complete_gate(
@@ -162,61 +139,4 @@ pub async fn complete(
         ))),
         Completion::NotFound => Err(ApiError::NotFound(format!("no gate {id}"))),
     }
-}
-
-fn completion_actions(
-    state: &AppState,
-    gate: &crate::domain::Gate,
-    result: &str,
-) -> Vec<NewOutbox> {
-    let mut out = Vec::new();
-    if state.outbox.stage_events && gate.spec.mode == GateMode::Devops {
-        out.push(NewOutbox {
-            kind: OutboxKind::StageEvent,
-            payload: json!({ "result": result }),
-        });
-    }
-    let build = gate.spec.build_url.as_deref().unwrap_or(&gate.spec.job_url);
-    out.extend(work_note(
-        gate,
-        &format!(
-            "stage {} finished: {result} ({build})",
-            gate.spec.stage_name
-        ),
-    ));
-    let created = gate
-        .change_request
-        .as_ref()
-        .is_some_and(|c| c.created_by_snowgate && c.sys_id.is_some());
-    if let (Some(change), true) = (&state.change, created) {
-        if let (true, Some(to)) = (
-            change.auto_transitions(&gate.spec),
-            change.settings.auto_transition,
-        ) {
-            let close = json!({
-                "close_code": if result == "success" { "successful" } else { "unsuccessful" },
-                "close_notes": format!(
-                    "Jenkins stage {} of build {} finished: {result} ({build})",
-                    gate.spec.stage_name, gate.spec.build_number
-                ),
-            });
-            let mut review = close.clone();
-            review["state"] = json!("review");
-            let mut steps = vec![review];
-            if to == AutoTransition::Closed {
-                let mut closed = close;
-                closed["state"] = json!("closed");
-                steps.push(closed);
-            }
-            let target = match to {
-                AutoTransition::Review => "review",
-                AutoTransition::Closed => "closed",
-            };
-            out.push(NewOutbox {
-                kind: OutboxKind::ChangeUpdate,
-                payload: json!({"steps": steps, "what": format!("move to {target}")}),
-            });
-        }
-    }
-    out
 }

@@ -979,7 +979,7 @@ async fn act(
         }
     };
     let who = &session.operator;
-    let (verb, transition) = super::operator::operator_decision(id, to, who, &reason);
+    let (verb, transition) = crate::decisions::operator_decision(id, to, who, &reason);
     let outcome = state.decider.decide(transition).await?;
     match outcome {
         TransitionOutcome::Applied(gate) => {
