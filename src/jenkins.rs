@@ -110,7 +110,8 @@ async fn timed(
 
 impl JenkinsClient {
     pub fn new(s: &JenkinsSettings) -> anyhow::Result<JenkinsClient> {
-        let allow = AllowList::new(&s.url, &s.allowed_urls).map_err(|e| anyhow::anyhow!("jenkins: {e}"))?;
+        let allow =
+            AllowList::new(&s.url, &s.allowed_urls).map_err(|e| anyhow::anyhow!("jenkins: {e}"))?;
         Ok(JenkinsClient {
             http: reqwest::Client::builder()
                 .timeout(s.timeout.0)

@@ -146,14 +146,17 @@ mod tests {
         let scrubbed = CallbackToken::scrub(&text);
         assert!(!scrubbed.contains(t.expose()), "{scrubbed}");
         assert!(scrubbed.contains(&t.redacted()), "{scrubbed}");
-        assert!(scrubbed.ends_with("pipeline_ stays; pipeline_short"), "{scrubbed}");
+        assert!(
+            scrubbed.ends_with("pipeline_ stays; pipeline_short"),
+            "{scrubbed}"
+        );
         assert_eq!(CallbackToken::scrub("nothing here"), "nothing here");
     }
 
     #[test]
     fn tokens_match_only_themselves() {
         let t = CallbackToken::generate();
-        assert!(t.matches(&t.expose().to_string()));
+        assert!(t.matches(t.expose()));
         assert!(!t.matches(&t.expose()[..20]));
         assert!(!t.matches(""));
     }

@@ -7,8 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::configuration::{Secret, ServiceNowAuth, ServiceNowSettings};
-use crate::domain::names::{pipeline_name, short_job_name, stage_task_url};
 use crate::domain::names::CallbackToken;
+use crate::domain::names::{pipeline_name, short_job_name, stage_task_url};
 use crate::domain::GateSpec;
 
 /// RFC 3986 unreserved characters stay; everything else in a query value is encoded.

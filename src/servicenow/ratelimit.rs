@@ -85,7 +85,10 @@ mod tests {
             Err(Duration::from_millis(100))
         );
         let start = Instant::now();
-        assert_eq!(limiter.acquire_within(Duration::from_millis(150)).await, Ok(()));
+        assert_eq!(
+            limiter.acquire_within(Duration::from_millis(150)).await,
+            Ok(())
+        );
         assert_eq!(start.elapsed(), Duration::from_millis(100));
     }
 }
