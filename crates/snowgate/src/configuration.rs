@@ -49,7 +49,9 @@ impl<'de> Deserialize<'de> for Dur {
         }
         match Raw::deserialize(d)? {
             Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
-            Raw::Float(s) if s >= 0.0 && s.is_finite() => Ok(Dur(Duration::from_secs_f64(s))),
+            Raw::Float(s) if s >= 0.0 && s.is_finite() => Duration::try_from_secs_f64(s)
+                .map(Dur)
+                .map_err(|_| serde::de::Error::custom(format!("{s} seconds is too long"))),
             Raw::Float(_) => Err(serde::de::Error::custom("a duration cannot be negative")),
             Raw::Text(t) => parse_duration(&t)
                 .map(Dur)
@@ -543,6 +545,9 @@ impl Settings {
                     f.display()
                 )));
             }
+            if let Ok(text) = std::fs::read_to_string(f) {
+                check_yaml_keys(&text)?;
+            }
             builder = builder.add_source(config::File::from(f).format(config::FileFormat::Yaml));
         }
         builder = builder.add_source(
@@ -551,14 +556,29 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true),
         );
-        let raw = builder
-            .build()
-            .map_err(|e| ConfigError(describe_config_error(&e)))?;
-        let mut settings: Settings = raw
-            .try_deserialize()
-            .map_err(|e| ConfigError(describe_config_error(&e)))?;
+        let mut settings = Self::from_builder(builder)?;
         settings.resolve_secret_files()?;
         Ok(settings)
+    }
+
+    /// The settings that YAML `text` alone gives, read as `load` reads its file, but without
+    /// the `SNOWGATE__*` environment and without reading `*_file` secrets (their paths are
+    /// kept): a check of configuration text that touches nothing else (the fuzz target).
+    pub fn from_yaml_str(text: &str) -> Result<Settings, ConfigError> {
+        check_yaml_keys(text)?;
+        Self::from_builder(
+            config::Config::builder()
+                .add_source(config::File::from_str(text, config::FileFormat::Yaml)),
+        )
+    }
+
+    fn from_builder(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+    ) -> Result<Settings, ConfigError> {
+        builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError(describe_config_error(&e)))
     }
 
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
@@ -807,6 +827,38 @@ pub fn check_base_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The config crate (0.14) panics on a YAML mapping key that is neither a string nor an
+/// integer (an `unreachable!` in its YAML reader, rust-cli/config-rs issue 547; found by the
+/// config_yaml fuzz target). Every snowgate key is a name, so such a key is refused first.
+fn check_yaml_keys(text: &str) -> Result<(), ConfigError> {
+    use yaml_rust2::Yaml;
+    fn walk(v: &Yaml) -> Result<(), ConfigError> {
+        match v {
+            Yaml::Hash(h) => h.iter().try_for_each(|(k, v)| {
+                let what = match k {
+                    Yaml::String(_) | Yaml::Integer(_) => return walk(v),
+                    Yaml::Null => "empty".to_string(),
+                    Yaml::Boolean(b) => format!("`{b}`"),
+                    Yaml::Real(r) => format!("`{r}`"),
+                    Yaml::Array(_) => "a list".to_string(),
+                    Yaml::Hash(_) => "a mapping".to_string(),
+                    Yaml::Alias(_) | Yaml::BadValue => "not a name".to_string(),
+                };
+                Err(ConfigError(format!(
+                    "a YAML key is {what}; keys are names such as `servicenow`"
+                )))
+            }),
+            Yaml::Array(a) => a.iter().try_for_each(walk),
+            _ => Ok(()),
+        }
+    }
+    // A syntax error is left to the config crate, which reports it with its position.
+    match yaml_rust2::YamlLoader::load_from_str(text) {
+        Ok(docs) => docs.iter().try_for_each(walk),
+        Err(_) => Ok(()),
+    }
+}
+
 fn describe_config_error(e: &config::ConfigError) -> String {
     let text = e.to_string();
     // The config crate names the key as `for key "servicenow.timeout"`; add its env form.
@@ -831,6 +883,37 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("12").unwrap(), Duration::from_secs(12));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn a_duration_too_long_for_duration_is_refused_not_a_panic() {
+        // Found by the config_yaml fuzz target: Duration::from_secs_f64 panics past u64 seconds.
+        let err = Settings::from_yaml_str("outbox:\n  max_backoff: 1.0e300\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too long"), "{err}");
+        let s = Settings::from_yaml_str("outbox:\n  max_backoff: 2.5\n").unwrap();
+        assert_eq!(s.outbox.max_backoff.0, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn a_yaml_key_that_is_not_a_name_is_refused_not_a_panic() {
+        // Found by the config_yaml fuzz target (`servicenow:\n : x\n` panicked in config).
+        for text in [
+            "servicenow:\n : x\n",
+            "true: x\n",
+            "servicenow:\n  1.5: x\n",
+            "auth:\n  pipeline_tokens:\n    - {[a]: b}\n",
+        ] {
+            let err = Settings::from_yaml_str(text).unwrap_err().to_string();
+            assert!(err.contains("a YAML key is"), "{text:?}: {err}");
+        }
+        let dir = std::env::temp_dir().join(format!("snowgate-cfg-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad-key.yaml");
+        std::fs::write(&path, "servicenow:\n : x\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("a YAML key is empty"), "{err}");
     }
 
     #[test]
@@ -900,6 +983,26 @@ mod tests {
         let path = dir.join("bad.yaml");
         std::fs::write(&path, "servicenow:\n  instance_ur: x\n").unwrap();
         let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("instance_ur"), "{err}");
+    }
+
+    #[test]
+    fn yaml_text_reads_like_the_file_without_environment_or_secret_files() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.example.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let s = Settings::from_yaml_str(&text).expect("config.example.yaml reads");
+        assert_eq!(s.servicenow.tool_id, "1c219f7e8708f1508ca933383cbb3543");
+        assert_eq!(s.auth.operator_tokens[0].name, "alice");
+        let s = Settings::from_yaml_str("servicenow:\n  token_file: /nonexistent/token\n")
+            .expect("a secret file is not read");
+        assert_eq!(
+            s.servicenow.token_file.as_deref(),
+            Some(Path::new("/nonexistent/token"))
+        );
+        assert!(s.servicenow.token.is_empty());
+        let err = Settings::from_yaml_str("servicenow:\n  instance_ur: x\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("instance_ur"), "{err}");
     }
 

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// jemalloc keeps the untouched parts of idle connections' buffers out of resident memory:
 /// with thousands of open long-polls this is most of the footprint (see BENCHMARKS.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -51,7 +51,8 @@ impl AllowList {
         }
         for known in &self.known_as {
             if let Some(rest) = under(known, &parsed) {
-                let mut path = self.base.path().to_string();
+                let mut path = self.base.path().trim_end_matches('/').to_string();
+                path.push('/');
                 path.push_str(rest);
                 if !path.ends_with('/') {
                     path.push('/');
@@ -134,8 +135,13 @@ fn check_raw(text: &str) -> Result<(), String> {
             ));
         }
     }
+    // The scheme must be followed by `://` itself: the parser also reads `http:/host` and
+    // `http:host`, and a later `://` would then be taken for the start of the host here.
     let after_scheme = text
         .split_once("://")
+        .filter(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+        })
         .map(|(_, r)| r)
         .ok_or("must be an absolute http or https URL")?;
     let path_and_more = match after_scheme.find('/') {
@@ -207,6 +213,36 @@ mod tests {
         );
         assert!(l.resolve("http://j:8080/cix/job/x/1/").is_err());
         assert!(l.resolve("http://j:8080/job/x/1/").is_err());
+        // Without the trailing `/` (found by fuzzing: rebased onto `/cijob/x/1/`, then refused).
+        let l = AllowList::new("http://j:8080/ci", &[]).unwrap();
+        assert_eq!(
+            l.resolve("http://j:8080/ci/job/x/1/").unwrap().as_str(),
+            "http://j:8080/ci/job/x/1/"
+        );
+        assert!(l.resolve("http://j:8080/cix/job/x/1/").is_err());
+        // The fuzz target's input: `//jenkin` was accepted as `/ci/jenkin/`.
+        let l = AllowList::new("http://j:8080/ci", &["http://ttp/".into()]).unwrap();
+        assert!(l.resolve("http:/ttp://jenkin").is_err());
+    }
+
+    #[test]
+    fn the_raw_checks_start_after_the_schemes_own_slashes() {
+        // Found by fuzzing: the parser reads `http:/host` and `http:host` too, and the raw
+        // checks took a later `://` for the start of the host, so `//` and `..` went unseen.
+        for case in [
+            "http:/jenkins.internal:8080//x/1/a://b",
+            "http:/jenkins.internal:8080/job/../../a://x",
+            "http:jenkins.internal:8080//x/1/a://b",
+            "http:/ttp://jenkin",
+        ] {
+            assert_eq!(
+                check_raw(case),
+                Err("must be an absolute http or https URL".to_string()),
+                "{case}"
+            );
+            assert!(list().resolve(case).is_err(), "accepted {case:?}");
+        }
+        assert!(check_raw("HTTPS://ci.example.com/jenkins/job/x/1/").is_ok());
     }
 
     #[test]

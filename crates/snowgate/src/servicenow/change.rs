@@ -74,8 +74,18 @@ impl ChangeRecord {
     }
 }
 
+/// The records of a list answer, `{"result": [{…}, …]}`.
+pub fn records(v: &Value) -> Result<Vec<ChangeRecord>, ServiceNowError> {
+    v.get("result")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ServiceNowError::Decode("the answer has no `result` list".into()))?
+        .iter()
+        .map(ChangeRecord::parse)
+        .collect()
+}
+
 /// Creation answers are documented both as `{"result": {…}}` and `{"result": [{…}]}`.
-fn single_result(v: &Value) -> Result<&Value, ServiceNowError> {
+pub fn single_result(v: &Value) -> Result<&Value, ServiceNowError> {
     match v.get("result") {
         Some(Value::Array(a)) => a
             .first()
@@ -369,11 +379,7 @@ impl ChangeClient {
             &[("sysparm_query", sysparm_query), ("sysparm_limit", &limit)],
         );
         let v = self.call(Method::GET, url, None, "GET change").await?;
-        let rows = v
-            .get("result")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ServiceNowError::Decode("the answer has no `result` list".into()))?;
-        rows.iter().map(ChangeRecord::parse).collect()
+        records(&v)
     }
 
     /// The CR with this number, if any.
