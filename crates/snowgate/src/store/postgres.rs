@@ -191,6 +191,10 @@ pub struct PostgresStore {
     pool: Pool,
     config: Arc<tokio_postgres::Config>,
     tls: MakeRustlsConnect,
+    /// This store's own mark in its notifications (`<origin> <gate id>`): its listener skips
+    /// them, since the process that decided a gate wakes its own long-polls itself (with the
+    /// decision's timing) and its workers need no takeover wake for it.
+    origin: Arc<str>,
 }
 
 /// Connection settings for [`PostgresStore::connect`].
@@ -262,6 +266,7 @@ impl PostgresStore {
             pool,
             config: Arc::new(config),
             tls,
+            origin: Uuid::new_v4().simple().to_string().into(),
         };
         store.migrate().await?;
         Ok(store)
@@ -313,6 +318,7 @@ impl PostgresStore {
     async fn listen_loop(
         config: Arc<tokio_postgres::Config>,
         tls: MakeRustlsConnect,
+        origin: Arc<str>,
         tx: mpsc::Sender<StoreSignal>,
     ) {
         let mut delay = Duration::from_millis(200);
@@ -347,7 +353,13 @@ impl PostgresStore {
                             return;
                         }
                         while let Some(payload) = msg_rx.recv().await {
-                            if let Ok(id) = Uuid::parse_str(&payload) {
+                            // `<origin> <gate id>`; a bare id from a replica of an older
+                            // version during a rolling upgrade.
+                            let (from, id) = payload.split_once(' ').unwrap_or(("", &payload));
+                            if from == &*origin {
+                                continue;
+                            }
+                            if let Ok(id) = Uuid::parse_str(id) {
                                 if tx.send(StoreSignal::Decided(id)).await.is_err() {
                                     return;
                                 }
@@ -621,7 +633,10 @@ impl GateStore for PostgresStore {
             .prepare_cached("SELECT pg_notify($1, $2)")
             .await
             .map_err(pg)?;
-        tx.execute(&notify, &[&CHANNEL, &id]).await.map_err(pg)?;
+        let payload = format!("{} {id}", self.origin);
+        tx.execute(&notify, &[&CHANNEL, &payload])
+            .await
+            .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(TransitionOutcome::Applied(after))
     }
@@ -991,7 +1006,12 @@ impl GateStore for PostgresStore {
 
     async fn listen(&self) -> Option<mpsc::Receiver<StoreSignal>> {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(Self::listen_loop(self.config.clone(), self.tls.clone(), tx));
+        tokio::spawn(Self::listen_loop(
+            self.config.clone(),
+            self.tls.clone(),
+            self.origin.clone(),
+            tx,
+        ));
         Some(rx)
     }
 

@@ -207,6 +207,19 @@ async fn no_configured_secret_appears_in_logs_or_error_bodies() {
 }
 
 /// A long-poll on gate `id` (30 s), running in the background.
+/// Until `n` gates have an open long-poll (`snowgate_waiting_gates`), so the decision that
+/// follows releases a waiting long-poll rather than one that has not arrived yet.
+async fn until_waiting(app: &TestApp, n: usize) {
+    for _ in 0..600 {
+        let metrics = app.get("/metrics", None).await.text().await.unwrap();
+        if metric(&metrics, "snowgate_waiting_gates") == Some(n as f64) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{n} waiting gates never showed in /metrics");
+}
+
 fn spawn_wait(app: &TestApp, id: &str) -> tokio::task::JoinHandle<reqwest::Response> {
     let (client, url) = (
         app.client.clone(),
@@ -228,7 +241,7 @@ async fn a_released_long_poll_says_how_long_after_the_deciding_request_it_answer
     let gate = app.open("Deploy").await;
     let id = gate["id"].as_str().unwrap().to_string();
     let waiter = spawn_wait(&app, &id);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_waiting(&app, 1).await;
     let cb = app.callback_url_of("Deploy");
     let resp = app
         .send_callback(&cb, r#"{"result":"succeeded","changeComments":"ok"}"#)
@@ -259,7 +272,7 @@ async fn a_released_long_poll_says_how_long_after_the_deciding_request_it_answer
     let other = app.open("Smoke").await;
     let other_id = other["id"].as_str().unwrap().to_string();
     let waiter = spawn_wait(&app, &other_id);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_waiting(&app, 1).await;
     let resumed = app
         .post_json(
             &format!("/api/v1/gates/{other_id}/resume"),
