@@ -1,4 +1,4 @@
-//! Change mode (SPEC §6, the way Octopus Deploy gates on the Change Management API): decide
+//! Change mode (the way Octopus Deploy gates on the Change Management API): decide
 //! whether a gate is change-controlled, then find the change request it is about — the one
 //! named by the gate, else an open one with the exact title, else a new one — and link it.
 use std::collections::HashMap;

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{ErrorBody, EventList, EventView, GateList, GateView};
 
 use crate::configuration::{parse_duration, Secret};
 use crate::domain::names::job_segments;
@@ -134,7 +137,7 @@ enum CallError {
         status: u16,
         code: String,
         message: String,
-        body: Option<Value>,
+        body: Option<ErrorBody>,
     },
     /// No answer at all.
     Unreachable(String),
@@ -157,10 +160,8 @@ impl CallError {
                 message,
                 body,
             } => {
-                if json_output {
-                    if let Some(b) = body {
-                        print_json(b);
-                    }
+                if let (true, Some(b)) = (json_output, body) {
+                    print_json(b);
                 }
                 eprintln!("snowgate: {message} (HTTP {status}, {code})");
             }
@@ -199,26 +200,20 @@ fn describe_reqwest(e: reqwest::Error) -> String {
 
 /// The error an answer's status and body stand for: the API's `{"error":{"code","message"}}`
 /// when it sent one, else the bare status (a proxy's 502 page, say).
-fn api_error(status: reqwest::StatusCode, body: Option<Value>) -> CallError {
-    let err = body.as_ref().and_then(|b| b.get("error"));
-    let message = err
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
+fn api_error(status: reqwest::StatusCode, body: Option<ErrorBody>) -> CallError {
+    let (code, message) = match &body {
+        Some(b) => (b.error.code.clone(), b.error.message.clone()),
+        None => (
+            "http_error".to_string(),
             format!(
                 "snowgate answered {} {}",
                 status.as_u16(),
                 status.canonical_reason().unwrap_or("")
             )
             .trim_end()
-            .to_string()
-        });
-    let code = err
-        .and_then(|e| e.get("code"))
-        .and_then(Value::as_str)
-        .unwrap_or("http_error")
-        .to_string();
+            .to_string(),
+        ),
+    };
     CallError::Api {
         status: status.as_u16(),
         code,
@@ -273,13 +268,14 @@ impl Api {
         self.url(&segments, &[])
     }
 
-    async fn call(
+    /// One request; a 2xx answer is read as `T`, anything else as the API's error body.
+    async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         url: url::Url,
-        body: Option<&Value>,
+        body: Option<&impl Serialize>,
         timeout: Duration,
-    ) -> Result<Value, CallError> {
+    ) -> Result<T, CallError> {
         let shown = display_url(&url);
         let mut req = self
             .http
@@ -290,9 +286,7 @@ impl Api {
             req = req.bearer_auth(t.expose());
         }
         if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_string());
+            req = req.json(b);
         }
         let unreachable = |e: reqwest::Error| {
             CallError::Unreachable(format!(
@@ -303,28 +297,27 @@ impl Api {
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(unreachable)?;
-        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         if !status.is_success() {
-            return Err(api_error(status, parsed));
+            return Err(api_error(status, serde_json::from_slice(&bytes).ok()));
         }
-        parsed.ok_or_else(|| CallError::Api {
+        serde_json::from_slice(&bytes).map_err(|e| CallError::Api {
             status: status.as_u16(),
             code: "not_json".into(),
-            message: format!("{shown} answered {status} with a body that is not JSON"),
+            message: format!("{shown} answered {status} with a body that is not snowgate's JSON: {e}"),
             body: None,
         })
     }
 
-    async fn get(&self, url: url::Url) -> Result<Value, CallError> {
-        self.call(Method::GET, url, None, REQUEST_TIMEOUT).await
+    async fn get<T: DeserializeOwned>(&self, url: url::Url) -> Result<T, CallError> {
+        self.call(Method::GET, url, None::<&()>, REQUEST_TIMEOUT).await
     }
 }
 
-fn print_json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+fn print_json(v: &impl Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("snowgate: cannot print the answer as JSON: {e}"),
+    }
 }
 
 /// Run a `snowgate gates …` command; the result is the process's exit code.
@@ -349,31 +342,27 @@ async fn gates(args: GatesArgs) -> Result<u8, CallError> {
             if let Some(l) = &limit {
                 query.push(("limit", l.as_str()));
             }
-            let v = api.get(api.url(&["api", "v1", "gates"], &query)).await?;
+            let list: GateList = api.get(api.url(&["api", "v1", "gates"], &query)).await?;
             if json_output {
-                print_json(&v);
+                print_json(&list);
+            } else if list.gates.is_empty() {
+                println!("no gates");
             } else {
-                let gates = v["gates"].as_array().cloned().unwrap_or_default();
-                if gates.is_empty() {
-                    println!("no gates");
-                } else {
-                    print!("{}", gate_table(&gates, Utc::now()));
-                }
+                print!("{}", gate_table(&list.gates, Utc::now()));
             }
             Ok(EXIT_OK)
         }
         GatesCommand::Show { id } => {
-            let v = api.get(api.gate_url(&id, &[])).await?;
-            show(&v, json_output);
+            let gate: GateView = api.get(api.gate_url(&id, &[])).await?;
+            show(&gate, json_output);
             Ok(EXIT_OK)
         }
         GatesCommand::Events { id } => {
-            let v = api.get(api.gate_url(&id, &["events"])).await?;
+            let list: EventList = api.get(api.gate_url(&id, &["events"])).await?;
             if json_output {
-                print_json(&v);
+                print_json(&list);
             } else {
-                let events = v["events"].as_array().cloned().unwrap_or_default();
-                print!("{}", event_table(&events));
+                print!("{}", event_table(&list.events));
             }
             Ok(EXIT_OK)
         }
@@ -383,7 +372,7 @@ async fn gates(args: GatesArgs) -> Result<u8, CallError> {
     }
 }
 
-fn show(gate: &Value, json_output: bool) {
+fn show(gate: &GateView, json_output: bool) {
     if json_output {
         print_json(gate);
     } else {
@@ -399,24 +388,23 @@ async fn act(
     json_output: bool,
 ) -> Result<u8, CallError> {
     let url = api.gate_url(id, &[action]);
-    let v = api
-        .call(
-            Method::POST,
-            url,
-            Some(&json!({ "reason": reason })),
-            REQUEST_TIMEOUT,
-        )
+    #[derive(Serialize)]
+    struct Reason<'a> {
+        reason: &'a str,
+    }
+    let gate: GateView = api
+        .call(Method::POST, url, Some(&Reason { reason }), REQUEST_TIMEOUT)
         .await?;
-    show(&v, json_output);
+    show(&gate, json_output);
     Ok(EXIT_OK)
 }
 
 /// The exit code a decided gate stands for, or `None` while undecided.
-pub fn decision_exit_code(gate: &Value) -> Option<u8> {
-    match gate.get("proceed") {
-        Some(Value::Bool(true)) => Some(EXIT_OK),
-        Some(Value::Bool(false)) => Some(EXIT_STOP),
-        _ => None,
+pub fn decision_exit_code(gate: &GateView) -> Option<u8> {
+    match gate.proceed {
+        Some(true) => Some(EXIT_OK),
+        Some(false) => Some(EXIT_STOP),
+        None => None,
     }
 }
 
@@ -437,15 +425,15 @@ async fn wait(api: &Api, id: &str, timeout: Duration, json_output: bool) -> Resu
             &[("timeout", &secs.to_string())],
         );
         let started = Instant::now();
-        match api
+        let answer: Result<GateView, _> = api
             .call(
                 Method::GET,
                 url,
-                None,
+                None::<&()>,
                 Duration::from_secs(secs) + REQUEST_TIMEOUT,
             )
-            .await
-        {
+            .await;
+        match answer {
             Ok(gate) => {
                 answered = true;
                 backoff = Duration::from_millis(500);
@@ -457,7 +445,7 @@ async fn wait(api: &Api, id: &str, timeout: Duration, json_output: bool) -> Resu
                     show(&gate, json_output);
                     eprintln!(
                         "snowgate: gate {id} is still {} after {}",
-                        gate["state"].as_str().unwrap_or("undecided"),
+                        gate.state,
                         humantime::format_duration(timeout)
                     );
                     return Ok(EXIT_UNDECIDED);
@@ -497,10 +485,10 @@ pub async fn healthcheck(args: HealthcheckArgs) -> u8 {
     };
     let path = if args.ready { "readyz" } else { "healthz" };
     let url = api.url(&[path], &[]);
-    match api
-        .call(Method::GET, url.clone(), None, HEALTHCHECK_TIMEOUT)
-        .await
-    {
+    let answer: Result<serde::de::IgnoredAny, _> = api
+        .call(Method::GET, url.clone(), None::<&()>, HEALTHCHECK_TIMEOUT)
+        .await;
+    match answer {
         Ok(_) => {
             println!("ok: {} answered 200", display_url(&url));
             0
@@ -515,15 +503,11 @@ pub async fn healthcheck(args: HealthcheckArgs) -> u8 {
 // ---------------------------------------------------------------------------------------------
 // Rendering (pure, unit-tested)
 
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn proceed_text(v: &Value) -> &'static str {
-    match v.get("proceed") {
-        Some(Value::Bool(true)) => "yes",
-        Some(Value::Bool(false)) => "no",
-        _ => "-",
+fn proceed_text(g: &GateView) -> &'static str {
+    match g.proceed {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
     }
 }
 
@@ -537,18 +521,10 @@ fn job_name(job_url: &str) -> String {
     }
 }
 
-fn build_number(v: &Value) -> String {
-    match v.get("buildNumber") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    }
-}
-
-fn cr_number(v: &Value) -> &str {
-    v.get("changeRequest")
-        .and_then(|c| c.get("number"))
-        .and_then(Value::as_str)
+fn cr_number(g: &GateView) -> &str {
+    g.change_request
+        .as_ref()
+        .and_then(|c| c.number.as_deref())
         .unwrap_or("-")
 }
 
@@ -595,19 +571,19 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `gates list`: ID STATE PROCEED JOB BUILD STAGE CR AGE.
-pub fn gate_table(gates: &[Value], now: DateTime<Utc>) -> String {
+pub fn gate_table(gates: &[GateView], now: DateTime<Utc>) -> String {
     let rows: Vec<Vec<String>> = gates
         .iter()
         .map(|g| {
             vec![
-                text(g, "id").to_string(),
-                text(g, "state").to_string(),
+                g.id.to_string(),
+                g.state.to_string(),
                 proceed_text(g).to_string(),
-                job_name(text(g, "jobUrl")),
-                build_number(g),
-                text(g, "stageName").to_string(),
+                job_name(&g.job_url),
+                g.build_number.clone(),
+                g.stage_name.clone(),
                 cr_number(g).to_string(),
-                age(text(g, "createdAt"), now),
+                age(&g.created_at, now),
             ]
         })
         .collect();
@@ -619,47 +595,48 @@ pub fn gate_table(gates: &[Value], now: DateTime<Utc>) -> String {
     )
 }
 
+fn or_dash(s: Option<&str>) -> String {
+    match s {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+/// `CHG0030001 (Assess) https://…`, or `-` without a change request.
+fn cr_line(g: &GateView) -> String {
+    let Some(c) = &g.change_request else {
+        return "-".to_string();
+    };
+    let mut s = cr_number(g).to_string();
+    if let Some(state) = &c.state {
+        s.push_str(&format!(" ({state})"));
+    }
+    if let Some(url) = &c.url {
+        s.push_str(&format!(" {url}"));
+    }
+    s
+}
+
 /// `gates show` / `wait` / `resume` / `abort`: one `key: value` line per field.
-pub fn gate_details(g: &Value, now: DateTime<Utc>) -> String {
-    let cr = g.get("changeRequest").filter(|c| !c.is_null());
-    let cr_line = match cr {
-        None => "-".to_string(),
-        Some(c) => {
-            let mut s = cr_number(g).to_string();
-            if let Some(state) = c.get("state").and_then(Value::as_str) {
-                s.push_str(&format!(" ({state})"));
-            }
-            if let Some(url) = c.get("url").and_then(Value::as_str) {
-                s.push_str(&format!(" {url}"));
-            }
-            s
-        }
-    };
-    let or_dash = |s: &str| {
-        if s.is_empty() {
-            "-".to_string()
-        } else {
-            s.to_string()
-        }
-    };
-    let created = text(g, "createdAt");
+pub fn gate_details(g: &GateView, now: DateTime<Utc>) -> String {
+    let created = &g.created_at;
     let rows = [
-        ("id", text(g, "id").to_string()),
-        ("state", text(g, "state").to_string()),
+        ("id", g.id.to_string()),
+        ("state", g.state.to_string()),
         ("proceed", proceed_text(g).to_string()),
-        ("message", or_dash(text(g, "message"))),
-        ("job", job_name(text(g, "jobUrl"))),
-        ("job url", or_dash(text(g, "jobUrl"))),
-        ("build", build_number(g)),
-        ("stage", text(g, "stageName").to_string()),
-        ("branch", or_dash(text(g, "branchName"))),
-        ("change request", cr_line),
+        ("message", or_dash(Some(&g.message))),
+        ("job", job_name(&g.job_url)),
+        ("job url", or_dash(Some(&g.job_url))),
+        ("build", g.build_number.clone()),
+        ("stage", g.stage_name.clone()),
+        ("branch", or_dash(g.branch_name.as_deref())),
+        ("change request", cr_line(g)),
         (
             "created",
-            format!("{} ({} ago)", or_dash(created), age(created, now)),
+            format!("{} ({} ago)", or_dash(Some(created)), age(created, now)),
         ),
-        ("decided", or_dash(text(g, "decidedAt"))),
-        ("decided by", or_dash(text(g, "decidedBy"))),
+        ("decided", or_dash(g.decided_at.as_deref())),
+        ("decided by", or_dash(g.decided_by.as_deref())),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     rows.iter()
@@ -668,23 +645,25 @@ pub fn gate_details(g: &Value, now: DateTime<Utc>) -> String {
 }
 
 /// `gates events`: AT ACTOR KIND FROM→TO MESSAGE.
-pub fn event_table(events: &[Value]) -> String {
+pub fn event_table(events: &[EventView]) -> String {
     let rows: Vec<Vec<String>> = events
         .iter()
         .map(|e| {
-            let from = e.get("fromState").and_then(Value::as_str);
-            let to = e.get("toState").and_then(Value::as_str);
             // Notices (a CR number arrived, an acknowledgement was sent) change no state.
-            let transition = match (from, to) {
+            let transition = match (e.from_state, e.to_state) {
                 (None, None) => "-".to_string(),
-                (f, t) => format!("{} -> {}", f.unwrap_or("-"), t.unwrap_or("-")),
+                (f, t) => format!(
+                    "{} -> {}",
+                    f.map_or("-", |s| s.as_str()),
+                    t.map_or("-", |s| s.as_str())
+                ),
             };
             vec![
-                text(e, "at").to_string(),
-                text(e, "actor").to_string(),
-                text(e, "kind").to_string(),
+                e.at.clone(),
+                e.actor.clone(),
+                e.kind.clone(),
                 transition,
-                text(e, "message").to_string(),
+                e.message.clone(),
             ]
         })
         .collect();
@@ -693,10 +672,12 @@ pub fn event_table(events: &[Value]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn gate() -> Value {
-        json!({
+    fn gate() -> GateView {
+        serde_json::from_value(json!({
             "id": "5a0c1f4e-0000-4000-8000-000000000001",
             "state": "pending",
             "proceed": null,
@@ -708,7 +689,16 @@ mod tests {
             "createdAt": "2026-01-01T10:00:00.000Z",
             "decidedAt": null,
             "decidedBy": null,
-        })
+            "mode": "devops",
+            "updatedAt": "2026-01-01T10:00:00.000Z",
+            "links": {"self": "/api/v1/gates/x", "wait": "/api/v1/gates/x/wait",
+                      "events": "/api/v1/gates/x/events"},
+        }))
+        .unwrap()
+    }
+
+    fn event(v: serde_json::Value) -> EventView {
+        serde_json::from_value(v).unwrap()
     }
 
     fn now() -> DateTime<Utc> {
@@ -750,10 +740,10 @@ mod tests {
     #[test]
     fn events_show_transitions_and_notices() {
         let out = event_table(&[
-            json!({"at": "2026-01-01T10:00:00.000Z", "actor": "operator:alice", "kind": "aborted",
-                   "fromState": "pending", "toState": "aborted", "message": "aborted by alice: wrong build"}),
-            json!({"at": "2026-01-01T10:00:01.000Z", "actor": "servicenow", "kind": "change_request",
-                   "fromState": null, "toState": null, "message": "CHG0030001"}),
+            event(json!({"id": 1, "at": "2026-01-01T10:00:00.000Z", "actor": "operator:alice", "kind": "aborted",
+                   "fromState": "pending", "toState": "aborted", "message": "aborted by alice: wrong build"})),
+            event(json!({"id": 2, "at": "2026-01-01T10:00:01.000Z", "actor": "servicenow", "kind": "change_request",
+                   "fromState": null, "toState": null, "message": "CHG0030001"})),
         ]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 3, "{out}");
@@ -775,13 +765,12 @@ mod tests {
 
     #[test]
     fn only_a_boolean_proceed_is_a_decision() {
-        assert_eq!(decision_exit_code(&json!({"proceed": true})), Some(EXIT_OK));
-        assert_eq!(
-            decision_exit_code(&json!({"proceed": false})),
-            Some(EXIT_STOP)
-        );
-        assert_eq!(decision_exit_code(&json!({"proceed": null})), None);
-        assert_eq!(decision_exit_code(&json!({})), None);
+        let mut g = gate();
+        assert_eq!(decision_exit_code(&g), None);
+        g.proceed = Some(true);
+        assert_eq!(decision_exit_code(&g), Some(EXIT_OK));
+        g.proceed = Some(false);
+        assert_eq!(decision_exit_code(&g), Some(EXIT_STOP));
     }
 
     #[test]
@@ -815,9 +804,10 @@ mod tests {
     fn api_errors_carry_the_servers_message_or_the_status() {
         let e = api_error(
             reqwest::StatusCode::FORBIDDEN,
-            Some(
+            serde_json::from_value(
                 json!({"error": {"code": "forbidden", "message": "this token may not abort gates"}}),
-            ),
+            )
+            .ok(),
         );
         match e {
             CallError::Api {

@@ -194,7 +194,7 @@ pub enum AutoTransition {
     Closed,
 }
 
-/// Change mode (SPEC §6): which jobs and environments are change-controlled, how CRs are
+/// Change mode (README "Change mode"): which jobs and environments are change-controlled, how CRs are
 /// titled and filled, and what snowgate writes back.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -631,6 +631,18 @@ impl Settings {
     /// Every problem that stops `serve`, each naming its key and environment variable.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        self.servicenow_problems(&mut out);
+        self.change_problems(&mut out);
+        self.callback_problems(&mut out);
+        self.jenkins_problems(&mut out);
+        self.store_problems(&mut out);
+        self.auth_problems(&mut out);
+        self.server_problems(&mut out);
+        out
+    }
+
+    /// `servicenow.*`: where the instance is and how snowgate signs in.
+    fn servicenow_problems(&self, out: &mut Vec<String>) {
         let sn = &self.servicenow;
         if sn.instance_url.is_empty() {
             out.push(key_problem("servicenow.instance_url", "is missing"));
@@ -684,6 +696,16 @@ impl Settings {
                 "is `token`, which only the DevOps API accepts; change mode (default_mode: change) needs `basic` or `oauth`",
             ));
         }
+        if sn.max_requests_per_second == 0 {
+            out.push(key_problem(
+                "servicenow.max_requests_per_second",
+                "must be at least 1",
+            ));
+        }
+    }
+
+    /// `change.*`: the change-mode patterns and policies.
+    fn change_problems(&self, out: &mut Vec<String>) {
         for (i, p) in self
             .change
             .jobs
@@ -703,12 +725,10 @@ impl Settings {
                 "needs change.standard_template: only pre-approved standard changes are moved by snowgate",
             ));
         }
-        if sn.max_requests_per_second == 0 {
-            out.push(key_problem(
-                "servicenow.max_requests_per_second",
-                "must be at least 1",
-            ));
-        }
+    }
+
+    /// `callback.*`: the URL ServiceNow calls back on, and its credentials.
+    fn callback_problems(&self, out: &mut Vec<String>) {
         match &self.callback.public_base_url {
             None => out.push(key_problem(
                 "callback.public_base_url",
@@ -728,6 +748,10 @@ impl Settings {
                 ));
             }
         }
+    }
+
+    /// `jenkins.*`: the Jenkins that `input` steps are answered on.
+    fn jenkins_problems(&self, out: &mut Vec<String>) {
         if let Some(j) = &self.jenkins {
             if let Err(p) = check_base_url(&j.url) {
                 out.push(key_problem("jenkins.url", &p));
@@ -747,6 +771,10 @@ impl Settings {
                 ));
             }
         }
+    }
+
+    /// `store.*`: the database URL and its options.
+    fn store_problems(&self, out: &mut Vec<String>) {
         match self.store.backend() {
             Err(p) => out.push(key_problem("store.url", &p)),
             Ok(Backend::Postgres(url)) => {
@@ -767,6 +795,10 @@ impl Settings {
         if self.store.timeout.0.is_zero() {
             out.push(key_problem("store.timeout", "must be more than 0"));
         }
+    }
+
+    /// `auth.*`: the API tokens.
+    fn auth_problems(&self, out: &mut Vec<String>) {
         if !self.auth.disabled
             && self.auth.pipeline_tokens.is_empty()
             && self.auth.operator_tokens.is_empty()
@@ -797,6 +829,10 @@ impl Settings {
                 "must be at least 1s (the session cookie's Max-Age counts whole seconds)",
             ));
         }
+    }
+
+    /// `server.*`: where the API listens (and whether running without auth is safe there).
+    fn server_problems(&self, out: &mut Vec<String>) {
         match self.server.bind.parse::<std::net::SocketAddr>() {
             Err(_) => out.push(key_problem(
                 "server.bind",
@@ -808,7 +844,6 @@ impl Settings {
             )),
             Ok(_) => {}
         }
-        out
     }
 }
 

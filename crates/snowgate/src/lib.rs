@@ -1,6 +1,5 @@
 //! snowgate: a sidecar that puts Jenkins pipeline stages under ServiceNow change control.
-#[cfg(feature = "sim")]
-pub mod bench;
+pub mod api;
 pub mod change_mode;
 pub mod check;
 pub mod cli;

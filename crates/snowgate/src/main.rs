@@ -99,9 +99,6 @@ enum Command {
         #[arg(long, short, env = "SNOWGATE_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Measure snowgate against its quality bars on this machine (run by hand; see BENCHMARKS.md).
-    #[cfg(feature = "sim")]
-    Bench(snowgate::bench::BenchArgs),
     /// Exit 0 when snowgate's /healthz answers 200, else 1 (for container health checks).
     Healthcheck(snowgate::cli::HealthcheckArgs),
 }
@@ -154,13 +151,6 @@ fn main() -> ExitCode {
             }
             Command::Gates(args) => {
                 exit = ExitCode::from(snowgate::cli::run_gates(args).await);
-                Ok(())
-            }
-            #[cfg(feature = "sim")]
-            Command::Bench(args) => {
-                let _log = telemetry::init(Default::default(), "warn");
-                let report = snowgate::bench::run(args).await?;
-                println!("{report}");
                 Ok(())
             }
             Command::Check { config } => {

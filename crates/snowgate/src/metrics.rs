@@ -77,7 +77,7 @@ impl Metrics {
         let release_latency = latency_histogram();
         registry.register(
             "long_poll_release_seconds",
-            "From a deciding request's arrival (callback or operator) to the answer of each long-poll it released in this process (SPEC §9's decision latency; also in the answer's Server-Timing header)",
+            "From a deciding request's arrival (callback or operator) to the answer of each long-poll it released in this process (the decision latency of BENCHMARKS.md; also in the answer's Server-Timing header)",
             release_latency.clone(),
         );
         let time_pending = Histogram::new(exponential_buckets(1.0, 2.0, 20));

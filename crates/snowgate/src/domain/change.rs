@@ -1,5 +1,5 @@
-//! Change-request states and the polling verdict (SPEC §4): what a CR's state and planned
-//! window mean for a waiting gate. Pure functions, unit-tested without I/O.
+//! Change-request states and the polling verdict (README "Change mode"): what a CR's state
+//! and planned window mean for a waiting gate. Pure functions, unit-tested without I/O.
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};

@@ -1,4 +1,4 @@
-//! Gate states and the pure transition rules (SPEC §2 "Gate states").
+//! Gate states and the pure transition rules.
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -134,76 +134,8 @@ pub struct Gate {
     pub timers: super::timers::Timers,
 }
 
-/// How a gate is shown by every gate endpoint (SPEC §3 "Gate representation").
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GateView<'a> {
-    pub id: Uuid,
-    pub state: GateState,
-    pub proceed: Option<bool>,
-    pub message: &'a str,
-    pub mode: &'static str,
-    pub job_url: &'a str,
-    pub build_number: &'a str,
-    pub stage_name: &'a str,
-    pub branch_name: Option<&'a str>,
-    pub build_url: Option<&'a str>,
-    pub change_request: Option<&'a ChangeRequest>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub decided_at: Option<String>,
-    pub decided_by: Option<&'a str>,
-    /// The earliest timeout still running, if any.
-    pub deadline: Option<String>,
-    pub links: Links,
-}
-
-#[derive(Serialize)]
-pub struct Links {
-    #[serde(rename = "self")]
-    pub self_: String,
-    pub wait: String,
-    pub events: String,
-}
-
 pub fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-impl Gate {
-    pub fn view(&self) -> GateView<'_> {
-        GateView {
-            id: self.id,
-            state: self.state,
-            proceed: self.proceed,
-            message: &self.message,
-            mode: self.spec.mode.as_str(),
-            job_url: &self.spec.job_url,
-            build_number: &self.spec.build_number,
-            stage_name: &self.spec.stage_name,
-            branch_name: self.spec.branch_name.as_deref(),
-            build_url: self.spec.build_url.as_deref(),
-            change_request: self.change_request.as_ref(),
-            created_at: timestamp(&self.created_at),
-            updated_at: timestamp(&self.updated_at),
-            decided_at: self.decided_at.as_ref().map(timestamp),
-            decided_by: self.decided_by.as_deref(),
-            deadline: [
-                self.timers.creation_deadline_ms,
-                self.timers.step_deadline_ms,
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, ms).single())
-            .map(|t| timestamp(&t)),
-            links: Links {
-                self_: format!("/api/v1/gates/{}", self.id),
-                wait: format!("/api/v1/gates/{}/wait", self.id),
-                events: format!("/api/v1/gates/{}/events", self.id),
-            },
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Jenkins-compatible names and URLs, exactly as the official plugin builds them (SPEC §2).
+//! Jenkins-compatible names and URLs, exactly as the official plugin (6.2.0) builds them from
+//! the build's `JOB_URL`, `BUILD_NUMBER` and stage.
 use std::fmt;
 
 use percent_encoding::percent_decode_str;

@@ -1,5 +1,5 @@
 //! Parsing an open-gate request into a [`GateSpec`]: every field checked once, by name
-//! (SPEC §3 "Pipeline endpoints"). After this, nothing re-checks a field.
+//! (`POST /api/v1/gates`, README "HTTP API"). After this, nothing re-checks a field.
 use serde::{Deserialize, Serialize};
 
 use crate::configuration::GateMode;
@@ -214,60 +214,12 @@ impl GateSpec {
         let stage_name = f
             .string("stageName", MAX_STAGE_NAME)?
             .ok_or_else(|| f.missing("stageName"))?;
-        let trigger_type = match f.string("triggerType", 16)?.as_deref() {
-            None | Some("user") => TriggerType::User,
-            Some("scm") => TriggerType::Scm,
-            Some("upstream") => TriggerType::Upstream,
-            Some(other) => {
-                return Err(FieldError::new(
-                    "triggerType",
-                    format!("must be user, scm or upstream, not `{other}`"),
-                ))
-            }
-        };
-        let upstream_task_execution_url = f.url("upstreamTaskExecutionUrl")?;
-        if trigger_type == TriggerType::Upstream && upstream_task_execution_url.is_none() {
-            return Err(FieldError::new(
-                "upstreamTaskExecutionUrl",
-                "is required when triggerType is upstream",
-            ));
-        }
+        let (trigger_type, upstream_task_execution_url) = f.trigger()?;
         let change_request_details = f.change_request_details("changeRequestDetails")?;
-        let input_id = match obj.get("input") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(i)) => {
-                Some(Fields(i).input_id("input.id")?.ok_or_else(|| {
-                    FieldError::new("input.id", "is required when input is given")
-                })?)
-            }
-            Some(_) => {
-                return Err(FieldError::new(
-                    "input",
-                    "must be an object like {\"id\": \"SnowgateApproval\"}",
-                ))
-            }
-        };
-        let mode = match f.string("mode", 16)?.as_deref() {
-            None => default_mode,
-            Some("devops") => GateMode::Devops,
-            Some("change") => GateMode::Change,
-            Some(other) => {
-                return Err(FieldError::new(
-                    "mode",
-                    format!("must be devops or change, not `{other}`"),
-                ))
-            }
-        };
+        let input_id = f.input()?;
+        let mode = f.mode(default_mode)?;
         let environment = f.string("environment", MAX_NAME)?;
-        let change_request_number = f.string("changeRequestNumber", 40)?;
-        if let Some(n) = &change_request_number {
-            if !n.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(FieldError::new(
-                    "changeRequestNumber",
-                    "must be a change request number such as CHG0030001",
-                ));
-            }
-        }
+        let change_request_number = f.change_request_number()?;
         if mode == GateMode::Change && environment.is_none() {
             return Err(FieldError::new(
                 "environment",
@@ -536,6 +488,74 @@ fn with_slash(u: &str) -> String {
         u.to_string()
     } else {
         format!("{u}/")
+    }
+}
+
+/// The gate fields that are more than one value or one choice.
+impl Fields<'_> {
+    /// `triggerType` (default `user`) and the `upstreamTaskExecutionUrl` an upstream trigger needs.
+    fn trigger(&self) -> Result<(TriggerType, Option<String>), FieldError> {
+        let trigger_type = match self.string("triggerType", 16)?.as_deref() {
+            None | Some("user") => TriggerType::User,
+            Some("scm") => TriggerType::Scm,
+            Some("upstream") => TriggerType::Upstream,
+            Some(other) => {
+                return Err(FieldError::new(
+                    "triggerType",
+                    format!("must be user, scm or upstream, not `{other}`"),
+                ))
+            }
+        };
+        let upstream_task_execution_url = self.url("upstreamTaskExecutionUrl")?;
+        if trigger_type == TriggerType::Upstream && upstream_task_execution_url.is_none() {
+            return Err(FieldError::new(
+                "upstreamTaskExecutionUrl",
+                "is required when triggerType is upstream",
+            ));
+        }
+        Ok((trigger_type, upstream_task_execution_url))
+    }
+
+    /// `input: {"id": …}`: the Jenkins `input` step to answer.
+    fn input(&self) -> Result<Option<String>, FieldError> {
+        match self.0.get("input") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(i)) => Ok(Some(Fields(i).input_id("input.id")?.ok_or_else(
+                || FieldError::new("input.id", "is required when input is given"),
+            )?)),
+            Some(_) => Err(FieldError::new(
+                "input",
+                "must be an object like {\"id\": \"SnowgateApproval\"}",
+            )),
+        }
+    }
+
+    /// `mode`: `devops` or `change`, else the configured default.
+    fn mode(&self, default_mode: GateMode) -> Result<GateMode, FieldError> {
+        match self.string("mode", 16)?.as_deref() {
+            None => Ok(default_mode),
+            Some("devops") => Ok(GateMode::Devops),
+            Some("change") => Ok(GateMode::Change),
+            Some(other) => Err(FieldError::new(
+                "mode",
+                format!("must be devops or change, not `{other}`"),
+            )),
+        }
+    }
+
+    /// `changeRequestNumber`: letters and digits only (it travels in a ServiceNow query).
+    fn change_request_number(&self) -> Result<Option<String>, FieldError> {
+        let n = self.string("changeRequestNumber", 40)?;
+        if n
+            .as_deref()
+            .is_some_and(|n| !n.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err(FieldError::new(
+                "changeRequestNumber",
+                "must be a change request number such as CHG0030001",
+            ));
+        }
+        Ok(n)
     }
 }
 

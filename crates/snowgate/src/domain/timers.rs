@@ -1,5 +1,6 @@
-//! When a gate is polled and when its timeouts fall due (SPEC §4 "Timeouts"). Deadlines are
-//! stored with the gate as epoch milliseconds, so they hold across restarts.
+//! When a gate is polled and when its timeouts fall due (README "When callbacks do not
+//! arrive"). Deadlines are stored with the gate as epoch milliseconds, so they hold across
+//! restarts.
 use std::time::Duration;
 
 use rand::Rng;
@@ -12,6 +13,17 @@ pub struct Timers {
     pub next_poll_ms: Option<i64>,
     pub creation_deadline_ms: Option<i64>,
     pub step_deadline_ms: Option<i64>,
+}
+
+impl Timers {
+    /// The earliest timeout still running (polls are not timeouts).
+    pub fn earliest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        [self.creation_deadline_ms, self.step_deadline_ms]
+            .into_iter()
+            .flatten()
+            .min()
+            .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&chrono::Utc, ms).single())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

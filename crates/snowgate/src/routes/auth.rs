@@ -1,4 +1,4 @@
-//! Bearer tokens with two scopes (SPEC §3): pipeline and operator.
+//! Bearer tokens with two scopes: pipeline and operator.
 use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;

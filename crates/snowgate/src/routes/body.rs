@@ -1,4 +1,5 @@
-//! Reading request bodies with a size limit and the JSON content-type rule of SPEC §3.
+//! Reading request bodies with a size limit and the JSON content-type rule
+//! (`application/json`, any charset).
 use actix_web::{web, HttpRequest};
 use futures::StreamExt;
 use serde_json::Value;

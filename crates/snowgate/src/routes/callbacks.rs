@@ -1,5 +1,5 @@
 //! The ServiceNow-facing callback `/sn-devops/{token}`, with the official Jenkins plugin's
-//! semantics and replies (SPEC §3): a notice records the CR and keeps the gate pending; a
+//! semantics and replies: a notice records the CR and keeps the gate pending; a
 //! decision is stored durably, then answered, then acknowledged through the outbox.
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;

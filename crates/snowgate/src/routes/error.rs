@@ -3,8 +3,8 @@
 //! goes to the log.
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
 
+use crate::api::{ErrorBody, ErrorDetail};
 use crate::domain::FieldError;
 use crate::store::StoreError;
 
@@ -78,15 +78,19 @@ impl ResponseError for ApiError {
         if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         }
-        let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let ApiError::InvalidField(f) = self {
-            error["field"] = json!(f.field);
-        }
+        let error = ErrorDetail {
+            code: self.code().to_string(),
+            message: self.to_string(),
+            field: match self {
+                ApiError::InvalidField(f) => Some(f.field.to_string()),
+                _ => None,
+            },
+        };
         let mut resp = HttpResponse::build(status);
         if matches!(self, ApiError::Unauthorized) {
             resp.insert_header(("WWW-Authenticate", "Bearer realm=\"snowgate\""));
         }
-        resp.json(json!({ "error": error }))
+        resp.json(ErrorBody { error })
     }
 }
 

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
 use super::auth::Pipeline;
+use crate::api::{gate_path, EventList, EventView, GateList};
 use super::body::json_body;
 use super::ApiError;
 use crate::configuration::GateMode;
@@ -50,15 +51,10 @@ pub async fn load_gate(state: &AppState, raw: &str) -> Result<Gate, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no gate {id}")))
 }
 
-#[tracing::instrument(skip_all)]
-pub async fn open(
-    _caller: Pipeline,
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let body = json_body(&req, payload, state.max_body).await?;
-    let mut spec = GateSpec::parse_with_default(&body, state.default_mode)?;
+/// The gate a `POST /gates` body asks for, checked against what this snowgate can do: change
+/// mode needs the Change API's credentials, an `input` a Jenkins snowgate may call.
+fn checked_spec(body: &serde_json::Value, state: &AppState) -> Result<GateSpec, FieldError> {
+    let mut spec = GateSpec::parse_with_default(body, state.default_mode)?;
     if spec.mode == GateMode::Change {
         let change = state.change.as_ref().ok_or_else(|| {
             FieldError::new(
@@ -84,6 +80,18 @@ pub async fn open(
             .resolve(build_url)
             .map_err(|why| FieldError::new("buildUrl", why))?;
     }
+    Ok(spec)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn open(
+    _caller: Pipeline,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = json_body(&req, payload, state.max_body).await?;
+    let spec = checked_spec(&body, &state)?;
     let opened = state
         .store
         .open_gate(
@@ -114,7 +122,7 @@ pub async fn open(
         actix_web::http::StatusCode::OK
     };
     Ok(HttpResponse::build(status)
-        .insert_header(("Location", format!("/api/v1/gates/{}", gate.id)))
+        .insert_header(("Location", gate_path(gate.id, None)))
         .json(gate.view()))
 }
 
@@ -128,7 +136,7 @@ pub async fn get(
 }
 
 /// The answer of a long-poll released by a decision. When the decision came by HTTP, the time
-/// since its request arrived (SPEC §9's decision latency, seen by the server) goes into the
+/// since its request arrived (the decision latency, seen by the server) goes into the
 /// metrics and a W3C `Server-Timing` header.
 fn released(state: &AppState, d: &Decided) -> HttpResponse {
     let mut resp = gate_json(&d.gate);
@@ -239,8 +247,11 @@ pub async fn list(
             })?,
     };
     let gates = state.store.list_gates(filter, limit).await?;
-    let views: Vec<_> = gates.iter().map(Gate::view).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "gates": views, "count": views.len() })))
+    let gates: Vec<_> = gates.iter().map(Gate::view).collect();
+    Ok(HttpResponse::Ok().json(GateList {
+        count: gates.len(),
+        gates,
+    }))
 }
 
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
@@ -251,5 +262,8 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let gate = load_gate(&state, &path).await?;
     let events = state.store.events(gate.id).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "gateId": gate.id, "events": events })))
+    Ok(HttpResponse::Ok().json(EventList {
+        gate_id: gate.id,
+        events: events.iter().map(EventView::from).collect(),
+    }))
 }

@@ -1,4 +1,4 @@
-//! Operator endpoints: resume or abort a held stage by hand, with a reason (SPEC §3).
+//! Operator endpoints: resume or abort a held stage by hand, with a reason.
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::{Operator, Pipeline, Principal};

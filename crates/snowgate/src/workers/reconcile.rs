@@ -1,4 +1,4 @@
-//! Restart reconciliation (SPEC §4): after a start, ask ServiceNow about every pending gate
+//! Restart reconciliation: after a start, ask ServiceNow about every pending gate
 //! (`GET …/orchestration/callback?taskExecutionURL=`) so decisions made while snowgate was down
 //! are applied without a callback. Gates are read in pages and every request takes a slot of
 //! the shared rate limit, so thousands of pending gates do not flood the instance.

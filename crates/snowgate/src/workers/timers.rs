@@ -1,4 +1,4 @@
-//! The timeouts of SPEC §4: `changeCreationTimeoutSecs` (no change request in time) and
+//! The timeouts of a gate: `changeCreationTimeoutSecs` (no change request in time) and
 //! `changeStepTimeoutSecs` (no decision in time), each with its abort flag. Deadlines are
 //! stored with the gates; this worker sleeps until the earliest one.
 use std::sync::Arc;

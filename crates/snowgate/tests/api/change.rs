@@ -1,4 +1,4 @@
-//! Change mode (SPEC §6) against the simulator's Change Management API and OAuth server.
+//! Change mode against the simulator's Change Management API and OAuth server.
 use std::time::Duration;
 
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! What snowgate sends ServiceNow, compared field by field with SPEC §2's worked examples of the
+//! What snowgate sends ServiceNow, compared field by field with worked examples of the
 //! official plugin 6.2.0 (plain job, nested stage, multibranch, parallel stages), as the strict
 //! simulator received it; and the acknowledgement that follows every decision callback, also
 //! one that arrives after polling decided.

@@ -22,7 +22,7 @@ async fn a_new_gate_is_registered_with_servicenow_and_pending() {
     );
     assert_eq!(gate["links"]["wait"], format!("{location}/wait"));
 
-    // Exactly what the plugin sends (SPEC §2, seed POST changeControl).
+    // Exactly what the plugin sends (the plugin's `POST …/orchestration/changeControl`).
     let reg = app.registration_of("Deploy");
     assert!(reg
         .path

@@ -1,4 +1,4 @@
-//! Releasing a Jenkins `input` step (SPEC §5) against the Jenkins fake.
+//! Releasing a Jenkins `input` step against the Jenkins fake.
 use std::time::Duration;
 
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! A Jenkins controller double that behaves as SPEC §5 describes: an input answers 404 until
+//! A Jenkins controller double that behaves as a Jenkins controller does: an input answers 404 until
 //! the build reaches it, ids are matched case-sensitively (Jenkins capitalises the first
 //! letter), Basic auth must be sent preemptively, and an answered input gives 400 with
 //! `X-Error`.

@@ -1,4 +1,4 @@
-//! SPEC §4 against the in-process app: polling fallback, change windows, timeouts.
+//! Polling and timeouts against the in-process app: polling fallback, change windows, timeouts.
 use std::time::Duration;
 
 use chrono::Utc;

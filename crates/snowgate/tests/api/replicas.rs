@@ -1,4 +1,4 @@
-//! Two real `snowgate serve` processes on one PostgreSQL database (SPEC §8).
+//! Two real `snowgate serve` processes on one PostgreSQL database.
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};

@@ -760,7 +760,7 @@ async fn a_nested_stage_reaches_servicenow_with_its_flow_node_parent_upstream_st
     let smoke = run.node_id("Deploy/Smoke test");
     assert!(prod != deploy && prod != smoke, "{prod} {deploy} {smoke}");
 
-    // What the app stored reached ServiceNow as the plugin sends it (SPEC §2, nested stage).
+    // What the app stored reached ServiceNow as the plugin sends it (nested stage).
     let r = app.registration_of("Deploy/Prod").json().unwrap();
     assert_eq!(
         r["orchestrationTaskURL"], "https://ci.example.com/job/shop/job/app#Deploy/Prod/",
