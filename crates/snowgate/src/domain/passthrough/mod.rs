@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::request::{kind, Fields, MAX_NAME, MAX_STAGE_NAME};
 use crate::domain::{FieldError, GateSpec};
-use crate::servicenow::passthrough::{ChangeInfoQuery, Registration};
+use crate::servicenow::passthrough::ChangeInfoQuery;
 
 mod registration;
 

@@ -243,18 +243,18 @@ fn package_needs(f: &Fields<'_>, task_execution: Option<&str>) -> Result<(), Fie
 
 /// `artifacts`: a non-empty array.
 fn artifacts_of(out: &mut Map<String, Value>) -> Result<&mut Vec<Value>, FieldError> {
-    match out.get_mut("artifacts") {
-        Some(Value::Array(a)) if !a.is_empty() => Ok(a),
-        None | Some(Value::Null) => Err(FieldError::new(
-            "artifacts",
-            "is required: at least one artifact",
-        )),
-        Some(Value::Array(_)) => Err(FieldError::new("artifacts", "needs at least one entry")),
-        Some(other) => Err(FieldError::new(
-            "artifacts",
-            format!("must be an array, not {}", kind(other)),
-        )),
+    let problem = match out.get("artifacts") {
+        Some(Value::Array(a)) if !a.is_empty() => None,
+        None | Some(Value::Null) => Some("is required: at least one artifact".to_string()),
+        Some(Value::Array(_)) => Some("needs at least one entry".to_string()),
+        Some(other) => Some(format!("must be an array, not {}", kind(other))),
+    };
+    if let Some(p) = problem {
+        return Err(FieldError::new("artifacts", p));
     }
+    out.get_mut("artifacts")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| FieldError::new("artifacts", "must be an array"))
 }
 
 /// The build details of a registration, at the top and in a package's artifacts.
