@@ -141,7 +141,7 @@ impl SimHandle {
     }
 
     /// Replaces the job URLs whose stages are known orchestration tasks (see
-    /// [`SimSettings::known_pipelines`]).
+    /// [`crate::SimSettings::known_pipelines`]).
     pub fn set_known_pipelines(&self, job_urls: Vec<String>) {
         self.shared.with_model(|m| m.known_pipelines = job_urls);
     }

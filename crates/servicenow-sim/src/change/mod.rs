@@ -26,8 +26,8 @@
 //!
 //! The state model is ServiceNow's default lifecycle (SPEC §6; seed: "The only supported states
 //! are those defined in the default CR lifecycle"), and PATCH enforces its transitions the way
-//! the instance's state-model business rules do; see [`allowed_transition`]. The admin API
-//! (`change_admin.rs`) moves a CR anywhere, as an approver or a script would.
+//! the instance's state-model business rules do; see [`state_model::allowed_transition`]. The
+//! admin API (`change_admin.rs`) moves a CR anywhere, as an approver or a script would.
 //!
 //! Modules: `state_model` (types, approvals, the transitions PATCH allows), `record` (CRs and
 //! templates as records are rendered, the error shape), `store` (the CRs, templates and roles),

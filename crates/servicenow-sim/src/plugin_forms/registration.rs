@@ -143,7 +143,7 @@ fn change_request_details_is_object(body: &Map<String, Value>) -> Result<(), Str
     match body.get("changeRequestDetails") {
         None | Some(Value::Object(_)) => Ok(()),
         Some(_) => Err(
-                "changeRequestDetails must be a JSON object (the plugin parses the step's JSON into one)"
+            "changeRequestDetails must be a JSON object (the plugin parses the step's JSON into one)"
                 .into(),
         ),
     }
