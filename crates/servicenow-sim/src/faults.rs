@@ -2,7 +2,43 @@
 
 use std::time::Duration;
 
-use super::Fault;
+use serde::{Deserialize, Serialize};
+
+/// A fault to inject: the next `fail_next` calls of `endpoint` answer `status` with a
+/// ServiceNow error body, after `latency_ms`. With `fail_next == 0`, `latency_ms` is added to
+/// every call of the endpoint until another fault for the same key replaces it (a fault with
+/// neither failures nor latency clears the key).
+///
+/// Endpoint keys: `changeControl.get`, `changeControl.post`, `changeControl.put`,
+/// `stepMapping.get`, `stepMapping.post`, `changeInfo.get`, `changeInfo.put`, `callback.get`,
+/// `artifactRegistration.post`, `packageRegistration.post`,
+/// `change.get` (list and one CR), `change.post` (every create), `change.patch`,
+/// `change.template`, `oauth` (`/oauth_token.do`),
+/// and `*` for any endpoint (used after an endpoint's own fault). `status` should be 400–599:
+/// on sn_devops 400 and 404 use the sn_devops error shape; 401 is the authentication failure;
+/// everything else `{"error":{"message","detail"},"status":"failure"}` (429 adds `Retry-After: 1`).
+///
+/// As JSON (admin API) the fields are camelCase (`failNext`, `latencyMs`; snake_case is accepted
+/// too); `failNext` defaults to 1, `status` to 500, `latencyMs` to 0.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    pub endpoint: String,
+    #[serde(default = "one", alias = "fail_next")]
+    pub fail_next: u32,
+    #[serde(default = "internal_server_error")]
+    pub status: u16,
+    #[serde(default, alias = "latency_ms")]
+    pub latency_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn internal_server_error() -> u16 {
+    500
+}
 
 /// The endpoint keys a [`Fault`] may name (besides `"*"`, any endpoint).
 pub(crate) const FAULT_KEYS: &[&str] = &[
@@ -17,7 +53,7 @@ pub(crate) const FAULT_KEYS: &[&str] = &[
     "tool.post",
     "artifactRegistration.post",
     "packageRegistration.post",
-    // The change API (`change.rs`) and its token endpoint (`oauth.rs`).
+    // The change API (`change/`) and its token endpoint (`oauth.rs`).
     "change.get",
     "change.post",
     "change.patch",

@@ -120,18 +120,7 @@ impl OAuthState {
                 .unwrap_or("")
         };
         let grant_type = get("grant_type");
-        if grant_type.is_empty() {
-            return Err(GrantError::BadRequest {
-                error: "invalid_request",
-                description: "grant_type is required".into(),
-            });
-        }
-        if !matches!(grant_type, "password" | "refresh_token") {
-            return Err(GrantError::BadRequest {
-                error: "unsupported_grant_type",
-                description: format!("grant_type {grant_type:?} is not supported"),
-            });
-        }
+        check_grant_type(grant_type)?;
         let client_ok = same(get("client_id"), &settings.oauth_client_id)
             & same(get("client_secret"), &settings.oauth_client_secret);
         if !client_ok {
@@ -169,6 +158,23 @@ impl OAuthState {
         }
         Ok(answer)
     }
+}
+
+/// The two grants the token endpoint serves: `password` and `refresh_token`.
+fn check_grant_type(grant_type: &str) -> Result<(), GrantError> {
+    if grant_type.is_empty() {
+        return Err(GrantError::BadRequest {
+            error: "invalid_request",
+            description: "grant_type is required".into(),
+        });
+    }
+    if !matches!(grant_type, "password" | "refresh_token") {
+        return Err(GrantError::BadRequest {
+            error: "unsupported_grant_type",
+            description: format!("grant_type {grant_type:?} is not supported"),
+        });
+    }
+    Ok(())
 }
 
 impl Shared {

@@ -132,38 +132,38 @@ pub(crate) fn parse_route(method: &str, path: &str) -> Result<Route, RouteError>
     let rest = rest
         .strip_prefix("devops/")
         .ok_or(RouteError::UnknownResource)?;
+    let endpoint = match registration_or_tool_endpoint(rest, method) {
+        Some(endpoint) => endpoint?,
+        None => orchestration_endpoint(rest, method)?,
+    };
+    Ok(Route { version, endpoint })
+}
+
+/// `artifact/registration`, `package/registration` and `tool/{capability}` (stage events), all
+/// POST only; `None` for any other path under `devops/`.
+fn registration_or_tool_endpoint(rest: &str, method: &str) -> Option<Result<Endpoint, RouteError>> {
     match rest {
         "artifact/registration" | "package/registration" if method != "POST" => {
-            return Err(RouteError::MethodNotAllowed)
+            return Some(Err(RouteError::MethodNotAllowed))
         }
-        "artifact/registration" => {
-            return Ok(Route {
-                version,
-                endpoint: Endpoint::ArtifactRegistration,
-            })
-        }
-        "package/registration" => {
-            return Ok(Route {
-                version,
-                endpoint: Endpoint::PackageRegistration,
-            })
-        }
+        "artifact/registration" => return Some(Ok(Endpoint::ArtifactRegistration)),
+        "package/registration" => return Some(Ok(Endpoint::PackageRegistration)),
         _ => {}
     }
-    if let Some(capability) = rest.strip_prefix("tool/") {
-        if capability.is_empty() || capability.contains('/') {
-            return Err(RouteError::UnknownResource);
-        }
-        if method != "POST" {
-            return Err(RouteError::MethodNotAllowed);
-        }
-        return Ok(Route {
-            version,
-            endpoint: Endpoint::ToolEvent {
-                capability: decode_again(capability).to_ascii_lowercase(),
-            },
-        });
+    let capability = rest.strip_prefix("tool/")?;
+    if capability.is_empty() || capability.contains('/') {
+        return Some(Err(RouteError::UnknownResource));
     }
+    if method != "POST" {
+        return Some(Err(RouteError::MethodNotAllowed));
+    }
+    Some(Ok(Endpoint::ToolEvent {
+        capability: decode_again(capability).to_ascii_lowercase(),
+    }))
+}
+
+/// `orchestration/{changeControl|stepMapping|changeInfo|callback}[/{id}]`.
+fn orchestration_endpoint(rest: &str, method: &str) -> Result<Endpoint, RouteError> {
     let rest = rest
         .strip_prefix("orchestration/")
         .ok_or(RouteError::UnknownResource)?;
@@ -190,7 +190,7 @@ pub(crate) fn parse_route(method: &str, path: &str) -> Result<Route, RouteError>
         }
         _ => return Err(RouteError::UnknownResource),
     };
-    Ok(Route { version, endpoint })
+    Ok(endpoint)
 }
 
 /// Credentials found in one `Authorization` header.
