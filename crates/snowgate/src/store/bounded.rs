@@ -15,9 +15,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Completion, CrUpdate, Deadline, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
-    StoreError, StoreSignal, Transition, TransitionOutcome,
+    Completion, CrUpdate, Deadline, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem,
+    OutboxResult, StoreError, StoreSignal, Transition, TransitionOutcome,
 };
+use crate::domain::gate::Actor;
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
 
 pub struct Bounded {
@@ -74,8 +75,13 @@ impl GateStore for Bounded {
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         self.within("events", self.inner.events(id)).await
     }
-    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
-        self.within("transition", self.inner.transition(t)).await
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.within("transition", self.inner.transition(t, follow_ups))
+            .await
     }
     async fn update_change_request(
         &self,
@@ -146,7 +152,7 @@ impl GateStore for Bounded {
         &self,
         id: Uuid,
         result: String,
-        actor: String,
+        actor: Actor,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError> {
         self.within(

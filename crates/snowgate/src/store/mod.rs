@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain::gate::Actor;
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
@@ -144,8 +145,8 @@ pub struct Transition {
     pub to: GateState,
     pub proceed: Option<bool>,
     pub message: String,
-    /// Who decided: `servicenow`, `operator:<name>`, `snowgate`.
-    pub actor: String,
+    /// Who decided.
+    pub actor: Actor,
     pub event_kind: &'static str,
     /// Replaces the gate's change request data when given.
     pub change_request: Option<ChangeRequest>,
@@ -158,7 +159,7 @@ pub struct Transition {
 #[derive(Clone, Debug)]
 pub struct CrUpdate {
     pub cr: ChangeRequest,
-    pub actor: String,
+    pub actor: Actor,
     /// Replaces the gate's message when given.
     pub message: Option<String>,
     /// Recorded in the event log when given (polls log only what changed).
@@ -171,42 +172,11 @@ pub struct CrUpdate {
     pub next_poll_ms: Option<i64>,
 }
 
-/// A work note for the gate's change request (change mode, `change.work_notes: true`).
-pub fn work_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
-    if !gate.spec.work_notes {
-        return None;
-    }
-    Some(NewOutbox {
-        kind: OutboxKind::ChangeUpdate,
-        payload: serde_json::json!({
-            "fields": {"work_notes": format!("snowgate gate {}: {text}", gate.id)},
-            "what": "work note",
-        }),
-    })
-}
-
-/// The outbound actions every decision implies, besides those its caller asked for: a gate
-/// that names a Jenkins `input` gets it answered (proceed or abort by the outcome), and in
-/// change mode the decision is written on the CR as a work note. The store writes them in
-/// the decision's own transaction, so each happens once per decision.
-pub fn follow_ups(before: &Gate, t: &Transition) -> Vec<NewOutbox> {
-    let mut out = Vec::new();
-    if t.to.is_terminal() {
-        let who = if t.actor.starts_with("operator:") {
-            format!(" (by {})", t.actor)
-        } else {
-            String::new()
-        };
-        out.extend(work_note(before, &format!("{}{who}: {}", t.to, t.message)));
-    }
-    if t.to.is_terminal() && before.spec.input_id.is_some() {
-        out.push(NewOutbox {
-            kind: OutboxKind::ReleaseInput,
-            payload: serde_json::json!({ "proceed": t.proceed.unwrap_or(false) }),
-        });
-    }
-    out
-}
+/// The outbound actions a decision implies besides those its caller listed, computed from the
+/// gate as decided (its spec) inside the decision's own transaction, so each happens once
+/// per decision. The rule belongs to the caller (`decisions::follow_ups`); the store only
+/// writes what it returns.
+pub type FollowUps = fn(&Gate, &Transition) -> Vec<NewOutbox>;
 
 #[derive(Debug)]
 pub enum Completion {
@@ -252,7 +222,13 @@ pub trait GateStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Gate>, StoreError>;
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError>;
-    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError>;
+    /// Apply `t` as one compare-and-set, with its event row, `t.outbox` and the rows
+    /// `follow_ups` returns for the decided gate, in one transaction.
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError>;
     /// Update the CR data of an open gate; `None` when the gate is not open (or unknown).
     async fn update_change_request(
         &self,
@@ -298,7 +274,7 @@ pub trait GateStore: Send + Sync + 'static {
         &self,
         id: Uuid,
         result: String,
-        actor: String,
+        actor: Actor,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError>;
     /// A decision callback for a gate ServiceNow already decided another way (polling):

@@ -16,10 +16,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::{
-    follow_ups, Completion, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
+    Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
     OutboxResult, StoreError, StoreSignal, Transition, TransitionOutcome,
 };
-use crate::domain::gate::{sources_of, timestamp};
+use crate::domain::gate::{sources_of, timestamp, transition, Actor};
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
@@ -126,7 +126,7 @@ async fn load_gate(c: &impl GenericClient, id: &str) -> Result<Option<Gate>, Sto
 async fn insert_event(
     c: &impl GenericClient,
     gate_id: &str,
-    actor: &str,
+    actor: &Actor,
     kind: &str,
     from: Option<GateState>,
     to: Option<GateState>,
@@ -144,7 +144,7 @@ async fn insert_event(
         &[
             &gate_id,
             &timestamp(&Utc::now()),
-            &actor,
+            &actor.to_string(),
             &kind,
             &from.map(|s| s.as_str()),
             &to.map(|s| s.as_str()),
@@ -441,7 +441,7 @@ impl GateStore for PostgresStore {
         insert_event(
             &tx,
             &id_s,
-            "pipeline",
+            &Actor::Pipeline,
             "opened",
             None,
             Some(GateState::Registering),
@@ -547,7 +547,11 @@ impl GateStore for PostgresStore {
             .collect())
     }
 
-    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
         let id = t.gate_id.to_string();
@@ -562,11 +566,13 @@ impl GateStore for PostgresStore {
             return Ok(TransitionOutcome::NotFound);
         };
         let before = gate_from_row(&row)?;
-        let sources: Vec<&str> = sources_of(t.to).iter().map(|s| s.as_str()).collect();
-        if !sources.contains(&before.state.as_str()) {
+        if transition(before.state, t.to).is_err() {
             tx.commit().await.map_err(pg)?;
             return Ok(TransitionOutcome::Conflict(before));
         }
+        // The compare-and-set admits exactly the states the domain's table allows.
+        let sources: Vec<&str> = sources_of(t.to).iter().map(|s| s.as_str()).collect();
+        let actor = t.actor.to_string();
         let now = timestamp(&Utc::now());
         let terminal = t.to.is_terminal();
         let cr_json = t
@@ -597,7 +603,7 @@ impl GateStore for PostgresStore {
                     &t.message,
                     &now,
                     &terminal,
-                    &t.actor,
+                    &actor,
                     &cr_json,
                     &id,
                     &t.timers.next_poll_ms,
@@ -822,7 +828,7 @@ impl GateStore for PostgresStore {
                 insert_event(
                     &tx,
                     &gate_id,
-                    "snowgate",
+                    &Actor::Snowgate,
                     &format!("{kind}_done"),
                     None,
                     None,
@@ -840,7 +846,7 @@ impl GateStore for PostgresStore {
                 insert_event(
                     &tx,
                     &gate_id,
-                    "snowgate",
+                    &Actor::Snowgate,
                     &format!("{kind}_retry"),
                     None,
                     None,
@@ -859,7 +865,7 @@ impl GateStore for PostgresStore {
                 insert_event(
                     &tx,
                     &gate_id,
-                    "snowgate",
+                    &Actor::Snowgate,
                     &format!("{kind}_failed"),
                     None,
                     None,
@@ -888,7 +894,7 @@ impl GateStore for PostgresStore {
         &self,
         id: Uuid,
         result: String,
-        actor: String,
+        actor: Actor,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError> {
         let mut c = self.client().await?;
@@ -986,7 +992,7 @@ impl GateStore for PostgresStore {
             insert_event(
                 &tx,
                 &id_s,
-                "servicenow",
+                &Actor::ServiceNow,
                 "late_callback",
                 None,
                 None,

@@ -17,10 +17,10 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    follow_ups, Completion, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
+    Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
     OutboxResult, StoreError, Transition, TransitionOutcome,
 };
-use crate::domain::gate::{sources_of, timestamp};
+use crate::domain::gate::{sources_of, timestamp, transition, Actor};
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
@@ -425,7 +425,7 @@ fn load_gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
 fn insert_event(
     conn: &Connection,
     gate_id: &str,
-    actor: &str,
+    actor: &Actor,
     kind: &str,
     from: Option<GateState>,
     to: Option<GateState>,
@@ -438,7 +438,7 @@ fn insert_event(
     .execute(params![
         gate_id,
         timestamp(&Utc::now()),
-        actor,
+        actor.to_string(),
         kind,
         from.map(|s| s.as_str()),
         to.map(|s| s.as_str()),
@@ -537,7 +537,7 @@ impl GateStore for SqliteStore {
             insert_event(
                 conn,
                 &id_s,
-                "pipeline",
+                &Actor::Pipeline,
                 "opened",
                 None,
                 Some(GateState::Registering),
@@ -646,7 +646,11 @@ impl GateStore for SqliteStore {
         .await
     }
 
-    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError> {
         self.write(move |conn| {
             let id = t.gate_id.to_string();
             // Only the state is needed before the move (the event's `from`); the whole gate
@@ -660,13 +664,13 @@ impl GateStore for SqliteStore {
             };
             let before_state = GateState::parse(&before_state)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown gate state `{before_state}`")))?;
-            let sources = sources_of(t.to);
-            if !sources.contains(&before_state) {
+            if transition(before_state, t.to).is_err() {
                 let current = load_gate(conn, &id)?
                     .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
                 return Ok(TransitionOutcome::Conflict(current));
             }
-            let placeholders = sources
+            // The compare-and-set admits exactly the states the domain's table allows.
+            let placeholders = sources_of(t.to)
                 .iter()
                 .map(|s| format!("'{}'", s.as_str()))
                 .collect::<Vec<_>>()
@@ -699,7 +703,7 @@ impl GateStore for SqliteStore {
                     t.message,
                     now,
                     terminal,
-                    t.actor,
+                    t.actor.to_string(),
                     cr_json,
                     id,
                     t.timers.next_poll_ms,
@@ -906,7 +910,7 @@ impl GateStore for SqliteStore {
             match &result {
                 OutboxResult::Done { message } => {
                     conn.execute("DELETE FROM outbox WHERE id = ?1", params![item.id])?;
-                    insert_event(conn, &gate_id, "snowgate", &format!("{kind}_done"), None, None, message)?;
+                    insert_event(conn, &gate_id, &Actor::Snowgate, &format!("{kind}_done"), None, None, message)?;
                 }
                 OutboxResult::Retry { after, error } => {
                     conn.execute(
@@ -916,7 +920,7 @@ impl GateStore for SqliteStore {
                     insert_event(
                         conn,
                         &gate_id,
-                        "snowgate",
+                        &Actor::Snowgate,
                         &format!("{kind}_retry"),
                         None,
                         None,
@@ -925,7 +929,7 @@ impl GateStore for SqliteStore {
                 }
                 OutboxResult::GiveUp { error } => {
                     conn.execute("DELETE FROM outbox WHERE id = ?1", params![item.id])?;
-                    insert_event(conn, &gate_id, "snowgate", &format!("{kind}_failed"), None, None, error)?;
+                    insert_event(conn, &gate_id, &Actor::Snowgate, &format!("{kind}_failed"), None, None, error)?;
                 }
             }
             Ok(())
@@ -949,7 +953,7 @@ impl GateStore for SqliteStore {
         &self,
         id: Uuid,
         result: String,
-        actor: String,
+        actor: Actor,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError> {
         self.write(move |conn| {
@@ -998,7 +1002,7 @@ impl GateStore for SqliteStore {
                 insert_event(
                     conn,
                     &id_s,
-                    "servicenow",
+                    &Actor::ServiceNow,
                     "late_callback",
                     None,
                     None,

@@ -3,6 +3,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use snowgate::decisions::follow_ups;
+use snowgate::domain::gate::Actor;
 use snowgate::domain::{CallbackToken, GateSpec, GateState};
 use snowgate::store::{
     Completion, GateStore, NewOutbox, OutboxKind, OutboxResult, PgOptions, PostgresStore,
@@ -22,7 +24,7 @@ fn decision(id: uuid::Uuid, to: GateState) -> Transition {
         to,
         proceed: Some(to == GateState::Approved),
         message: format!("test {to}"),
-        actor: "servicenow".into(),
+        actor: Actor::ServiceNow,
         event_kind: "decided",
         change_request: None,
         outbox: vec![NewOutbox {
@@ -83,7 +85,7 @@ async fn contract(store: Arc<dyn GateStore>) {
     pending.outbox.clear();
     pending.timers.next_poll_ms = Some(0);
     assert!(matches!(
-        store.transition(pending).await.unwrap(),
+        store.transition(pending, follow_ups).await.unwrap(),
         TransitionOutcome::Applied(_)
     ));
     // A due poll is claimed once.
@@ -98,7 +100,7 @@ async fn contract(store: Arc<dyn GateStore>) {
         .unwrap()
         .is_empty());
     match store
-        .transition(decision(id, GateState::Approved))
+        .transition(decision(id, GateState::Approved), follow_ups)
         .await
         .unwrap()
     {
@@ -115,7 +117,7 @@ async fn contract(store: Arc<dyn GateStore>) {
         other => panic!("{other:?}"),
     }
     match store
-        .transition(decision(id, GateState::Rejected))
+        .transition(decision(id, GateState::Rejected), follow_ups)
         .await
         .unwrap()
     {
@@ -124,7 +126,10 @@ async fn contract(store: Arc<dyn GateStore>) {
     }
     assert!(matches!(
         store
-            .transition(decision(uuid::Uuid::new_v4(), GateState::Approved))
+            .transition(
+                decision(uuid::Uuid::new_v4(), GateState::Approved),
+                follow_ups
+            )
             .await
             .unwrap(),
         TransitionOutcome::NotFound
@@ -199,7 +204,7 @@ async fn contract(store: Arc<dyn GateStore>) {
         .unwrap();
     assert!(matches!(
         store
-            .complete_gate(other.gate.id, "success".into(), "pipeline".into(), vec![])
+            .complete_gate(other.gate.id, "success".into(), Actor::Pipeline, vec![])
             .await
             .unwrap(),
         Completion::NotDecided(_)
@@ -212,14 +217,14 @@ async fn contract(store: Arc<dyn GateStore>) {
     assert_eq!(expired.len(), 1, "an expired claim is due again");
     assert!(matches!(
         store
-            .complete_gate(id, "success".into(), "pipeline".into(), vec![])
+            .complete_gate(id, "success".into(), Actor::Pipeline, vec![])
             .await
             .unwrap(),
         Completion::Recorded(_)
     ));
     assert!(matches!(
         store
-            .complete_gate(id, "failure".into(), "pipeline".into(), vec![])
+            .complete_gate(id, "failure".into(), Actor::Pipeline, vec![])
             .await
             .unwrap(),
         Completion::AlreadyCompleted { .. }
@@ -345,7 +350,7 @@ async fn sqlite_lookups_by_key_read_their_own_store_and_the_latest_commit() {
             .is_none());
         // A decision committed by the writer is seen by the next lookup on this thread.
         let decided = store
-            .transition(decision(*id, GateState::Approved))
+            .transition(decision(*id, GateState::Approved), follow_ups)
             .await
             .unwrap();
         assert!(matches!(decided, TransitionOutcome::Applied(_)));
