@@ -38,7 +38,7 @@ impl Bounded {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(StoreError::unavailable(format!(
                 "the store did not answer `{what}` within {} ms (store.timeout)",
                 self.timeout.as_millis()
             ))),
@@ -71,6 +71,25 @@ impl GateStore for Bounded {
     ) -> Result<Vec<Gate>, StoreError> {
         self.within("list_gates", self.inner.list_gates(state, limit))
             .await
+    }
+    async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.within("open_gates", self.inner.open_gates(limit))
+            .await
+    }
+    async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.within("recent_decisions", self.inner.recent_decisions(limit))
+            .await
+    }
+    async fn gates_of_build(
+        &self,
+        build_number: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        self.within(
+            "gates_of_build",
+            self.inner.gates_of_build(build_number, limit),
+        )
+        .await
     }
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         self.within("events", self.inner.events(id)).await

@@ -1,4 +1,5 @@
-//! The gate store: one trait, used by everything above it; SQLite is the embedded backend.
+//! The gate store: one trait, used by everything above it; SQLite is the embedded backend,
+//! PostgreSQL (cargo feature `postgres`, on by default) the one several replicas share.
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,12 +13,17 @@ use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
 pub mod bounded;
+#[cfg(feature = "postgres")]
 mod pg_tls;
+mod pg_url;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 pub use bounded::Bounded;
-pub use pg_tls::{split_sslmode, SslMode};
+pub use pg_url::{split_sslmode, SslMode};
+#[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -30,17 +36,89 @@ pub enum StoreSignal {
     Resync,
 }
 
+/// The error a store call ends with, keeping what caused it.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store call failed. The text (`Display`) already names the cause, so the one-line
+/// `error = %e` log fields stay complete; the cause itself stays reachable as `source()`
+/// for whoever walks or matches the chain.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
+    /// The database cannot be reached or refused the work (a 503 for the API: retry later).
+    #[error("the store is unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A stored row cannot be read back (a 500 for the API: retrying will not help).
+    #[error("stored data is corrupt: {context}")]
+    Corrupt {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    /// Unavailable, for a reason with no underlying error.
+    pub fn unavailable(context: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Unavailable because of `source`: `what: <source>`.
+    pub fn unavailable_by(
+        what: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            context: format!("{what}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Unavailable because of `source`, in its words.
+    pub fn unavailable_from(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Unavailable {
+            context: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Corrupt because of `source`, in its words.
+    pub fn corrupt_from(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Corrupt {
+            context: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Corrupt, for a reason with no underlying error.
+    pub fn corrupt(context: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Corrupt because `source` could not read `what`: `what: <source>`.
+    pub fn corrupt_by(
+        what: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            context: format!("{what}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
+        StoreError::unavailable_from(e)
     }
 }
 
@@ -221,6 +299,15 @@ pub trait GateStore: Send + Sync + 'static {
         state: Option<GateState>,
         limit: u32,
     ) -> Result<Vec<Gate>, StoreError>;
+    /// Open gates (registering, pending), the oldest first.
+    async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError>;
+    /// Decided gates, the newest decision first.
+    async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError>;
+    /// The gates of build `build_number`, the newest first: what a lookup by a stage's
+    /// identity (pipeline, build, stage) narrows down, since the pipeline is given by its
+    /// Jenkins name rather than by the job URL the store keeps.
+    async fn gates_of_build(&self, build_number: &str, limit: u32)
+        -> Result<Vec<Gate>, StoreError>;
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError>;
     /// Apply `t` as one compare-and-set, with its event row, `t.outbox` and the rows
     /// `follow_ups` returns for the decided gate, in one transaction.

@@ -15,6 +15,7 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
+use super::sql::{self, GATE_COLUMNS};
 use super::{
     Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
     OutboxResult, StoreError, StoreSignal, Transition, TransitionOutcome,
@@ -32,17 +33,15 @@ const MIGRATION_LOCK: i64 = 0x736e_6f77_6761_7465;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/001_init.sql"),
     include_str!("../../../../migrations/postgres/002_one_acknowledgement.sql"),
+    include_str!("../../../../migrations/postgres/003_status_and_lookup.sql"),
 ];
-
-const GATE_COLUMNS: &str = "id, state, proceed, message, spec, callback_token, change_request, \
-     created_at, updated_at, decided_at, decided_by, next_poll_ms, creation_deadline_ms, step_deadline_ms";
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
 /// A PostgreSQL or pool error with its causes (a refused TLS handshake says why only there).
-fn pg(e: impl std::error::Error) -> StoreError {
+fn pg(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -53,13 +52,16 @@ fn pg(e: impl std::error::Error) -> StoreError {
         }
         source = s.source();
     }
-    StoreError::Unavailable(text)
+    StoreError::Unavailable {
+        context: text,
+        source: Some(Box::new(e)),
+    }
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp `{s}`: {e}")))
+        .map_err(|e| StoreError::corrupt_by(format!("timestamp `{s}`"), e))
 }
 
 fn gate_from_row(row: &Row) -> Result<Gate, StoreError> {
@@ -71,18 +73,18 @@ fn gate_from_row(row: &Row) -> Result<Gate, StoreError> {
     let updated_at: String = row.get(8);
     let decided_at: Option<String> = row.get(9);
     Ok(Gate {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        id: Uuid::parse_str(&id).map_err(StoreError::corrupt_from)?,
         state: GateState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown state `{state}`")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("unknown state `{state}`")))?,
         proceed: row.get(2),
         message: row.get(3),
         spec: serde_json::from_str::<GateSpec>(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("gate spec: {e}")))?,
+            .map_err(|e| StoreError::corrupt_by("gate spec", e))?,
         callback_token: CallbackToken::from_stored(row.get(5)),
         change_request: cr
             .map(|c| serde_json::from_str::<ChangeRequest>(&c))
             .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("change request: {e}")))?,
+            .map_err(|e| StoreError::corrupt_by("change request", e))?,
         created_at: parse_time(&created_at)?,
         updated_at: parse_time(&updated_at)?,
         decided_at: decided_at.as_deref().map(parse_time).transpose()?,
@@ -103,11 +105,11 @@ fn outbox_from_row(row: &Row) -> Result<OutboxItem, StoreError> {
     let created_at: String = row.get(5);
     Ok(OutboxItem {
         id: row.get(0),
-        gate_id: Uuid::parse_str(&gate_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        gate_id: Uuid::parse_str(&gate_id).map_err(StoreError::corrupt_from)?,
         kind: OutboxKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("outbox kind `{kind}`")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("outbox kind `{kind}`")))?,
         payload: serde_json::from_str(&payload)
-            .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+            .map_err(|e| StoreError::corrupt_by("outbox payload", e))?,
         attempts: attempts.max(0) as u32,
         created_at: parse_time(&created_at)?,
     })
@@ -225,13 +227,13 @@ impl PostgresStore {
     }
 
     pub async fn connect(o: PgOptions) -> Result<PostgresStore, StoreError> {
-        let (url, sslmode) = super::pg_tls::split_sslmode(&o.url)
-            .map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?;
+        let (url, sslmode) = super::pg_url::split_sslmode(&o.url)
+            .map_err(|e| StoreError::unavailable(format!("store.url: {e}")))?;
         let tls = super::pg_tls::connector(sslmode, o.ca_file.as_deref())
-            .map_err(StoreError::Unavailable)?;
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Unavailable(format!("store.url is not a PostgreSQL URL: {e}"))
-        })?;
+            .map_err(StoreError::unavailable)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::unavailable_by("store.url is not a PostgreSQL URL", e))?;
         config.ssl_mode(sslmode.negotiation());
         // A dead peer or a cut network is noticed by the kernel within about 25 s even on an
         // idle connection; a server that is alive but hung is bounded by `store.timeout`.
@@ -274,6 +276,18 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pg)
+    }
+
+    /// The gates one of the shared statements selects.
+    async fn gates_by(
+        &self,
+        statement: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Gate>, StoreError> {
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(statement).await.map_err(pg)?;
+        let rows = c.query(&stmt, params).await.map_err(pg)?;
+        rows.iter().map(gate_from_row).collect()
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -395,8 +409,7 @@ impl GateStore for PostgresStore {
         let id = Uuid::new_v4();
         let id_s = id.to_string();
         let now = Utc::now();
-        let spec_json =
-            serde_json::to_string(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let spec_json = serde_json::to_string(&spec).map_err(StoreError::corrupt_from)?;
         // ON CONFLICT: a concurrent open of the same stage on another replica returns its gate.
         let inserted = tx
             .execute(
@@ -459,7 +472,7 @@ impl GateStore for PostgresStore {
             insert_outbox(&tx, &id_s, &item, now_ms() + claim.as_millis() as i64).await?;
         let gate = load_gate(&tx, &id_s)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+            .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
         tx.commit().await.map_err(pg)?;
         Ok(Opened {
             register_item: Some(OutboxItem {
@@ -518,6 +531,24 @@ impl GateStore for PostgresStore {
         }
         .map_err(pg)?;
         rows.iter().map(gate_from_row).collect()
+    }
+
+    async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::OPEN_GATES, &[&(limit as i64)]).await
+    }
+
+    async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::RECENT_DECISIONS, &[&(limit as i64)])
+            .await
+    }
+
+    async fn gates_of_build(
+        &self,
+        build_number: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::GATES_OF_BUILD, &[&build_number, &(limit as i64)])
+            .await
     }
 
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
@@ -580,7 +611,7 @@ impl GateStore for PostgresStore {
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map_err(StoreError::corrupt_from)?;
         let update = tx
             .prepare_cached(&format!(
                 "UPDATE gates SET state = $1, proceed = $2, message = $3, updated_at = $4, \
@@ -617,7 +648,7 @@ impl GateStore for PostgresStore {
         let Some(after) = updated.as_ref().map(gate_from_row).transpose()? else {
             let current = load_gate(&tx, &id)
                 .await?
-                .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+                .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
             tx.commit().await.map_err(pg)?;
             return Ok(TransitionOutcome::Conflict(current));
         };
@@ -655,8 +686,7 @@ impl GateStore for PostgresStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
         let id_s = id.to_string();
-        let cr_json =
-            serde_json::to_string(&u.cr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let cr_json = serde_json::to_string(&u.cr).map_err(StoreError::corrupt_from)?;
         let changed = tx
             .execute(
                 "UPDATE gates SET change_request = $1, updated_at = $2, message = COALESCE($3, message), \
@@ -957,10 +987,7 @@ impl GateStore for PostgresStore {
 
     async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError> {
         let c = self.client().await?;
-        let rows = c
-            .query("SELECT state, COUNT(*) FROM gates GROUP BY state", &[])
-            .await
-            .map_err(pg)?;
+        let rows = c.query(sql::COUNT_BY_STATE, &[]).await.map_err(pg)?;
         Ok(rows
             .iter()
             .filter_map(|r| {

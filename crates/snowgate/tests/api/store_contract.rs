@@ -242,6 +242,96 @@ async fn contract(store: Arc<dyn GateStore>) {
     store.ping().await.unwrap();
 }
 
+/// The status page's and the pass-through's queries: open gates oldest first, decisions
+/// newest first, a build's gates newest first.
+async fn status_queries(store: Arc<dyn GateStore>) {
+    let mut ids = Vec::new();
+    for stage in ["A", "B", "C", "D"] {
+        let opened = store
+            .open_gate(spec(stage), CallbackToken::generate(), Duration::ZERO)
+            .await
+            .unwrap();
+        ids.push(opened.gate.id);
+        // Distinct creation times: the order under test is by time, not by id.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut other_build = gate_body("A");
+    other_build["buildNumber"] = json!(43);
+    let other = store
+        .open_gate(
+            GateSpec::parse(&other_build).unwrap(),
+            CallbackToken::generate(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+        .gate
+        .id;
+    // D is decided first, then C.
+    for (id, to) in [(ids[3], GateState::Rejected), (ids[2], GateState::Approved)] {
+        let decided = store
+            .transition(decision(id, to), follow_ups)
+            .await
+            .unwrap();
+        assert!(matches!(decided, TransitionOutcome::Applied(_)));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let of = |gates: Vec<snowgate::domain::Gate>| gates.iter().map(|g| g.id).collect::<Vec<_>>();
+    assert_eq!(
+        of(store.open_gates(10).await.unwrap()),
+        vec![ids[0], ids[1], other]
+    );
+    assert_eq!(of(store.open_gates(1).await.unwrap()), vec![ids[0]]);
+    assert_eq!(
+        of(store.recent_decisions(10).await.unwrap()),
+        vec![ids[2], ids[3]]
+    );
+    assert_eq!(of(store.recent_decisions(1).await.unwrap()), vec![ids[2]]);
+    assert_eq!(
+        of(store.gates_of_build("42", 10).await.unwrap()),
+        vec![ids[3], ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(
+        of(store.gates_of_build("43", 10).await.unwrap()),
+        vec![other]
+    );
+    assert!(store.gates_of_build("44", 10).await.unwrap().is_empty());
+    let mut counts = store.count_by_state().await.unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        vec![
+            (GateState::Approved, 1),
+            (GateState::Registering, 3),
+            (GateState::Rejected, 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_sqlite_store_answers_the_status_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    status_queries(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_answers_the_status_queries() {
+    let pg = PgServer::start();
+    let url = pg.database("status").await;
+    let store = PostgresStore::connect(PgOptions {
+        url,
+        password: None,
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .await
+    .unwrap();
+    status_queries(Arc::new(store)).await;
+}
+
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
