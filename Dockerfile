@@ -22,7 +22,8 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 # Only what the release binary needs (see .dockerignore); tests are not built here. Without the
-# default `sim` feature: the image has no simulator, `snowgate sim`, `demo` or `bench`.
+# default `sim` feature: the image has no simulator, `snowgate sim`, `demo` or `bench`; with the
+# `postgres` feature, so that the image takes a PostgreSQL store.url as well as SQLite.
 COPY Cargo.toml Cargo.lock ./
 # actix-http with snowgate's smaller connection buffers ([patch.crates-io], vendor/README.md),
 # and the SQLite build flag (fdatasync) in .cargo/config.toml.
@@ -35,7 +36,7 @@ COPY migrations ./migrations
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p snowgate --no-default-features --bin snowgate \
+    cargo build --release --locked -p snowgate --no-default-features --features postgres --bin snowgate \
  && install -D -m 0755 target/release/snowgate /out/snowgate
 
 # ---- runtime --------------------------------------------------------------------------------

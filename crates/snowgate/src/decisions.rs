@@ -7,12 +7,11 @@ use tokio::sync::Notify;
 
 use crate::change_mode::ChangeMode;
 use crate::configuration::{AutoTransition, GateMode};
+use crate::domain::gate::Actor;
 use crate::domain::timers::Timers;
 use crate::domain::{Gate, GateState};
 use crate::metrics::{Metrics, SourceLabel};
-use crate::store::{
-    work_note, GateStore, NewOutbox, OutboxKind, StoreError, Transition, TransitionOutcome,
-};
+use crate::store::{GateStore, NewOutbox, OutboxKind, StoreError, Transition, TransitionOutcome};
 use crate::waiters::Waiters;
 
 /// Wake-ups of the background workers, so they never sleep past new work.
@@ -66,15 +65,18 @@ impl Decider {
         let has_outbox = !t.outbox.is_empty() || t.to.is_terminal();
         let has_timers = t.timers != Timers::default();
         let started = std::time::Instant::now();
-        let actor = t.actor.clone();
-        let outcome = self.store.transition(t).await?;
+        let source = t.actor.source();
+        let outcome = self.store.transition(t, follow_ups).await?;
         if let TransitionOutcome::Applied(gate) = &outcome {
             self.waiters.notify_received(gate, received);
             if gate.state.is_terminal() {
                 let m = &self.metrics;
                 m.decision_latency.observe(started.elapsed().as_secs_f64());
-                let source = actor.split(':').next().unwrap_or("unknown").to_string();
-                m.decisions.get_or_create(&SourceLabel { source }).inc();
+                m.decisions
+                    .get_or_create(&SourceLabel {
+                        source: source.to_string(),
+                    })
+                    .inc();
                 if let Some(at) = gate.decided_at {
                     let pending = (at - gate.created_at).num_milliseconds().max(0) as f64 / 1000.0;
                     m.time_pending.observe(pending);
@@ -98,6 +100,44 @@ impl Decider {
         }
         Ok(outcome)
     }
+}
+
+/// A work note for the gate's change request (change mode, `change.work_notes: true`).
+pub fn work_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
+    if !gate.spec.work_notes {
+        return None;
+    }
+    Some(NewOutbox {
+        kind: OutboxKind::ChangeUpdate,
+        payload: json!({
+            "fields": {"work_notes": format!("snowgate gate {}: {text}", gate.id)},
+            "what": "work note",
+        }),
+    })
+}
+
+/// The outbound actions every decision implies, besides those its caller asked for: a gate
+/// that names a Jenkins `input` gets it answered (proceed or abort by the outcome), and in
+/// change mode the decision is written on the CR as a work note (naming the operator who
+/// made it by hand). The store writes them in the decision's own transaction, so each
+/// happens once per decision.
+pub fn follow_ups(gate: &Gate, t: &Transition) -> Vec<NewOutbox> {
+    let mut out = Vec::new();
+    if !t.to.is_terminal() {
+        return out;
+    }
+    let who = match &t.actor {
+        Actor::Operator(_) => format!(" (by {})", t.actor),
+        _ => String::new(),
+    };
+    out.extend(work_note(gate, &format!("{}{who}: {}", t.to, t.message)));
+    if gate.spec.input_id.is_some() {
+        out.push(NewOutbox {
+            kind: OutboxKind::ReleaseInput,
+            payload: json!({ "proceed": t.proceed.unwrap_or(false) }),
+        });
+    }
+    out
 }
 
 /// The outcome and message of a ServiceNow decision, as the plugin words it. `ignoreErrors`
@@ -137,7 +177,7 @@ pub fn operator_decision(
         to,
         proceed: Some(proceed),
         message: format!("{verb} by {operator}: {reason}"),
-        actor: format!("operator:{operator}"),
+        actor: Actor::Operator(operator.to_string()),
         event_kind: verb,
         change_request: None,
         outbox: Vec::new(),

@@ -8,9 +8,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::change_mode::ChangeMode;
+use crate::configuration::Backend;
 use crate::configuration::ServiceNowAuth;
 use crate::configuration::Settings;
-use crate::configuration::{redact_url_password, Backend};
 use crate::decisions::{Decider, Wakeups};
 use crate::jenkins::JenkinsClient;
 use crate::metrics::Metrics;
@@ -19,7 +19,7 @@ use crate::servicenow::change::ChangeClient;
 use crate::servicenow::DevOpsClient;
 use crate::servicenow::RateLimiter;
 use crate::state::AppState;
-use crate::store::{GateStore, PgOptions, PostgresStore, SqliteStore};
+use crate::store::{GateStore, SqliteStore};
 use crate::waiters::{ShutdownFlag, Waiters};
 use crate::workers::outbox::Outbox;
 use crate::workers::poller::Poller;
@@ -40,22 +40,43 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn GateStore
     let s = &settings.store;
     Ok(
         match s.backend().map_err(|e| anyhow::anyhow!("store.url: {e}"))? {
-            Backend::Sqlite(path) => Arc::new(SqliteStore::open(&path)?),
-            Backend::Postgres(url) => {
-                let store = PostgresStore::connect(PgOptions {
-                    url,
-                    password: (!s.password.is_empty()).then(|| s.password.expose().to_string()),
-                    pool_size: s.pool_size,
-                    connect_timeout: s.connect_timeout.0,
-                    statement_timeout: s.statement_timeout.0,
-                    ca_file: s.ca_file.clone(),
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("store {}: {e}", redact_url_password(&s.url)))?;
-                tracing::info!(url = %redact_url_password(&s.url), pool = s.pool_size, "PostgreSQL store ready");
-                Arc::new(store)
+            // The error's text names its cause already: no chain to repeat it.
+            Backend::Sqlite(path) => {
+                Arc::new(SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?)
             }
+            Backend::Postgres(url) => open_postgres(settings, url).await?,
         },
+    )
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(settings: &Settings, url: String) -> anyhow::Result<Arc<dyn GateStore>> {
+    use crate::configuration::redact_url_password;
+    use crate::store::{PgOptions, PostgresStore};
+    let s = &settings.store;
+    let store = PostgresStore::connect(PgOptions {
+        url,
+        password: (!s.password.is_empty()).then(|| s.password.expose().to_string()),
+        pool_size: s.pool_size,
+        connect_timeout: s.connect_timeout.0,
+        statement_timeout: s.statement_timeout.0,
+        ca_file: s.ca_file.clone(),
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("store {}: {e}", redact_url_password(&s.url)))?;
+    tracing::info!(url = %redact_url_password(&s.url), pool = s.pool_size, "PostgreSQL store ready");
+    Ok(Arc::new(store))
+}
+
+/// A build without the `postgres` feature has no PostgreSQL client: say so at start-up, with
+/// the setting that asked for one, rather than fail later.
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_settings: &Settings, _url: String) -> anyhow::Result<Arc<dyn GateStore>> {
+    anyhow::bail!(
+        "store.url ({}) names a PostgreSQL database, but this snowgate was built without \
+         PostgreSQL support (cargo feature `postgres`): use a sqlite:// store.url, or a build \
+         with `--features postgres`",
+        crate::configuration::env_name("store.url")
     )
 }
 

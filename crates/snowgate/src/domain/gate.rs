@@ -88,7 +88,8 @@ pub fn sources_of(to: GateState) -> &'static [GateState] {
     }
 }
 
-/// Pure rule: may a gate in `from` move to `to`?
+/// Pure rule: may a gate in `from` move to `to`? The store checks a transition with it
+/// before its compare-and-set.
 pub fn transition(from: GateState, to: GateState) -> Result<GateState, TransitionError> {
     if sources_of(to).contains(&from) {
         Ok(to)
@@ -96,6 +97,68 @@ pub fn transition(from: GateState, to: GateState) -> Result<GateState, Transitio
         Err(TransitionError::AlreadyTerminal(from))
     } else {
         Err(TransitionError::NotAllowed { from, to })
+    }
+}
+
+/// Who made a change, as the audit trail (`actor`) and a decided gate (`decidedBy`) record
+/// it. The stored text is this type's `Display`; `FromStr` reads it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// The pipeline's request that opened the gate: `pipeline`.
+    Pipeline,
+    /// A pipeline acting with a named client token (`POST …/complete`): `pipeline:<name>`.
+    PipelineClient(String),
+    /// A callback or an answer from ServiceNow (also what the poller and reconciler read
+    /// there): `servicenow`.
+    ServiceNow,
+    /// snowgate itself (a timeout, an outbox attempt's result): `snowgate`.
+    Snowgate,
+    /// An operator's decision by hand: `operator:<name>`.
+    Operator(String),
+}
+
+impl Actor {
+    /// The kind of actor without a name: the `source` label of the decision metrics.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Actor::Pipeline | Actor::PipelineClient(_) => "pipeline",
+            Actor::ServiceNow => "servicenow",
+            Actor::Snowgate => "snowgate",
+            Actor::Operator(_) => "operator",
+        }
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::PipelineClient(name) | Actor::Operator(name) => {
+                write!(f, "{}:{name}", self.source())
+            }
+            _ => f.write_str(self.source()),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an actor")]
+pub struct UnknownActor(String);
+
+impl std::str::FromStr for Actor {
+    type Err = UnknownActor;
+    fn from_str(s: &str) -> Result<Actor, UnknownActor> {
+        let (kind, name) = match s.split_once(':') {
+            Some((kind, name)) => (kind, Some(name.to_string())),
+            None => (s, None),
+        };
+        match (kind, name) {
+            ("pipeline", None) => Ok(Actor::Pipeline),
+            ("pipeline", Some(name)) => Ok(Actor::PipelineClient(name)),
+            ("servicenow", None) => Ok(Actor::ServiceNow),
+            ("snowgate", None) => Ok(Actor::Snowgate),
+            ("operator", Some(name)) => Ok(Actor::Operator(name)),
+            _ => Err(UnknownActor(s.to_string())),
+        }
     }
 }
 
@@ -172,6 +235,22 @@ mod tests {
                 to: GateState::Pending
             })
         );
+    }
+
+    #[test]
+    fn actors_round_trip_through_their_stored_text() {
+        for (actor, text) in [
+            (Actor::Pipeline, "pipeline"),
+            (Actor::PipelineClient("ci".into()), "pipeline:ci"),
+            (Actor::ServiceNow, "servicenow"),
+            (Actor::Snowgate, "snowgate"),
+            (Actor::Operator("alice".into()), "operator:alice"),
+        ] {
+            assert_eq!(actor.to_string(), text);
+            assert_eq!(text.parse::<Actor>(), Ok(actor));
+        }
+        assert!("operator".parse::<Actor>().is_err());
+        assert!("jenkins".parse::<Actor>().is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 use super::body::read_limited;
 use super::ApiError;
 use crate::decisions::decision_message;
+use crate::domain::gate::Actor;
 use crate::domain::timers::on_change_known;
 use crate::domain::{ChangeRequest, GateState};
 use crate::state::AppState;
@@ -139,7 +140,7 @@ pub async fn callback(
                     gate.id,
                     CrUpdate {
                         cr: merged,
-                        actor: "servicenow".into(),
+                        actor: Actor::ServiceNow,
                         message: Some(message.clone()),
                         event: Some(message),
                         change_known: true,
@@ -170,7 +171,7 @@ pub async fn callback(
                         to,
                         proceed,
                         message,
-                        actor: "servicenow".into(),
+                        actor: Actor::ServiceNow,
                         event_kind: "decided",
                         change_request: Some(cr),
                         outbox: vec![NewOutbox {

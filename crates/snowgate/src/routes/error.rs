@@ -30,7 +30,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Gone(String),
-    #[error("the store is unavailable")]
+    /// Unavailable: 503 (retry later); corrupt data: 500. The body names neither the cause
+    /// nor the row; the log gets the whole error.
+    #[error("{}", store_message(.0))]
     Store(#[from] StoreError),
     #[error("an unexpected error occurred")]
     Unexpected(#[from] anyhow::Error),
@@ -49,7 +51,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone(_) => "gone",
-            ApiError::Store(_) => "store_unavailable",
+            ApiError::Store(StoreError::Unavailable { .. }) => "store_unavailable",
+            ApiError::Store(StoreError::Corrupt { .. }) => "internal_error",
             ApiError::Unexpected(_) => "internal_error",
         }
     }
@@ -68,7 +71,8 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(StoreError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(StoreError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,6 +95,13 @@ impl ResponseError for ApiError {
             resp.insert_header(("WWW-Authenticate", "Bearer realm=\"snowgate\""));
         }
         resp.json(ErrorBody { error })
+    }
+}
+
+fn store_message(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Unavailable { .. } => "the store is unavailable",
+        StoreError::Corrupt { .. } => "an unexpected error occurred",
     }
 }
 

@@ -6,6 +6,7 @@ use super::body::json_body;
 use super::gates::{gate_json, parse_gate_id};
 use super::ApiError;
 use crate::decisions::{completion_actions, operator_decision};
+use crate::domain::gate::Actor;
 use crate::domain::request::Fields;
 use crate::domain::{FieldError, GateState};
 use crate::state::AppState;
@@ -117,7 +118,7 @@ pub async fn complete(
         .complete_gate(
             id,
             result.to_string(),
-            format!("pipeline:{}", who.name),
+            Actor::PipelineClient(who.name.clone()),
             outbox,
         )
         .await?

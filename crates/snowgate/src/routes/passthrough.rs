@@ -34,7 +34,8 @@ use crate::servicenow::ServiceNowError;
 use crate::state::AppState;
 use crate::store::StoreError;
 
-/// How many recent gates `GET /change-info` searches for the stage's own CR.
+/// How many of the build's gates, the newest first, `GET /change-info` searches for the
+/// stage's own CR.
 const GATE_SEARCH_LIMIT: u32 = 1000;
 /// The longest a pass-through waits for a slot under `servicenow.max_requests_per_second`
 /// before answering 503 with `Retry-After`: well inside the shim's own request timeout.
@@ -196,9 +197,12 @@ pub async fn change_info(
     state: web::Data<AppState>,
 ) -> Answer {
     let q = change_info_query(&query_map(&req))?;
-    // The newest gates, filtered here: enough while pass-through lookups are rare and the
-    // store holds no index on (pipeline, build, stage); a store query can replace it.
-    let gates = state.store.list_gates(None, GATE_SEARCH_LIMIT).await?;
+    // The store finds the build's gates by index; the pipeline (a Jenkins name, not the
+    // job URL the store keeps) and the stage are matched here.
+    let gates = state
+        .store
+        .gates_of_build(&q.build_number, GATE_SEARCH_LIMIT)
+        .await?;
     if let Some(info) = from_gate(&gates, &q) {
         return Ok(HttpResponse::Ok().json(change_info_view(&info, "snowgate", None)));
     }

@@ -15,9 +15,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Completion, CrUpdate, Deadline, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
-    StoreError, StoreSignal, Transition, TransitionOutcome,
+    Completion, CrUpdate, Deadline, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem,
+    OutboxResult, StoreError, StoreSignal, Transition, TransitionOutcome,
 };
+use crate::domain::gate::Actor;
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
 
 pub struct Bounded {
@@ -37,7 +38,7 @@ impl Bounded {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(StoreError::unavailable(format!(
                 "the store did not answer `{what}` within {} ms (store.timeout)",
                 self.timeout.as_millis()
             ))),
@@ -71,11 +72,35 @@ impl GateStore for Bounded {
         self.within("list_gates", self.inner.list_gates(state, limit))
             .await
     }
+    async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.within("open_gates", self.inner.open_gates(limit))
+            .await
+    }
+    async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.within("recent_decisions", self.inner.recent_decisions(limit))
+            .await
+    }
+    async fn gates_of_build(
+        &self,
+        build_number: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        self.within(
+            "gates_of_build",
+            self.inner.gates_of_build(build_number, limit),
+        )
+        .await
+    }
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         self.within("events", self.inner.events(id)).await
     }
-    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
-        self.within("transition", self.inner.transition(t)).await
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.within("transition", self.inner.transition(t, follow_ups))
+            .await
     }
     async fn update_change_request(
         &self,
@@ -146,7 +171,7 @@ impl GateStore for Bounded {
         &self,
         id: Uuid,
         result: String,
-        actor: String,
+        actor: Actor,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError> {
         self.within(

@@ -1,4 +1,5 @@
-//! The gate store: one trait, used by everything above it; SQLite is the embedded backend.
+//! The gate store: one trait, used by everything above it; SQLite is the embedded backend,
+//! PostgreSQL (cargo feature `postgres`, on by default) the one several replicas share.
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -7,16 +8,22 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain::gate::Actor;
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
 pub mod bounded;
+#[cfg(feature = "postgres")]
 mod pg_tls;
+mod pg_url;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 pub use bounded::Bounded;
-pub use pg_tls::{split_sslmode, SslMode};
+pub use pg_url::{split_sslmode, SslMode};
+#[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -29,17 +36,89 @@ pub enum StoreSignal {
     Resync,
 }
 
+/// The error a store call ends with, keeping what caused it.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store call failed. The text (`Display`) already names the cause, so the one-line
+/// `error = %e` log fields stay complete; the cause itself stays reachable as `source()`
+/// for whoever walks or matches the chain.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
+    /// The database cannot be reached or refused the work (a 503 for the API: retry later).
+    #[error("the store is unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A stored row cannot be read back (a 500 for the API: retrying will not help).
+    #[error("stored data is corrupt: {context}")]
+    Corrupt {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    /// Unavailable, for a reason with no underlying error.
+    pub fn unavailable(context: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Unavailable because of `source`: `what: <source>`.
+    pub fn unavailable_by(
+        what: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            context: format!("{what}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Unavailable because of `source`, in its words.
+    pub fn unavailable_from(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Unavailable {
+            context: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Corrupt because of `source`, in its words.
+    pub fn corrupt_from(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Corrupt {
+            context: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Corrupt, for a reason with no underlying error.
+    pub fn corrupt(context: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Corrupt because `source` could not read `what`: `what: <source>`.
+    pub fn corrupt_by(
+        what: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            context: format!("{what}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
+        StoreError::unavailable_from(e)
     }
 }
 
@@ -144,8 +223,8 @@ pub struct Transition {
     pub to: GateState,
     pub proceed: Option<bool>,
     pub message: String,
-    /// Who decided: `servicenow`, `operator:<name>`, `snowgate`.
-    pub actor: String,
+    /// Who decided.
+    pub actor: Actor,
     pub event_kind: &'static str,
     /// Replaces the gate's change request data when given.
     pub change_request: Option<ChangeRequest>,
@@ -158,7 +237,7 @@ pub struct Transition {
 #[derive(Clone, Debug)]
 pub struct CrUpdate {
     pub cr: ChangeRequest,
-    pub actor: String,
+    pub actor: Actor,
     /// Replaces the gate's message when given.
     pub message: Option<String>,
     /// Recorded in the event log when given (polls log only what changed).
@@ -171,42 +250,11 @@ pub struct CrUpdate {
     pub next_poll_ms: Option<i64>,
 }
 
-/// A work note for the gate's change request (change mode, `change.work_notes: true`).
-pub fn work_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
-    if !gate.spec.work_notes {
-        return None;
-    }
-    Some(NewOutbox {
-        kind: OutboxKind::ChangeUpdate,
-        payload: serde_json::json!({
-            "fields": {"work_notes": format!("snowgate gate {}: {text}", gate.id)},
-            "what": "work note",
-        }),
-    })
-}
-
-/// The outbound actions every decision implies, besides those its caller asked for: a gate
-/// that names a Jenkins `input` gets it answered (proceed or abort by the outcome), and in
-/// change mode the decision is written on the CR as a work note. The store writes them in
-/// the decision's own transaction, so each happens once per decision.
-pub fn follow_ups(before: &Gate, t: &Transition) -> Vec<NewOutbox> {
-    let mut out = Vec::new();
-    if t.to.is_terminal() {
-        let who = if t.actor.starts_with("operator:") {
-            format!(" (by {})", t.actor)
-        } else {
-            String::new()
-        };
-        out.extend(work_note(before, &format!("{}{who}: {}", t.to, t.message)));
-    }
-    if t.to.is_terminal() && before.spec.input_id.is_some() {
-        out.push(NewOutbox {
-            kind: OutboxKind::ReleaseInput,
-            payload: serde_json::json!({ "proceed": t.proceed.unwrap_or(false) }),
-        });
-    }
-    out
-}
+/// The outbound actions a decision implies besides those its caller listed, computed from the
+/// gate as decided (its spec) inside the decision's own transaction, so each happens once
+/// per decision. The rule belongs to the caller (`decisions::follow_ups`); the store only
+/// writes what it returns.
+pub type FollowUps = fn(&Gate, &Transition) -> Vec<NewOutbox>;
 
 #[derive(Debug)]
 pub enum Completion {
@@ -251,8 +299,23 @@ pub trait GateStore: Send + Sync + 'static {
         state: Option<GateState>,
         limit: u32,
     ) -> Result<Vec<Gate>, StoreError>;
+    /// Open gates (registering, pending), the oldest first.
+    async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError>;
+    /// Decided gates, the newest decision first.
+    async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError>;
+    /// The gates of build `build_number`, the newest first: what a lookup by a stage's
+    /// identity (pipeline, build, stage) narrows down, since the pipeline is given by its
+    /// Jenkins name rather than by the job URL the store keeps.
+    async fn gates_of_build(&self, build_number: &str, limit: u32)
+        -> Result<Vec<Gate>, StoreError>;
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError>;
-    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError>;
+    /// Apply `t` as one compare-and-set, with its event row, `t.outbox` and the rows
+    /// `follow_ups` returns for the decided gate, in one transaction.
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError>;
     /// Update the CR data of an open gate; `None` when the gate is not open (or unknown).
     async fn update_change_request(
         &self,
@@ -298,7 +361,7 @@ pub trait GateStore: Send + Sync + 'static {
         &self,
         id: Uuid,
         result: String,
-        actor: String,
+        actor: Actor,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError>;
     /// A decision callback for a gate ServiceNow already decided another way (polling):

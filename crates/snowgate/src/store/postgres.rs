@@ -15,11 +15,12 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
+use super::sql::{self, GATE_COLUMNS};
 use super::{
-    follow_ups, Completion, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
+    Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
     OutboxResult, StoreError, StoreSignal, Transition, TransitionOutcome,
 };
-use crate::domain::gate::{sources_of, timestamp};
+use crate::domain::gate::{sources_of, timestamp, transition, Actor};
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
@@ -32,17 +33,15 @@ const MIGRATION_LOCK: i64 = 0x736e_6f77_6761_7465;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/001_init.sql"),
     include_str!("../../../../migrations/postgres/002_one_acknowledgement.sql"),
+    include_str!("../../../../migrations/postgres/003_status_and_lookup.sql"),
 ];
-
-const GATE_COLUMNS: &str = "id, state, proceed, message, spec, callback_token, change_request, \
-     created_at, updated_at, decided_at, decided_by, next_poll_ms, creation_deadline_ms, step_deadline_ms";
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
 /// A PostgreSQL or pool error with its causes (a refused TLS handshake says why only there).
-fn pg(e: impl std::error::Error) -> StoreError {
+fn pg(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -53,13 +52,16 @@ fn pg(e: impl std::error::Error) -> StoreError {
         }
         source = s.source();
     }
-    StoreError::Unavailable(text)
+    StoreError::Unavailable {
+        context: text,
+        source: Some(Box::new(e)),
+    }
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp `{s}`: {e}")))
+        .map_err(|e| StoreError::corrupt_by(format!("timestamp `{s}`"), e))
 }
 
 fn gate_from_row(row: &Row) -> Result<Gate, StoreError> {
@@ -71,18 +73,18 @@ fn gate_from_row(row: &Row) -> Result<Gate, StoreError> {
     let updated_at: String = row.get(8);
     let decided_at: Option<String> = row.get(9);
     Ok(Gate {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        id: Uuid::parse_str(&id).map_err(StoreError::corrupt_from)?,
         state: GateState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown state `{state}`")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("unknown state `{state}`")))?,
         proceed: row.get(2),
         message: row.get(3),
         spec: serde_json::from_str::<GateSpec>(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("gate spec: {e}")))?,
+            .map_err(|e| StoreError::corrupt_by("gate spec", e))?,
         callback_token: CallbackToken::from_stored(row.get(5)),
         change_request: cr
             .map(|c| serde_json::from_str::<ChangeRequest>(&c))
             .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("change request: {e}")))?,
+            .map_err(|e| StoreError::corrupt_by("change request", e))?,
         created_at: parse_time(&created_at)?,
         updated_at: parse_time(&updated_at)?,
         decided_at: decided_at.as_deref().map(parse_time).transpose()?,
@@ -103,11 +105,11 @@ fn outbox_from_row(row: &Row) -> Result<OutboxItem, StoreError> {
     let created_at: String = row.get(5);
     Ok(OutboxItem {
         id: row.get(0),
-        gate_id: Uuid::parse_str(&gate_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        gate_id: Uuid::parse_str(&gate_id).map_err(StoreError::corrupt_from)?,
         kind: OutboxKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("outbox kind `{kind}`")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("outbox kind `{kind}`")))?,
         payload: serde_json::from_str(&payload)
-            .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+            .map_err(|e| StoreError::corrupt_by("outbox payload", e))?,
         attempts: attempts.max(0) as u32,
         created_at: parse_time(&created_at)?,
     })
@@ -126,7 +128,7 @@ async fn load_gate(c: &impl GenericClient, id: &str) -> Result<Option<Gate>, Sto
 async fn insert_event(
     c: &impl GenericClient,
     gate_id: &str,
-    actor: &str,
+    actor: &Actor,
     kind: &str,
     from: Option<GateState>,
     to: Option<GateState>,
@@ -144,7 +146,7 @@ async fn insert_event(
         &[
             &gate_id,
             &timestamp(&Utc::now()),
-            &actor,
+            &actor.to_string(),
             &kind,
             &from.map(|s| s.as_str()),
             &to.map(|s| s.as_str()),
@@ -225,13 +227,13 @@ impl PostgresStore {
     }
 
     pub async fn connect(o: PgOptions) -> Result<PostgresStore, StoreError> {
-        let (url, sslmode) = super::pg_tls::split_sslmode(&o.url)
-            .map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?;
+        let (url, sslmode) = super::pg_url::split_sslmode(&o.url)
+            .map_err(|e| StoreError::unavailable(format!("store.url: {e}")))?;
         let tls = super::pg_tls::connector(sslmode, o.ca_file.as_deref())
-            .map_err(StoreError::Unavailable)?;
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Unavailable(format!("store.url is not a PostgreSQL URL: {e}"))
-        })?;
+            .map_err(StoreError::unavailable)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::unavailable_by("store.url is not a PostgreSQL URL", e))?;
         config.ssl_mode(sslmode.negotiation());
         // A dead peer or a cut network is noticed by the kernel within about 25 s even on an
         // idle connection; a server that is alive but hung is bounded by `store.timeout`.
@@ -274,6 +276,18 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pg)
+    }
+
+    /// The gates one of the shared statements selects.
+    async fn gates_by(
+        &self,
+        statement: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Gate>, StoreError> {
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(statement).await.map_err(pg)?;
+        let rows = c.query(&stmt, params).await.map_err(pg)?;
+        rows.iter().map(gate_from_row).collect()
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -395,8 +409,7 @@ impl GateStore for PostgresStore {
         let id = Uuid::new_v4();
         let id_s = id.to_string();
         let now = Utc::now();
-        let spec_json =
-            serde_json::to_string(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let spec_json = serde_json::to_string(&spec).map_err(StoreError::corrupt_from)?;
         // ON CONFLICT: a concurrent open of the same stage on another replica returns its gate.
         let inserted = tx
             .execute(
@@ -441,7 +454,7 @@ impl GateStore for PostgresStore {
         insert_event(
             &tx,
             &id_s,
-            "pipeline",
+            &Actor::Pipeline,
             "opened",
             None,
             Some(GateState::Registering),
@@ -459,7 +472,7 @@ impl GateStore for PostgresStore {
             insert_outbox(&tx, &id_s, &item, now_ms() + claim.as_millis() as i64).await?;
         let gate = load_gate(&tx, &id_s)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+            .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
         tx.commit().await.map_err(pg)?;
         Ok(Opened {
             register_item: Some(OutboxItem {
@@ -520,6 +533,24 @@ impl GateStore for PostgresStore {
         rows.iter().map(gate_from_row).collect()
     }
 
+    async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::OPEN_GATES, &[&(limit as i64)]).await
+    }
+
+    async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::RECENT_DECISIONS, &[&(limit as i64)])
+            .await
+    }
+
+    async fn gates_of_build(
+        &self,
+        build_number: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::GATES_OF_BUILD, &[&build_number, &(limit as i64)])
+            .await
+    }
+
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         let c = self.client().await?;
         let rows = c
@@ -547,7 +578,11 @@ impl GateStore for PostgresStore {
             .collect())
     }
 
-    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
         let id = t.gate_id.to_string();
@@ -562,11 +597,13 @@ impl GateStore for PostgresStore {
             return Ok(TransitionOutcome::NotFound);
         };
         let before = gate_from_row(&row)?;
-        let sources: Vec<&str> = sources_of(t.to).iter().map(|s| s.as_str()).collect();
-        if !sources.contains(&before.state.as_str()) {
+        if transition(before.state, t.to).is_err() {
             tx.commit().await.map_err(pg)?;
             return Ok(TransitionOutcome::Conflict(before));
         }
+        // The compare-and-set admits exactly the states the domain's table allows.
+        let sources: Vec<&str> = sources_of(t.to).iter().map(|s| s.as_str()).collect();
+        let actor = t.actor.to_string();
         let now = timestamp(&Utc::now());
         let terminal = t.to.is_terminal();
         let cr_json = t
@@ -574,7 +611,7 @@ impl GateStore for PostgresStore {
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map_err(StoreError::corrupt_from)?;
         let update = tx
             .prepare_cached(&format!(
                 "UPDATE gates SET state = $1, proceed = $2, message = $3, updated_at = $4, \
@@ -597,7 +634,7 @@ impl GateStore for PostgresStore {
                     &t.message,
                     &now,
                     &terminal,
-                    &t.actor,
+                    &actor,
                     &cr_json,
                     &id,
                     &t.timers.next_poll_ms,
@@ -611,7 +648,7 @@ impl GateStore for PostgresStore {
         let Some(after) = updated.as_ref().map(gate_from_row).transpose()? else {
             let current = load_gate(&tx, &id)
                 .await?
-                .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+                .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
             tx.commit().await.map_err(pg)?;
             return Ok(TransitionOutcome::Conflict(current));
         };
@@ -649,8 +686,7 @@ impl GateStore for PostgresStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
         let id_s = id.to_string();
-        let cr_json =
-            serde_json::to_string(&u.cr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let cr_json = serde_json::to_string(&u.cr).map_err(StoreError::corrupt_from)?;
         let changed = tx
             .execute(
                 "UPDATE gates SET change_request = $1, updated_at = $2, message = COALESCE($3, message), \
@@ -822,7 +858,7 @@ impl GateStore for PostgresStore {
                 insert_event(
                     &tx,
                     &gate_id,
-                    "snowgate",
+                    &Actor::Snowgate,
                     &format!("{kind}_done"),
                     None,
                     None,
@@ -840,7 +876,7 @@ impl GateStore for PostgresStore {
                 insert_event(
                     &tx,
                     &gate_id,
-                    "snowgate",
+                    &Actor::Snowgate,
                     &format!("{kind}_retry"),
                     None,
                     None,
@@ -859,7 +895,7 @@ impl GateStore for PostgresStore {
                 insert_event(
                     &tx,
                     &gate_id,
-                    "snowgate",
+                    &Actor::Snowgate,
                     &format!("{kind}_failed"),
                     None,
                     None,
@@ -888,7 +924,7 @@ impl GateStore for PostgresStore {
         &self,
         id: Uuid,
         result: String,
-        actor: String,
+        actor: Actor,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError> {
         let mut c = self.client().await?;
@@ -951,10 +987,7 @@ impl GateStore for PostgresStore {
 
     async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError> {
         let c = self.client().await?;
-        let rows = c
-            .query("SELECT state, COUNT(*) FROM gates GROUP BY state", &[])
-            .await
-            .map_err(pg)?;
+        let rows = c.query(sql::COUNT_BY_STATE, &[]).await.map_err(pg)?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -986,7 +1019,7 @@ impl GateStore for PostgresStore {
             insert_event(
                 &tx,
                 &id_s,
-                "servicenow",
+                &Actor::ServiceNow,
                 "late_callback",
                 None,
                 None,

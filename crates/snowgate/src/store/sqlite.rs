@@ -16,11 +16,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::sql::{self, GATE_COLUMNS};
 use super::{
-    follow_ups, Completion, CrUpdate, Event, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
+    Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxKind,
     OutboxResult, StoreError, Transition, TransitionOutcome,
 };
-use crate::domain::gate::{sources_of, timestamp};
+use crate::domain::gate::{sources_of, timestamp, transition, Actor};
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
@@ -31,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/002_poll_and_deadlines.sql"),
     include_str!("../../../../migrations/sqlite/003_completion.sql"),
     include_str!("../../../../migrations/sqlite/004_one_acknowledgement.sql"),
+    include_str!("../../../../migrations/sqlite/005_status_and_lookup.sql"),
 ];
 
 /// Largest number of writes committed together.
@@ -105,7 +107,7 @@ fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
         .create(true)
         .truncate(false)
         .open(&lock_path)
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
+        .map_err(|e| StoreError::unavailable_by(lock_path.display(), e))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -117,16 +119,16 @@ fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
             } else {
                 format!(" (pid {owner})")
             };
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "{} is in use by another snowgate process{pid}: one process per SQLite file; several replicas need a PostgreSQL store.url",
                 path.display()
             )));
         }
         Err(std::fs::TryLockError::Error(e)) => {
-            return Err(StoreError::Unavailable(format!(
-                "cannot lock {}: {e}",
-                lock_path.display()
-            )))
+            return Err(StoreError::unavailable_by(
+                format!("cannot lock {}", lock_path.display()),
+                e,
+            ))
         }
     }
     let written = file
@@ -169,12 +171,12 @@ impl SqliteStore {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
                 std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+                    .map_err(|e| StoreError::unavailable_by(dir.display(), e))?;
             }
         }
         let lock = lock_exclusively(path)?;
         let mut conn = open_connection(path, WRITER_CACHE_KIB)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+            .map_err(|e| StoreError::unavailable_by(path.display(), e))?;
         let applied = migrate(&mut conn)?;
         // One process owns a SQLite store: claims left in it belong to a process that died,
         // so its unfinished outbox work is due again at once.
@@ -195,17 +197,17 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("snowgate-store-writer".into())
             .spawn(move || writer_loop(conn, rx))
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(StoreError::unavailable_from)?;
         let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
         let read_rx = Arc::new(Mutex::new(read_rx));
         for i in 0..READERS {
             let conn = open_connection(path, READER_CACHE_KIB)
-                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+                .map_err(|e| StoreError::unavailable_by(path.display(), e))?;
             let rx = read_rx.clone();
             std::thread::Builder::new()
                 .name(format!("snowgate-store-reader-{i}"))
                 .spawn(move || reader_loop(conn, rx))
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                .map_err(StoreError::unavailable_from)?;
         }
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -231,7 +233,7 @@ impl SqliteStore {
             let reply: Reply = Box::new(move |commit| {
                 let out = match commit {
                     Ok(()) => result,
-                    Err(e) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+                    Err(e) => Err(StoreError::unavailable(format!("commit failed: {e}"))),
                 };
                 let _ = tx.send(out);
             });
@@ -240,11 +242,11 @@ impl SqliteStore {
         self.inner
             .writer
             .lock()
-            .map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?
+            .map_err(|_| StoreError::unavailable("writer lock poisoned"))?
             .send(job)
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+            .map_err(|_| StoreError::unavailable("the store writer has stopped"))?;
         rx.await
-            .map_err(|_| StoreError::Unavailable("the store writer dropped the request".into()))?
+            .map_err(|_| StoreError::unavailable("the store writer dropped the request"))?
     }
 
     /// Run a single-row lookup by key on this thread's own read connection. Such a lookup is
@@ -262,9 +264,8 @@ impl SqliteStore {
                 if readers.len() >= 4 {
                     readers.clear();
                 }
-                let conn = open_connection(&self.inner.path, READER_CACHE_KIB).map_err(|e| {
-                    StoreError::Unavailable(format!("{}: {e}", self.inner.path.display()))
-                })?;
+                let conn = open_connection(&self.inner.path, READER_CACHE_KIB)
+                    .map_err(|e| StoreError::unavailable_by(self.inner.path.display(), e))?;
                 readers.insert(self.inner.id, conn);
             }
             f(&readers[&self.inner.id])
@@ -286,11 +287,11 @@ impl SqliteStore {
         self.inner
             .readers
             .lock()
-            .map_err(|_| StoreError::Unavailable("reader lock poisoned".into()))?
+            .map_err(|_| StoreError::unavailable("reader lock poisoned"))?
             .send(job)
-            .map_err(|_| StoreError::Unavailable("the store readers have stopped".into()))?;
+            .map_err(|_| StoreError::unavailable("the store readers have stopped"))?;
         rx.await
-            .map_err(|_| StoreError::Unavailable("a store reader dropped the request".into()))?
+            .map_err(|_| StoreError::unavailable("a store reader dropped the request"))?
     }
 }
 
@@ -362,13 +363,10 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
-const GATE_COLUMNS: &str = "id, state, proceed, message, spec, callback_token, change_request, \
-     created_at, updated_at, decided_at, decided_by, next_poll_ms, creation_deadline_ms, step_deadline_ms";
-
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp `{s}`: {e}")))
+        .map_err(|e| StoreError::corrupt_by(format!("timestamp `{s}`"), e))
 }
 
 fn gate_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Gate, StoreError>> {
@@ -390,18 +388,18 @@ fn gate_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Gate, StoreError>> {
     };
     Ok((|| {
         Ok(Gate {
-            id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            id: Uuid::parse_str(&id).map_err(StoreError::corrupt_from)?,
             state: GateState::parse(&state)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown state `{state}`")))?,
+                .ok_or_else(|| StoreError::corrupt(format!("unknown state `{state}`")))?,
             proceed,
             message,
             spec: serde_json::from_str::<GateSpec>(&spec)
-                .map_err(|e| StoreError::Corrupt(format!("gate spec: {e}")))?,
+                .map_err(|e| StoreError::corrupt_by("gate spec", e))?,
             callback_token: CallbackToken::from_stored(token),
             change_request: match cr {
                 Some(c) => Some(
                     serde_json::from_str::<ChangeRequest>(&c)
-                        .map_err(|e| StoreError::Corrupt(format!("change request: {e}")))?,
+                        .map_err(|e| StoreError::corrupt_by("change request", e))?,
                 ),
                 None => None,
             },
@@ -425,7 +423,7 @@ fn load_gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
 fn insert_event(
     conn: &Connection,
     gate_id: &str,
-    actor: &str,
+    actor: &Actor,
     kind: &str,
     from: Option<GateState>,
     to: Option<GateState>,
@@ -438,7 +436,7 @@ fn insert_event(
     .execute(params![
         gate_id,
         timestamp(&Utc::now()),
-        actor,
+        actor.to_string(),
         kind,
         from.map(|s| s.as_str()),
         to.map(|s| s.as_str()),
@@ -478,15 +476,30 @@ fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<Result<OutboxItem, StoreEr
     Ok((|| {
         Ok(OutboxItem {
             id,
-            gate_id: Uuid::parse_str(&gate_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            gate_id: Uuid::parse_str(&gate_id).map_err(StoreError::corrupt_from)?,
             kind: OutboxKind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("outbox kind `{kind}`")))?,
+                .ok_or_else(|| StoreError::corrupt(format!("outbox kind `{kind}`")))?,
             payload: serde_json::from_str(&payload)
-                .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+                .map_err(|e| StoreError::corrupt_by("outbox payload", e))?,
             attempts: attempts as u32,
             created_at: parse_time(&created_at)?,
         })
     })())
+}
+
+/// The gates one of the shared statements selects.
+fn gates_by(
+    conn: &Connection,
+    statement: &'static str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<Gate>, StoreError> {
+    let mut stmt = conn.prepare_cached(&sql::sqlite(statement))?;
+    let rows = stmt.query_map(params, gate_from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -507,14 +520,14 @@ impl GateStore for SqliteStore {
                 .optional()?;
             if let Some(id) = existing {
                 let gate = load_gate(conn, &id)?
-                    .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+                    .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
                 return Ok(Opened { gate, created: false, register_item: None });
             }
             let id = Uuid::new_v4();
             let id_s = id.to_string();
             let now = Utc::now();
             let spec_json = serde_json::to_string(&spec)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                .map_err(StoreError::corrupt_from)?;
             conn.execute(
                 "INSERT INTO gates (id, job_url, build_number, stage_name, state, proceed, message, \
                  spec, callback_token, token_hash, created_at, created_ms, updated_at, poll_interval_ms) \
@@ -537,7 +550,7 @@ impl GateStore for SqliteStore {
             insert_event(
                 conn,
                 &id_s,
-                "pipeline",
+                &Actor::Pipeline,
                 "opened",
                 None,
                 Some(GateState::Registering),
@@ -550,7 +563,7 @@ impl GateStore for SqliteStore {
             let claimed_until = now_ms() + claim.as_millis() as i64;
             let outbox_id = insert_outbox(conn, &id_s, &item, claimed_until)?;
             let gate = load_gate(conn, &id_s)?
-                .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+                .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
             Ok(Opened {
                 register_item: Some(OutboxItem {
                     id: outbox_id,
@@ -622,6 +635,26 @@ impl GateStore for SqliteStore {
         .await
     }
 
+    async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.read(move |conn| gates_by(conn, sql::OPEN_GATES, params![limit]))
+            .await
+    }
+
+    async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.read(move |conn| gates_by(conn, sql::RECENT_DECISIONS, params![limit]))
+            .await
+    }
+
+    async fn gates_of_build(
+        &self,
+        build_number: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        let build = build_number.to_string();
+        self.read(move |conn| gates_by(conn, sql::GATES_OF_BUILD, params![build, limit]))
+            .await
+    }
+
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -646,7 +679,11 @@ impl GateStore for SqliteStore {
         .await
     }
 
-    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError> {
         self.write(move |conn| {
             let id = t.gate_id.to_string();
             // Only the state is needed before the move (the event's `from`); the whole gate
@@ -659,14 +696,14 @@ impl GateStore for SqliteStore {
                 return Ok(TransitionOutcome::NotFound);
             };
             let before_state = GateState::parse(&before_state)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown gate state `{before_state}`")))?;
-            let sources = sources_of(t.to);
-            if !sources.contains(&before_state) {
+                .ok_or_else(|| StoreError::corrupt(format!("unknown gate state `{before_state}`")))?;
+            if transition(before_state, t.to).is_err() {
                 let current = load_gate(conn, &id)?
-                    .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+                    .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
                 return Ok(TransitionOutcome::Conflict(current));
             }
-            let placeholders = sources
+            // The compare-and-set admits exactly the states the domain's table allows.
+            let placeholders = sources_of(t.to)
                 .iter()
                 .map(|s| format!("'{}'", s.as_str()))
                 .collect::<Vec<_>>()
@@ -675,7 +712,7 @@ impl GateStore for SqliteStore {
             let terminal = t.to.is_terminal();
             let cr_json = match &t.change_request {
                 Some(cr) => Some(
-                    serde_json::to_string(cr).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    serde_json::to_string(cr).map_err(StoreError::corrupt_from)?,
                 ),
                 None => None,
             };
@@ -699,7 +736,7 @@ impl GateStore for SqliteStore {
                     t.message,
                     now,
                     terminal,
-                    t.actor,
+                    t.actor.to_string(),
                     cr_json,
                     id,
                     t.timers.next_poll_ms,
@@ -710,7 +747,7 @@ impl GateStore for SqliteStore {
             .transpose()?;
             let Some(after) = after else {
                 let current = load_gate(conn, &id)?
-                    .ok_or_else(|| StoreError::Corrupt("gate vanished".into()))?;
+                    .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
                 return Ok(TransitionOutcome::Conflict(current));
             };
             insert_event(
@@ -738,7 +775,7 @@ impl GateStore for SqliteStore {
     ) -> Result<Option<Gate>, StoreError> {
         self.write(move |conn| {
             let id_s = id.to_string();
-            let cr_json = serde_json::to_string(&u.cr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let cr_json = serde_json::to_string(&u.cr).map_err(StoreError::corrupt_from)?;
             // Only open gates take new CR data, messages and timers; a decided gate keeps
             // its record as it was decided.
             let changed = conn.execute(
@@ -906,7 +943,7 @@ impl GateStore for SqliteStore {
             match &result {
                 OutboxResult::Done { message } => {
                     conn.execute("DELETE FROM outbox WHERE id = ?1", params![item.id])?;
-                    insert_event(conn, &gate_id, "snowgate", &format!("{kind}_done"), None, None, message)?;
+                    insert_event(conn, &gate_id, &Actor::Snowgate, &format!("{kind}_done"), None, None, message)?;
                 }
                 OutboxResult::Retry { after, error } => {
                     conn.execute(
@@ -916,7 +953,7 @@ impl GateStore for SqliteStore {
                     insert_event(
                         conn,
                         &gate_id,
-                        "snowgate",
+                        &Actor::Snowgate,
                         &format!("{kind}_retry"),
                         None,
                         None,
@@ -925,7 +962,7 @@ impl GateStore for SqliteStore {
                 }
                 OutboxResult::GiveUp { error } => {
                     conn.execute("DELETE FROM outbox WHERE id = ?1", params![item.id])?;
-                    insert_event(conn, &gate_id, "snowgate", &format!("{kind}_failed"), None, None, error)?;
+                    insert_event(conn, &gate_id, &Actor::Snowgate, &format!("{kind}_failed"), None, None, error)?;
                 }
             }
             Ok(())
@@ -949,7 +986,7 @@ impl GateStore for SqliteStore {
         &self,
         id: Uuid,
         result: String,
-        actor: String,
+        actor: Actor,
         outbox: Vec<NewOutbox>,
     ) -> Result<Completion, StoreError> {
         self.write(move |conn| {
@@ -998,7 +1035,7 @@ impl GateStore for SqliteStore {
                 insert_event(
                     conn,
                     &id_s,
-                    "servicenow",
+                    &Actor::ServiceNow,
                     "late_callback",
                     None,
                     None,
@@ -1020,8 +1057,7 @@ impl GateStore for SqliteStore {
 
     async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError> {
         self.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT state, COUNT(*) FROM gates GROUP BY state")?;
+            let mut stmt = conn.prepare_cached(&sql::sqlite(sql::COUNT_BY_STATE))?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             let mut out = Vec::new();
             for row in rows {

@@ -11,8 +11,9 @@ use tokio::sync::Semaphore;
 use crate::change_mode::{ChangeMode, Link, LinkError};
 use crate::configuration::GateMode;
 use crate::configuration::{NotControlled, OutboxSettings, StepMapping};
-use crate::decisions::Decider;
+use crate::decisions::{work_note, Decider};
 use crate::domain::change::CrState;
+use crate::domain::gate::Actor;
 use crate::domain::timers::{on_change_known, on_pending, Timers};
 use crate::domain::ChangeRequest;
 use crate::domain::{Gate, GateState};
@@ -21,7 +22,7 @@ use crate::servicenow::change::{ChangeClient, ChangeRecord};
 use crate::servicenow::devops::{ControlAnswer, Registration, StageEvent};
 use crate::servicenow::{DevOpsClient, ServiceNowError};
 use crate::store::{
-    work_note, GateStore, NewOutbox, OutboxItem, OutboxKind, OutboxResult, StoreError, Transition,
+    GateStore, NewOutbox, OutboxItem, OutboxKind, OutboxResult, StoreError, Transition,
 };
 use crate::waiters::ShutdownFlag;
 
@@ -185,7 +186,7 @@ impl Outbox {
                 to,
                 proceed,
                 message,
-                actor: "servicenow".into(),
+                actor: Actor::ServiceNow,
                 event_kind: kind,
                 change_request: None,
                 outbox: Vec::<NewOutbox>::new(),
@@ -449,7 +450,7 @@ impl Outbox {
                         to: GateState::Pending,
                         proceed: None,
                         message,
-                        actor: "servicenow".into(),
+                        actor: Actor::ServiceNow,
                         event_kind: "linked",
                         change_request: Some(cr),
                         outbox,

@@ -12,6 +12,7 @@ use crate::change_mode::ChangeMode;
 use crate::configuration::GateMode;
 use crate::decisions::Decider;
 use crate::domain::change::{parse_planned, verdict, CrState, Verdict};
+use crate::domain::gate::Actor;
 use crate::domain::timers::{ms, on_change_known, poll_interval, Timers};
 use crate::domain::{ChangeRequest, Gate, GateState};
 use crate::servicenow::devops::ChangeInfo;
@@ -237,7 +238,7 @@ impl Poller {
                 to,
                 proceed: Some(proceed),
                 message,
-                actor: "servicenow".into(),
+                actor: Actor::ServiceNow,
                 event_kind: "polled",
                 change_request: Some(cr),
                 outbox: Vec::new(),
@@ -268,7 +269,7 @@ impl Poller {
                 gate.id,
                 CrUpdate {
                     cr,
-                    actor: "servicenow".into(),
+                    actor: Actor::ServiceNow,
                     event: changed.then(|| message.clone()),
                     message: Some(message),
                     change_known: true,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::decisions::{decision_message, Decider};
+use crate::domain::gate::Actor;
 use crate::domain::timers::Timers;
 use crate::domain::{Gate, GateState};
 use crate::servicenow::{DevOpsClient, RateLimiter, ServiceNowError};
@@ -110,7 +111,7 @@ impl Reconciler {
                 to,
                 proceed,
                 message: format!("{message} (found while reconciling after a restart)"),
-                actor: "servicenow".into(),
+                actor: Actor::ServiceNow,
                 event_kind: "reconciled",
                 change_request: Some(cr),
                 // ServiceNow's callback never reached us: acknowledge it now.

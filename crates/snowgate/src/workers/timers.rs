@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::decisions::Decider;
+use crate::domain::gate::Actor;
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{Gate, GateState};
 use crate::store::{GateStore, StoreError, Transition};
@@ -81,7 +82,7 @@ impl TimeoutWorker {
                         to: GateState::TimedOut,
                         proceed: Some(proceed),
                         message,
-                        actor: "snowgate".into(),
+                        actor: Actor::Snowgate,
                         event_kind: match kind {
                             Deadline::Creation => "change_creation_timeout",
                             Deadline::Step => "change_step_timeout",

@@ -3,6 +3,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use snowgate::decisions::follow_ups;
+use snowgate::domain::gate::Actor;
 use snowgate::domain::{CallbackToken, GateSpec, GateState};
 use snowgate::store::{
     Completion, GateStore, NewOutbox, OutboxKind, OutboxResult, PgOptions, PostgresStore,
@@ -22,7 +24,7 @@ fn decision(id: uuid::Uuid, to: GateState) -> Transition {
         to,
         proceed: Some(to == GateState::Approved),
         message: format!("test {to}"),
-        actor: "servicenow".into(),
+        actor: Actor::ServiceNow,
         event_kind: "decided",
         change_request: None,
         outbox: vec![NewOutbox {
@@ -83,7 +85,7 @@ async fn contract(store: Arc<dyn GateStore>) {
     pending.outbox.clear();
     pending.timers.next_poll_ms = Some(0);
     assert!(matches!(
-        store.transition(pending).await.unwrap(),
+        store.transition(pending, follow_ups).await.unwrap(),
         TransitionOutcome::Applied(_)
     ));
     // A due poll is claimed once.
@@ -98,7 +100,7 @@ async fn contract(store: Arc<dyn GateStore>) {
         .unwrap()
         .is_empty());
     match store
-        .transition(decision(id, GateState::Approved))
+        .transition(decision(id, GateState::Approved), follow_ups)
         .await
         .unwrap()
     {
@@ -115,7 +117,7 @@ async fn contract(store: Arc<dyn GateStore>) {
         other => panic!("{other:?}"),
     }
     match store
-        .transition(decision(id, GateState::Rejected))
+        .transition(decision(id, GateState::Rejected), follow_ups)
         .await
         .unwrap()
     {
@@ -124,7 +126,10 @@ async fn contract(store: Arc<dyn GateStore>) {
     }
     assert!(matches!(
         store
-            .transition(decision(uuid::Uuid::new_v4(), GateState::Approved))
+            .transition(
+                decision(uuid::Uuid::new_v4(), GateState::Approved),
+                follow_ups
+            )
             .await
             .unwrap(),
         TransitionOutcome::NotFound
@@ -199,7 +204,7 @@ async fn contract(store: Arc<dyn GateStore>) {
         .unwrap();
     assert!(matches!(
         store
-            .complete_gate(other.gate.id, "success".into(), "pipeline".into(), vec![])
+            .complete_gate(other.gate.id, "success".into(), Actor::Pipeline, vec![])
             .await
             .unwrap(),
         Completion::NotDecided(_)
@@ -212,14 +217,14 @@ async fn contract(store: Arc<dyn GateStore>) {
     assert_eq!(expired.len(), 1, "an expired claim is due again");
     assert!(matches!(
         store
-            .complete_gate(id, "success".into(), "pipeline".into(), vec![])
+            .complete_gate(id, "success".into(), Actor::Pipeline, vec![])
             .await
             .unwrap(),
         Completion::Recorded(_)
     ));
     assert!(matches!(
         store
-            .complete_gate(id, "failure".into(), "pipeline".into(), vec![])
+            .complete_gate(id, "failure".into(), Actor::Pipeline, vec![])
             .await
             .unwrap(),
         Completion::AlreadyCompleted { .. }
@@ -235,6 +240,96 @@ async fn contract(store: Arc<dyn GateStore>) {
     let counts = store.count_by_state().await.unwrap();
     assert!(counts.contains(&(GateState::Approved, 1)));
     store.ping().await.unwrap();
+}
+
+/// The status page's and the pass-through's queries: open gates oldest first, decisions
+/// newest first, a build's gates newest first.
+async fn status_queries(store: Arc<dyn GateStore>) {
+    let mut ids = Vec::new();
+    for stage in ["A", "B", "C", "D"] {
+        let opened = store
+            .open_gate(spec(stage), CallbackToken::generate(), Duration::ZERO)
+            .await
+            .unwrap();
+        ids.push(opened.gate.id);
+        // Distinct creation times: the order under test is by time, not by id.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut other_build = gate_body("A");
+    other_build["buildNumber"] = json!(43);
+    let other = store
+        .open_gate(
+            GateSpec::parse(&other_build).unwrap(),
+            CallbackToken::generate(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+        .gate
+        .id;
+    // D is decided first, then C.
+    for (id, to) in [(ids[3], GateState::Rejected), (ids[2], GateState::Approved)] {
+        let decided = store
+            .transition(decision(id, to), follow_ups)
+            .await
+            .unwrap();
+        assert!(matches!(decided, TransitionOutcome::Applied(_)));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let of = |gates: Vec<snowgate::domain::Gate>| gates.iter().map(|g| g.id).collect::<Vec<_>>();
+    assert_eq!(
+        of(store.open_gates(10).await.unwrap()),
+        vec![ids[0], ids[1], other]
+    );
+    assert_eq!(of(store.open_gates(1).await.unwrap()), vec![ids[0]]);
+    assert_eq!(
+        of(store.recent_decisions(10).await.unwrap()),
+        vec![ids[2], ids[3]]
+    );
+    assert_eq!(of(store.recent_decisions(1).await.unwrap()), vec![ids[2]]);
+    assert_eq!(
+        of(store.gates_of_build("42", 10).await.unwrap()),
+        vec![ids[3], ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(
+        of(store.gates_of_build("43", 10).await.unwrap()),
+        vec![other]
+    );
+    assert!(store.gates_of_build("44", 10).await.unwrap().is_empty());
+    let mut counts = store.count_by_state().await.unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        vec![
+            (GateState::Approved, 1),
+            (GateState::Registering, 3),
+            (GateState::Rejected, 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_sqlite_store_answers_the_status_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    status_queries(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_answers_the_status_queries() {
+    let pg = PgServer::start();
+    let url = pg.database("status").await;
+    let store = PostgresStore::connect(PgOptions {
+        url,
+        password: None,
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .await
+    .unwrap();
+    status_queries(Arc::new(store)).await;
 }
 
 #[tokio::test]
@@ -345,7 +440,7 @@ async fn sqlite_lookups_by_key_read_their_own_store_and_the_latest_commit() {
             .is_none());
         // A decision committed by the writer is seen by the next lookup on this thread.
         let decided = store
-            .transition(decision(*id, GateState::Approved))
+            .transition(decision(*id, GateState::Approved), follow_ups)
             .await
             .unwrap();
         assert!(matches!(decided, TransitionOutcome::Applied(_)));
