@@ -1,0 +1,145 @@
+//! The overview at `/ui`: the stages waiting now, longest wait first, and the latest decisions.
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use maud::{html, Markup};
+
+use super::layout::{
+    build_cell, cr_cell, cr_state, deadline_text, human, job_cell, layout, proceed_text,
+    stage_cell, state_badge, utc, utc_or_dash, Text,
+};
+use super::session::session;
+use super::{page, to_login, UiError};
+use crate::domain::{Gate, GateState};
+use crate::state::AppState;
+
+/// How many decided gates the "recent decisions" table shows.
+const RECENT_DECISIONS: usize = 50;
+/// How many of the newest gates are searched for recent decisions, and the most open gates
+/// of one state the page lists.
+const SCAN_LIMIT: u32 = 1000;
+/// The overview reloads itself (a `<meta refresh>`, no script) so a wall display stays current.
+const REFRESH_SECS: u32 = 30;
+
+/// What the overview shows, gathered in one place so the queries behind it can change alone.
+struct OverviewData {
+    /// Pending and registering gates, the longest wait first: that is the stage someone is
+    /// most likely asking about.
+    open: Vec<Gate>,
+    /// At most `RECENT_DECISIONS` decided gates, the latest decision first.
+    decided: Vec<Gate>,
+}
+
+async fn overview_data(state: &AppState) -> Result<OverviewData, UiError> {
+    let mut open = state
+        .store
+        .list_gates(Some(GateState::Pending), SCAN_LIMIT)
+        .await?;
+    open.extend(
+        state
+            .store
+            .list_gates(Some(GateState::Registering), SCAN_LIMIT)
+            .await?,
+    );
+    open.sort_by_key(|g| g.created_at);
+    // A gate created long ago may be decided now: search the newest gates, order by decision.
+    let mut decided: Vec<Gate> = state
+        .store
+        .list_gates(None, SCAN_LIMIT)
+        .await?
+        .into_iter()
+        .filter(|g| g.state.is_terminal())
+        .collect();
+    decided.sort_by(|a, b| {
+        b.decided_at
+            .unwrap_or(b.updated_at)
+            .cmp(&a.decided_at.unwrap_or(a.updated_at))
+    });
+    decided.truncate(RECENT_DECISIONS);
+    Ok(OverviewData { open, decided })
+}
+
+pub(super) async fn overview(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let Some(session) = session(&req, &state) else {
+        return Ok(to_login());
+    };
+    let now = Utc::now();
+    let data = overview_data(&state).await?;
+    let content = html! {
+        h1 { "Waiting stages" }
+        p class="muted" {
+            (data.open.len()) " open gate(s) · as of " (utc(&now))
+            " · reloads every " (REFRESH_SECS) "s"
+        }
+        (open_table(&data.open, now))
+        h2 { "Recent decisions" }
+        (decided_table(&data.decided))
+    };
+    Ok(page(
+        StatusCode::OK,
+        layout("Status", Some(&session), Some(REFRESH_SECS), content),
+    ))
+}
+
+fn open_table(open: &[Gate], now: DateTime<Utc>) -> Markup {
+    html! {
+        table id="open-gates" {
+            thead { tr {
+                th { "State" } th { "Job" } th { "Build" } th { "Stage" }
+                th { "Change request" } th { "CR state" } th { "Age" } th { "Deadline" }
+                th { "Message" }
+            } }
+            tbody {
+                @if open.is_empty() {
+                    tr { td colspan="9" class="muted" { "No stage is waiting." } }
+                }
+                @for g in open {
+                    tr id={ "gate-" (g.id) } {
+                        td { (state_badge(g.state)) }
+                        td { (job_cell(g)) }
+                        td { (build_cell(g)) }
+                        td { (stage_cell(g)) }
+                        td { (cr_cell(g)) }
+                        td { (Text(cr_state(g))) }
+                        td { (human(now - g.created_at)) }
+                        td { (Text(&deadline_text(g.view().deadline.as_deref(), now))) }
+                        td { (Text(&g.message)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn decided_table(decided: &[Gate]) -> Markup {
+    html! {
+        table id="recent-decisions" {
+            thead { tr {
+                th { "Decided at" } th { "Job" } th { "Build" } th { "Stage" }
+                th { "Change request" } th { "State" } th { "Proceed" } th { "Decided by" }
+                th { "Message" }
+            } }
+            tbody {
+                @if decided.is_empty() {
+                    tr { td colspan="9" class="muted" { "No decisions yet." } }
+                }
+                @for g in decided {
+                    tr id={ "gate-" (g.id) } {
+                        td { (utc_or_dash(g.decided_at.as_ref())) }
+                        td { (job_cell(g)) }
+                        td { (build_cell(g)) }
+                        td { (stage_cell(g)) }
+                        td { (cr_cell(g)) }
+                        td { (state_badge(g.state)) }
+                        td { (proceed_text(g.proceed)) }
+                        td { (Text(g.decided_by.as_deref().unwrap_or("—"))) }
+                        td { (Text(&g.message)) }
+                    }
+                }
+            }
+        }
+    }
+}
