@@ -17,7 +17,12 @@ pub fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Open one gate for build `i + 1`; its id.
-async fn open_one(http: &reqwest::Client, server: &str, stage: &str, i: usize) -> anyhow::Result<String> {
+async fn open_one(
+    http: &reqwest::Client,
+    server: &str,
+    stage: &str,
+    i: usize,
+) -> anyhow::Result<String> {
     let body = json!({
         "jobUrl": "http://jenkins.bench/job/app/",
         "buildNumber": i + 1,

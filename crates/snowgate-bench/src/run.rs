@@ -44,7 +44,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
     bench.latency().await?;
     bench.burst().await?;
     let Bench {
-        out, sim, server, other, ..
+        out,
+        sim,
+        server,
+        other,
+        ..
     } = bench;
     drop(other);
     drop(server);
@@ -222,7 +226,12 @@ impl Bench {
         Ok(s)
     }
 
-    fn report_latency(&mut self, s: Samples, sampled: usize, commit_mean: &str) -> anyhow::Result<()> {
+    fn report_latency(
+        &mut self,
+        s: Samples,
+        sampled: usize,
+        commit_mean: &str,
+    ) -> anyhow::Result<()> {
         let pending = self.args.pending;
         let isolated = percentiles(std::mem::take(&mut self.probe.samples));
         writeln!(

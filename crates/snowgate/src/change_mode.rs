@@ -46,7 +46,9 @@ pub struct ChangeMode {
     jobs: GlobSet,
     environments: GlobSet,
     /// One search-or-create at a time per title, so two gates racing for the same title
-    /// create one change request, not two.
+    /// create one change request, not two. It holds only the titles being linked right now
+    /// (an entry goes when its last user is done), and it serialises within this process only:
+    /// two replicas on one PostgreSQL database can still race for a title.
     title_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
@@ -176,8 +178,21 @@ impl ChangeMode {
             let mut locks = self.title_locks.lock().await;
             locks.entry(title.clone()).or_default().clone()
         };
-        let _held = lock.lock().await;
-        if let Some(record) = self.client.find_open_by_title(&title).await? {
+        let linked = {
+            let _held = lock.lock().await;
+            self.find_or_create(gate, &title).await
+        };
+        let mut locks = self.title_locks.lock().await;
+        // The map's copy and this one: nobody else waits for the title, so forget it.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&title);
+        }
+        linked
+    }
+
+    /// The open CR with `title`, else a new one (emergency, standard from a template, or normal).
+    async fn find_or_create(&self, gate: &Gate, title: &str) -> Result<Link, LinkError> {
+        if let Some(record) = self.client.find_open_by_title(title).await? {
             return Ok(Link::Linked {
                 record,
                 created: false,

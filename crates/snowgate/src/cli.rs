@@ -303,13 +303,16 @@ impl Api {
         serde_json::from_slice(&bytes).map_err(|e| CallError::Api {
             status: status.as_u16(),
             code: "not_json".into(),
-            message: format!("{shown} answered {status} with a body that is not snowgate's JSON: {e}"),
+            message: format!(
+                "{shown} answered {status} with a body that is not snowgate's JSON: {e}"
+            ),
             body: None,
         })
     }
 
     async fn get<T: DeserializeOwned>(&self, url: url::Url) -> Result<T, CallError> {
-        self.call(Method::GET, url, None::<&()>, REQUEST_TIMEOUT).await
+        self.call(Method::GET, url, None::<&()>, REQUEST_TIMEOUT)
+            .await
     }
 }
 
@@ -740,10 +743,14 @@ mod tests {
     #[test]
     fn events_show_transitions_and_notices() {
         let out = event_table(&[
-            event(json!({"id": 1, "at": "2026-01-01T10:00:00.000Z", "actor": "operator:alice", "kind": "aborted",
-                   "fromState": "pending", "toState": "aborted", "message": "aborted by alice: wrong build"})),
-            event(json!({"id": 2, "at": "2026-01-01T10:00:01.000Z", "actor": "servicenow", "kind": "change_request",
-                   "fromState": null, "toState": null, "message": "CHG0030001"})),
+            event(
+                json!({"id": 1, "at": "2026-01-01T10:00:00.000Z", "actor": "operator:alice", "kind": "aborted",
+                   "fromState": "pending", "toState": "aborted", "message": "aborted by alice: wrong build"}),
+            ),
+            event(
+                json!({"id": 2, "at": "2026-01-01T10:00:01.000Z", "actor": "servicenow", "kind": "change_request",
+                   "fromState": null, "toState": null, "message": "CHG0030001"}),
+            ),
         ]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 3, "{out}");

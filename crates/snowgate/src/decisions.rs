@@ -8,10 +8,12 @@ use tokio::sync::Notify;
 use crate::change_mode::ChangeMode;
 use crate::configuration::{AutoTransition, GateMode};
 use crate::domain::gate::Actor;
-use crate::domain::timers::Timers;
-use crate::domain::{Gate, GateState};
+use crate::domain::timers::{on_change_known, Timers};
+use crate::domain::{ChangeRequest, Gate, GateState};
 use crate::metrics::{Metrics, SourceLabel};
-use crate::store::{GateStore, NewOutbox, OutboxKind, StoreError, Transition, TransitionOutcome};
+use crate::store::{
+    CrUpdate, GateStore, NewOutbox, OutboxKind, StoreError, Transition, TransitionOutcome,
+};
 use crate::waiters::Waiters;
 
 /// Wake-ups of the background workers, so they never sleep past new work.
@@ -156,6 +158,61 @@ pub fn decision_message(to: GateState, comments: &str) -> (Option<bool>, String)
         GateState::Canceled => (Some(false), with("Job was canceled")),
         GateState::Failed => (Some(false), with("ServiceNow reported an error")),
         _ => (Some(false), with("Job was not approved for execution")),
+    }
+}
+
+/// What a ServiceNow notice (`changeRequestId` in the callback) records: its CR fields over
+/// those already known, the plugin's "Waiting for approval of …" message, and the step
+/// timeout, which runs from the moment the CR is known.
+pub fn notice_update(gate: &Gate, cr: ChangeRequest, now_ms: i64) -> CrUpdate {
+    let number = cr.number.clone().unwrap_or_default();
+    let message = format!(
+        "Waiting for approval of {number}{}",
+        cr.comments
+            .as_ref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default()
+    );
+    let mut merged = gate.change_request.clone().unwrap_or_default();
+    merged.number = cr.number.or(merged.number);
+    merged.url = cr.url.or(merged.url);
+    merged.comments = cr.comments.or(merged.comments);
+    CrUpdate {
+        cr: merged,
+        actor: Actor::ServiceNow,
+        message: Some(message.clone()),
+        event: Some(message),
+        change_known: true,
+        step_deadline_ms: on_change_known(
+            &gate.spec,
+            now_ms,
+            gate.timers.step_deadline_ms.is_some(),
+        ),
+        next_poll_ms: None,
+    }
+}
+
+/// ServiceNow's decision by callback: the plugin's outcome and message, its comments on the
+/// CR, and the acknowledgement the plugin sends for every decision callback.
+pub fn callback_decision(gate: &Gate, to: GateState, comments: String) -> Transition {
+    let (proceed, message) = decision_message(to, &comments);
+    let mut cr = gate.change_request.clone().unwrap_or_default();
+    if !comments.is_empty() {
+        cr.comments = Some(comments);
+    }
+    Transition {
+        gate_id: gate.id,
+        to,
+        proceed,
+        message,
+        actor: Actor::ServiceNow,
+        event_kind: "decided",
+        change_request: Some(cr),
+        outbox: vec![NewOutbox {
+            kind: OutboxKind::Acknowledge,
+            payload: json!({}),
+        }],
+        timers: Default::default(),
     }
 }
 

@@ -520,9 +520,11 @@ impl Fields<'_> {
     fn input(&self) -> Result<Option<String>, FieldError> {
         match self.0.get("input") {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(i)) => Ok(Some(Fields(i).input_id("input.id")?.ok_or_else(
-                || FieldError::new("input.id", "is required when input is given"),
-            )?)),
+            Some(Value::Object(i)) => {
+                Ok(Some(Fields(i).input_id("input.id")?.ok_or_else(|| {
+                    FieldError::new("input.id", "is required when input is given")
+                })?))
+            }
             Some(_) => Err(FieldError::new(
                 "input",
                 "must be an object like {\"id\": \"SnowgateApproval\"}",
@@ -546,8 +548,7 @@ impl Fields<'_> {
     /// `changeRequestNumber`: letters and digits only (it travels in a ServiceNow query).
     fn change_request_number(&self) -> Result<Option<String>, FieldError> {
         let n = self.string("changeRequestNumber", 40)?;
-        if n
-            .as_deref()
+        if n.as_deref()
             .is_some_and(|n| !n.chars().all(|c| c.is_ascii_alphanumeric()))
         {
             return Err(FieldError::new(

@@ -8,12 +8,10 @@ use subtle::ConstantTimeEq;
 
 use super::body::read_limited;
 use super::ApiError;
-use crate::decisions::decision_message;
-use crate::domain::gate::Actor;
-use crate::domain::timers::on_change_known;
-use crate::domain::{ChangeRequest, GateState};
+use crate::decisions::{callback_decision, notice_update};
+use crate::domain::{ChangeRequest, Gate, GateState};
 use crate::state::AppState;
-use crate::store::{CrUpdate, NewOutbox, OutboxKind, Transition, TransitionOutcome};
+use crate::store::TransitionOutcome;
 use crate::telemetry::redact;
 
 /// The header the plugin answers with; ServiceNow records it.
@@ -118,78 +116,47 @@ pub async fn callback(
     let body = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::BadRequest("the callback body is not UTF-8 text".into()))?;
     match classify(body) {
-        CallbackBody::Notice(cr) => {
-            let number = cr.number.clone().unwrap_or_default();
-            let comments = cr.comments.clone();
-            let mut merged = gate.change_request.clone().unwrap_or_default();
-            merged.number = cr.number.or(merged.number);
-            merged.url = cr.url.or(merged.url);
-            merged.comments = cr.comments.or(merged.comments);
-            let message = format!(
-                "Waiting for approval of {number}{}",
-                comments.map(|c| format!(" ({c})")).unwrap_or_default()
-            );
-            let step_deadline_ms = on_change_known(
-                &gate.spec,
-                chrono::Utc::now().timestamp_millis(),
-                gate.timers.step_deadline_ms.is_some(),
-            );
-            state
-                .store
-                .update_change_request(
-                    gate.id,
-                    CrUpdate {
-                        cr: merged,
-                        actor: Actor::ServiceNow,
-                        message: Some(message.clone()),
-                        event: Some(message),
-                        change_known: true,
-                        step_deadline_ms,
-                        next_poll_ms: None,
-                    },
-                )
-                .await?;
-            if step_deadline_ms.is_some() {
-                state.decider.wakeups().timers.notify_one();
-            }
-            tracing::info!(gate_id = %gate.id, change_request = %number, "change request notice");
-            Ok(HttpResponse::Ok()
-                .insert_header(RESULT_HEADER)
-                .json(json!({"message": RESULT_HEADER.1})))
-        }
+        CallbackBody::Notice(cr) => notice(&state, &gate, cr).await,
         CallbackBody::Decision { to, comments } => {
-            let (proceed, message) = decision_message(to, &comments);
-            let mut cr = gate.change_request.clone().unwrap_or_default();
-            if !comments.is_empty() {
-                cr.comments = Some(comments);
-            }
-            let outcome = state
-                .decider
-                .decide_received(
-                    Transition {
-                        gate_id: gate.id,
-                        to,
-                        proceed,
-                        message,
-                        actor: Actor::ServiceNow,
-                        event_kind: "decided",
-                        change_request: Some(cr),
-                        outbox: vec![NewOutbox {
-                            kind: OutboxKind::Acknowledge,
-                            payload: json!({}),
-                        }],
-                        timers: Default::default(),
-                    },
-                    Some(received),
-                )
-                .await?;
-            match outcome {
-                TransitionOutcome::Applied(_) => Ok(accepted()),
-                TransitionOutcome::Conflict(current) => late_decision(&state, &current, to).await,
-                TransitionOutcome::NotFound => {
-                    Err(ApiError::Gone("no gate waits for this callback".into()))
-                }
-            }
+            decision(&state, &gate, to, comments, received).await
+        }
+    }
+}
+
+/// A notice: the CR is recorded and the gate stays pending; the step timeout starts now.
+async fn notice(
+    state: &AppState,
+    gate: &Gate,
+    cr: ChangeRequest,
+) -> Result<HttpResponse, ApiError> {
+    let number = cr.number.clone().unwrap_or_default();
+    let update = notice_update(gate, cr, chrono::Utc::now().timestamp_millis());
+    let step_deadline = update.step_deadline_ms.is_some();
+    state.store.update_change_request(gate.id, update).await?;
+    if step_deadline {
+        state.decider.wakeups().timers.notify_one();
+    }
+    tracing::info!(gate_id = %gate.id, change_request = %number, "change request notice");
+    Ok(accepted())
+}
+
+/// A decision: stored (with its acknowledgement in the outbox) before the answer.
+async fn decision(
+    state: &AppState,
+    gate: &Gate,
+    to: GateState,
+    comments: String,
+    received: std::time::Instant,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = state
+        .decider
+        .decide_received(callback_decision(gate, to, comments), Some(received))
+        .await?;
+    match outcome {
+        TransitionOutcome::Applied(_) => Ok(accepted()),
+        TransitionOutcome::Conflict(current) => late_decision(state, &current, to).await,
+        TransitionOutcome::NotFound => {
+            Err(ApiError::Gone("no gate waits for this callback".into()))
         }
     }
 }

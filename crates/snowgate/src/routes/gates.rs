@@ -7,9 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
 use super::auth::Pipeline;
-use crate::api::{gate_path, EventList, EventView, GateList};
 use super::body::json_body;
 use super::ApiError;
+use crate::api::{gate_path, EventList, EventView, GateList};
 use crate::configuration::GateMode;
 use crate::domain::{CallbackToken, FieldError, Gate, GateSpec, GateState};
 use crate::state::AppState;

@@ -284,5 +284,4 @@ mod tests {
             assert!(change_request_number(bad).is_err(), "{bad}");
         }
     }
-
 }

@@ -208,12 +208,15 @@ fn pipeline_and_stage(
     let mut pipeline = f.string("pipelineName", MAX_FIELD)?;
     let project = f.string("projectName", MAX_FIELD)?;
     if pipeline.is_none() && project.is_none() {
-        let derived = job_url.map(full_name).filter(|n| !n.is_empty()).ok_or_else(|| {
-            FieldError::new(
-                "pipelineName",
-                "is required (or projectName, for Freestyle and Maven projects, or jobUrl)",
-            )
-        })?;
+        let derived = job_url
+            .map(full_name)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                FieldError::new(
+                    "pipelineName",
+                    "is required (or projectName, for Freestyle and Maven projects, or jobUrl)",
+                )
+            })?;
         out.insert("pipelineName".into(), Value::String(derived.clone()));
         pipeline = Some(derived);
     }

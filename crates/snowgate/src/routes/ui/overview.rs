@@ -10,14 +10,13 @@ use super::layout::{
 };
 use super::session::session;
 use super::{page, to_login, UiError};
-use crate::domain::{Gate, GateState};
+use crate::domain::Gate;
 use crate::state::AppState;
 
 /// How many decided gates the "recent decisions" table shows.
-const RECENT_DECISIONS: usize = 50;
-/// How many of the newest gates are searched for recent decisions, and the most open gates
-/// of one state the page lists.
-const SCAN_LIMIT: u32 = 1000;
+const RECENT_DECISIONS: u32 = 50;
+/// The most open gates the page lists (the longest waits).
+const OPEN_LIMIT: u32 = 1000;
 /// The overview reloads itself (a `<meta refresh>`, no script) so a wall display stays current.
 const REFRESH_SECS: u32 = 30;
 
@@ -31,32 +30,10 @@ struct OverviewData {
 }
 
 async fn overview_data(state: &AppState) -> Result<OverviewData, UiError> {
-    let mut open = state
-        .store
-        .list_gates(Some(GateState::Pending), SCAN_LIMIT)
-        .await?;
-    open.extend(
-        state
-            .store
-            .list_gates(Some(GateState::Registering), SCAN_LIMIT)
-            .await?,
-    );
-    open.sort_by_key(|g| g.created_at);
-    // A gate created long ago may be decided now: search the newest gates, order by decision.
-    let mut decided: Vec<Gate> = state
-        .store
-        .list_gates(None, SCAN_LIMIT)
-        .await?
-        .into_iter()
-        .filter(|g| g.state.is_terminal())
-        .collect();
-    decided.sort_by(|a, b| {
-        b.decided_at
-            .unwrap_or(b.updated_at)
-            .cmp(&a.decided_at.unwrap_or(a.updated_at))
-    });
-    decided.truncate(RECENT_DECISIONS);
-    Ok(OverviewData { open, decided })
+    Ok(OverviewData {
+        open: state.store.open_gates(OPEN_LIMIT).await?,
+        decided: state.store.recent_decisions(RECENT_DECISIONS).await?,
+    })
 }
 
 pub(super) async fn overview(
