@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use servicenow_sim::{Fault, SimSettings};
+use snowgate::domain::GateState;
 
 use crate::helpers::*;
 
@@ -14,29 +15,34 @@ async fn each_decision_body_sets_the_plugins_outcome() {
         (
             "A",
             r#"{"result":"succeeded","changeComments":"ok by CAB"}"#,
-            "approved",
+            GateState::Approved,
             true,
         ),
         (
             "B",
             r#"{"result":"canceled","changeComments":"withdrawn"}"#,
-            "canceled",
+            GateState::Canceled,
             false,
         ),
         (
             "C",
             r#"{"result":"rejected","changeComments":"too risky"}"#,
-            "rejected",
+            GateState::Rejected,
             false,
         ),
         (
             "D",
             r#"{"result":"failed","isError":true,"changeComments":"CR update failed"}"#,
-            "failed",
+            GateState::Failed,
             false,
         ),
-        ("E", r#"{"result":"anything else"}"#, "rejected", false),
-        ("F", "this is not json", "rejected", false),
+        (
+            "E",
+            r#"{"result":"anything else"}"#,
+            GateState::Rejected,
+            false,
+        ),
+        ("F", "this is not json", GateState::Rejected, false),
     ];
     for (stage, body, state, proceed) in cases {
         let gate = app.open(stage).await;
@@ -44,15 +50,12 @@ async fn each_decision_body_sets_the_plugins_outcome() {
         let resp = app.send_callback(&url, body).await;
         assert_eq!(resp.status(), 200, "{stage}");
         assert_eq!(resp.headers()["result"], RESULT);
-        let g = app.gate(gate["id"].as_str().unwrap()).await;
-        assert_eq!(g["state"], state, "{stage}: {g}");
-        assert_eq!(g["proceed"], proceed, "{stage}");
-        assert!(g["decidedAt"].is_string());
+        let g = app.gate(gate.id).await;
+        assert_eq!(g.state, state, "{stage}: {g:?}");
+        assert_eq!(g.proceed, Some(proceed), "{stage}");
+        assert!(g.decided_at.is_some());
         if stage == "D" {
-            assert!(
-                g["message"].as_str().unwrap().contains("CR update failed"),
-                "{g}"
-            );
+            assert!(g.message.contains("CR update failed"), "{g:?}");
         }
     }
 }
@@ -61,7 +64,7 @@ async fn each_decision_body_sets_the_plugins_outcome() {
 async fn a_notice_records_the_change_request_and_keeps_the_gate_pending() {
     let app = spawn_app_with(quiet_sim(), |_| {}).await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = gate.id;
     let url = app.callback_url_of("Deploy");
     let notice = json!({
         "changeRequestId": "CHG0031234",
@@ -72,23 +75,23 @@ async fn a_notice_records_the_change_request_and_keeps_the_gate_pending() {
     let resp = app.send_callback(&url, &notice.to_string()).await;
     assert_eq!(resp.status(), 200);
     let g = app.gate(id).await;
-    assert_eq!(g["state"], "pending");
-    assert_eq!(g["changeRequest"]["number"], "CHG0031234");
+    assert_eq!(g.state, GateState::Pending);
+    assert_eq!(cr_number(&g), Some("CHG0031234"));
     assert_eq!(
-        g["changeRequest"]["url"],
-        "https://example.service-now.com/change_request.do?sys_id=abc"
+        g.change_request.as_ref().and_then(|c| c.url.as_deref()),
+        Some("https://example.service-now.com/change_request.do?sys_id=abc")
     );
-    assert!(g["message"].as_str().unwrap().contains("CHG0031234"));
+    assert!(g.message.contains("CHG0031234"));
 }
 
 #[tokio::test]
 async fn the_simulators_notice_links_the_change_request() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = gate.id;
     let number = app.change_of("Deploy");
     for _ in 0..100 {
-        if app.gate(id).await["changeRequest"]["number"] == number.as_str() {
+        if cr_number(&app.gate(id).await) == Some(number.as_str()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -151,7 +154,7 @@ async fn unknown_tokens_and_empty_bodies_are_gone() {
 async fn a_decision_is_acknowledged_to_servicenow() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = gate.id;
     let url = app.callback_url_of("Deploy");
     let token = url.rsplit('/').next().unwrap().to_string();
     assert_eq!(
@@ -198,7 +201,7 @@ async fn a_decision_is_acknowledged_to_servicenow() {
 async fn a_failing_acknowledgement_is_retried_until_it_succeeds() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = gate.id;
     let url = app.callback_url_of("Deploy");
     let token = url.rsplit('/').next().unwrap().to_string();
     app.sim.inject_fault(Fault {
@@ -264,17 +267,11 @@ async fn callbacks_need_basic_auth_when_configured() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    assert_eq!(
-        app.gate(gate["id"].as_str().unwrap()).await["state"],
-        "pending"
-    );
+    assert_eq!(app.gate(gate.id).await.state, GateState::Pending);
     // The simulator sends the configured credentials, as a ServiceNow tool record would.
     let number = app.change_of("Deploy");
     assert_eq!(app.sim.approve(&number, "ok").await.unwrap(), Some(200));
-    assert_eq!(
-        app.gate(gate["id"].as_str().unwrap()).await["state"],
-        "approved"
-    );
+    assert_eq!(app.gate(gate.id).await.state, GateState::Approved);
 }
 
 #[tokio::test]
@@ -304,25 +301,15 @@ async fn rejection_and_cancel_from_the_simulator_stop_the_stage() {
             .unwrap(),
         Some(200)
     );
-    let a = app.gate(a["id"].as_str().unwrap()).await;
-    assert_eq!(
-        (a["state"].clone(), a["proceed"].clone()),
-        (json!("rejected"), json!(false))
-    );
-    assert!(a["message"].as_str().unwrap().contains("too risky"));
-    assert_eq!(
-        app.gate(b["id"].as_str().unwrap()).await["state"],
-        "canceled"
-    );
-    assert_eq!(app.gate(c["id"].as_str().unwrap()).await["state"], "failed");
+    let a = app.gate(a.id).await;
+    assert_eq!((a.state, a.proceed), (GateState::Rejected, Some(false)));
+    assert!(a.message.contains("too risky"));
+    assert_eq!(app.gate(b.id).await.state, GateState::Canceled);
+    assert_eq!(app.gate(c.id).await.state, GateState::Failed);
 }
 
-pub async fn event_kinds(app: &TestApp, id: &str) -> Vec<String> {
-    app.events(id)
-        .await
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect()
+pub async fn event_kinds(app: &TestApp, id: impl std::fmt::Display) -> Vec<String> {
+    app.events(id).await.into_iter().map(|e| e.kind).collect()
 }
 
 async fn wait_for_put(

@@ -5,8 +5,10 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use servicenow_sim::{SimHandle, SimSettings};
+use snowgate::api::{ErrorBody, GateList, GateView};
+use snowgate::domain::GateState;
 
 use crate::helpers::*;
 
@@ -68,11 +70,12 @@ async fn cli(app: &TestApp, token: Option<&str>, args: &[&str]) -> Run {
     run_cmd(cmd, &[PIPELINE_TOKEN, OPERATOR_TOKEN]).await
 }
 
-fn id_of(gate: &Value) -> String {
-    gate["id"].as_str().unwrap().to_string()
+fn id_of(gate: &GateView) -> String {
+    gate.id.to_string()
 }
 
-fn json_of(run: &Run) -> Value {
+/// `--json` output, read as the API type it prints.
+fn json_of<T: DeserializeOwned>(run: &Run) -> T {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.output()))
 }
@@ -123,10 +126,10 @@ async fn the_list_shows_a_pending_gate_as_a_table_and_as_json() {
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.output());
-    let v = json_of(&run);
-    assert_eq!(v["count"], 1);
-    assert_eq!(v["gates"][0]["id"], id.as_str());
-    assert_eq!(v["gates"][0]["state"], "pending");
+    let v: GateList = json_of(&run);
+    assert_eq!(v.count, 1);
+    assert_eq!(v.gates[0].id.to_string(), id);
+    assert_eq!(v.gates[0].state, GateState::Pending);
 
     // A filter that matches nothing says so.
     let run = cli(
@@ -163,9 +166,9 @@ async fn show_prints_the_gate_with_its_change_request() {
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.output());
-    let v = json_of(&run);
-    assert_eq!(v["id"], id.as_str());
-    assert_eq!(v["changeRequest"]["number"], cr.as_str());
+    let v: GateView = json_of(&run);
+    assert_eq!(v.id.to_string(), id);
+    assert_eq!(cr_number(&v), Some(cr.as_str()));
 }
 
 #[tokio::test]
@@ -217,7 +220,7 @@ async fn wait_exits_1_after_an_operator_abort() {
     .await;
     assert_eq!(run.code, 0, "{}", run.output());
     assert!(run.stdout.contains("aborted"), "{}", run.stdout);
-    assert_eq!(app.gate(&id).await["state"], "aborted");
+    assert_eq!(app.gate(&id).await.state, GateState::Aborted);
 
     let run = cli(
         &app,
@@ -226,9 +229,9 @@ async fn wait_exits_1_after_an_operator_abort() {
     )
     .await;
     assert_eq!(run.code, 1, "{}", run.output());
-    let v = json_of(&run);
-    assert_eq!(v["proceed"], false);
-    assert_eq!(v["state"], "aborted");
+    let v: GateView = json_of(&run);
+    assert_eq!(v.proceed, Some(false));
+    assert_eq!(v.state, GateState::Aborted);
 
     // The audit trail names the operator and the reason.
     let run = cli(&app, Some(PIPELINE_TOKEN), &["gates", "events", &id]).await;
@@ -281,14 +284,15 @@ async fn an_operator_resumes_a_held_stage_from_the_command_line() {
     cmd.env("SNOWGATE_URL", "http://127.0.0.1:1");
     let run = run_cmd(cmd, &[OPERATOR_TOKEN]).await;
     assert_eq!(run.code, 0, "{}", run.output());
-    let v = json_of(&run);
-    assert_eq!(v["state"], "resumed");
-    assert_eq!(v["proceed"], true);
-    assert_eq!(v["decidedBy"], "operator:alice");
+    let v: GateView = json_of(&run);
+    assert_eq!(v.state, GateState::Resumed);
+    assert_eq!(v.proceed, Some(true));
+    assert_eq!(v.decided_by.as_deref(), Some("operator:alice"));
     let events = app.events(&id).await;
-    assert!(events.last().unwrap()["message"]
-        .as_str()
+    assert!(events
+        .last()
         .unwrap()
+        .message
         .contains("CAB approved by phone"));
 
     // A second decision conflicts: the API's message, exit 3.
@@ -300,7 +304,7 @@ async fn an_operator_resumes_a_held_stage_from_the_command_line() {
     .await;
     assert_eq!(run.code, 3, "{}", run.output());
     assert!(run.stderr.contains("already resumed"), "{}", run.stderr);
-    assert_eq!(app.gate(&id).await["state"], "resumed");
+    assert_eq!(app.gate(&id).await.state, GateState::Resumed);
 }
 
 #[tokio::test]
@@ -320,7 +324,7 @@ async fn a_pipeline_token_cannot_abort_and_gets_the_403_message() {
         run.stderr
     );
     assert!(run.stderr.contains("403"), "{}", run.stderr);
-    assert_eq!(app.gate(&id).await["state"], "pending");
+    assert_eq!(app.gate(&id).await.state, GateState::Pending);
 }
 
 #[tokio::test]
@@ -340,7 +344,7 @@ async fn a_missing_token_gets_the_401_message() {
     // With --json the API's error body is printed for scripts.
     let run = cli(&app, None, &["gates", "list", "--json"]).await;
     assert_eq!(run.code, 3, "{}", run.output());
-    assert_eq!(json_of(&run)["error"]["code"], "unauthorized");
+    assert_eq!(json_of::<ErrorBody>(&run).error.code, "unauthorized");
 }
 
 #[tokio::test]

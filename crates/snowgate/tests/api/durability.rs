@@ -4,8 +4,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use servicenow_sim::SimSettings;
+use snowgate::api::GateView;
+use snowgate::domain::GateState;
 
 use crate::helpers::*;
 
@@ -102,7 +103,7 @@ pub async fn post(client: &reqwest::Client, url: &str, body: &str) -> u16 {
         .as_u16()
 }
 
-pub async fn gate(client: &reqwest::Client, address: &str, id: &str) -> Value {
+pub async fn gate(client: &reqwest::Client, address: &str, id: &str) -> GateView {
     client
         .get(format!("{address}/api/v1/gates/{id}"))
         .bearer_auth(PIPELINE_TOKEN)
@@ -137,8 +138,8 @@ async fn gates_and_decisions_survive_sigkill() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 201);
-        let g: Value = resp.json().await.unwrap();
-        ids.push(g["id"].as_str().unwrap().to_string());
+        let g: GateView = resp.json().await.unwrap();
+        ids.push(g.id.to_string());
     }
     let cb = |stage: &str| {
         registration_in(&sim, stage).json().unwrap()["callbackURL"]
@@ -164,25 +165,31 @@ async fn gates_and_decisions_survive_sigkill() {
     bin.child.wait().unwrap();
 
     let mut bin = start_binary(&config, &address, &log).await;
-    let states: Vec<String> = {
+    let states: Vec<GateState> = {
         let mut v = Vec::new();
         for id in &ids {
-            v.push(
-                gate(&client, &address, id).await["state"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            );
+            v.push(gate(&client, &address, id).await.state);
         }
         v
     };
-    assert_eq!(states, vec!["approved", "rejected", "pending", "pending"]);
+    assert_eq!(
+        states,
+        vec![
+            GateState::Approved,
+            GateState::Rejected,
+            GateState::Pending,
+            GateState::Pending
+        ]
+    );
     // Callback tokens are durable: ServiceNow's later call still finds its gate.
     assert_eq!(
         post(&client, &cb("C"), r#"{"result":"succeeded"}"#).await,
         200
     );
-    assert_eq!(gate(&client, &address, &ids[2]).await["state"], "approved");
+    assert_eq!(
+        gate(&client, &address, &ids[2]).await.state,
+        GateState::Approved
+    );
     // Re-opening after the restart returns the same gate.
     let resp = client
         .post(format!("{address}/api/v1/gates"))
@@ -198,22 +205,27 @@ async fn gates_and_decisions_survive_sigkill() {
 }
 
 async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> String {
-    open_at(client, address, &gate_body(stage), &[201]).await["id"]
-        .as_str()
-        .unwrap()
+    open_at(client, address, &gate_body(stage), &[201])
+        .await
+        .id
         .to_string()
 }
 
-async fn until_state_on(client: &reqwest::Client, address: &str, id: &str, state: &str) -> Value {
+async fn until_state_on(
+    client: &reqwest::Client,
+    address: &str,
+    id: &str,
+    state: GateState,
+) -> GateView {
     for _ in 0..300 {
         let g = gate(client, address, id).await;
-        if g["state"] == state {
+        if g.state == state {
             return g;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!(
-        "gate {id} never reached {state}: {}",
+        "gate {id} never reached {state}: {:?}",
         gate(client, address, id).await
     );
 }
@@ -247,7 +259,7 @@ async fn a_decision_made_while_snowgate_was_down_is_applied_after_restart() {
     let client = reqwest::Client::new();
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     let id = open_on(&client, &s.address, "Deploy").await;
-    until_state_on(&client, &s.address, &id, "pending").await;
+    until_state_on(&client, &s.address, &id, GateState::Pending).await;
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();
 
@@ -265,12 +277,9 @@ async fn a_decision_made_while_snowgate_was_down_is_applied_after_restart() {
     );
 
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
-    let g = until_state_on(&client, &s.address, &id, "approved").await;
-    assert_eq!(g["proceed"], true);
-    assert!(
-        g["message"].as_str().unwrap().contains("reconciling"),
-        "{g}"
-    );
+    let g = until_state_on(&client, &s.address, &id, GateState::Approved).await;
+    assert_eq!(g.proceed, Some(true));
+    assert!(g.message.contains("reconciling"), "{g:?}");
     // Asked with the task execution URL it registered.
     let asked = s
         .sim
@@ -292,7 +301,7 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
     let client = reqwest::Client::new();
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     let id = open_on(&client, &s.address, "Deploy").await;
-    until_state_on(&client, &s.address, &id, "pending").await;
+    until_state_on(&client, &s.address, &id, GateState::Pending).await;
     s.sim.inject_fault(servicenow_sim::Fault {
         endpoint: "changeControl.put".into(),
         fail_next: 1_000_000,
@@ -405,9 +414,10 @@ async fn sigkill_during_a_burst_of_callbacks_loses_no_answered_decision() {
     for i in &ok {
         let g = gate(&client, &s.address, &ids[*i]).await;
         assert_eq!(
-            g["state"], "approved",
+            g.state,
+            GateState::Approved,
             "gate {i} was answered 200 but is {}",
-            g["state"]
+            g.state
         );
     }
     bin.child.kill().unwrap();
@@ -431,7 +441,7 @@ async fn sigterm_answers_open_long_polls_and_exits_zero() {
                 .send()
                 .await
                 .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            (r.status().as_u16(), r.json::<GateView>().await.unwrap())
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -446,7 +456,7 @@ async fn sigterm_answers_open_long_polls_and_exits_zero() {
             .unwrap()
             .unwrap();
         assert_eq!(status, 200);
-        assert_eq!(body["state"], "pending");
+        assert_eq!(body.state, GateState::Pending);
     }
     let mut exited = None;
     for _ in 0..300 {
@@ -481,15 +491,15 @@ async fn a_timeout_that_passed_while_snowgate_was_down_fires_after_restart() {
         .send()
         .await
         .unwrap();
-    let g: Value = resp.json().await.unwrap();
-    let id = g["id"].as_str().unwrap().to_string();
-    assert_eq!(g["state"], "pending");
+    let g: GateView = resp.json().await.unwrap();
+    let id = g.id.to_string();
+    assert_eq!(g.state, GateState::Pending);
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
-    let g = until_state_on(&client, &s.address, &id, "timed_out").await;
-    assert_eq!(g["proceed"], false);
+    let g = until_state_on(&client, &s.address, &id, GateState::TimedOut).await;
+    assert_eq!(g.proceed, Some(false));
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();
 }

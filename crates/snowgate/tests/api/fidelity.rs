@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use servicenow_sim::{RecordedRequest, SimSettings};
+use snowgate::api::GateView;
 use snowgate::configuration::Dur;
+use snowgate::domain::GateState;
 
 use crate::callbacks::event_kinds;
 use crate::helpers::*;
@@ -81,7 +83,7 @@ async fn acknowledgements(app: &TestApp, token: &str, n: usize) -> Vec<RecordedR
     panic!("fewer than {n} acknowledgements for {token}");
 }
 
-async fn until_event(app: &TestApp, id: &str, kind: &str) {
+async fn until_event(app: &TestApp, id: impl std::fmt::Display + Copy, kind: &str) {
     for _ in 0..200 {
         if event_kinds(app, id).await.iter().any(|k| k == kind) {
             return;
@@ -100,8 +102,8 @@ async fn the_plain_registration_is_the_worked_example_field_by_field() {
     let app = spawn_app_with(examples_sim(), |_| {}).await;
     let resp = app.open_gate(&deploy_after_build()).await;
     assert_eq!(resp.status(), 201);
-    let gate: Value = resp.json().await.unwrap();
-    assert_eq!(gate["state"], "pending", "{gate}");
+    let gate: GateView = resp.json().await.unwrap();
+    assert_eq!(gate.state, GateState::Pending, "{gate:?}");
     let sent = registration(&app, "Deploy");
     let callback = sent["callbackURL"].as_str().unwrap().to_string();
     assert!(callback.contains("/sn-devops/pipeline_"), "{callback}");
@@ -137,7 +139,7 @@ async fn the_plain_registration_is_the_worked_example_field_by_field() {
     );
 
     // The decision callback is acknowledged once, with sendBuildAndToken's body.
-    let id = gate["id"].as_str().unwrap();
+    let id = &gate.id.to_string();
     let token = token_of(&callback);
     assert_eq!(
         app.send_callback(&callback, r#"{"result":"succeeded","changeComments":"ok"}"#)
@@ -145,7 +147,7 @@ async fn the_plain_registration_is_the_worked_example_field_by_field() {
             .status(),
         200
     );
-    app.until_state(id, "approved").await;
+    app.until_state(id, GateState::Approved).await;
     let ack = acknowledgements(&app, &token, 1).await.pop().unwrap();
     assert!(ack
         .query_pairs()
@@ -269,17 +271,17 @@ async fn a_callback_after_polling_decided_is_acknowledged_once() {
     })
     .await;
     app.sim.set_drop_callbacks(true);
-    let gate: Value = app
+    let gate: GateView = app
         .open_gate(&deploy_after_build())
         .await
         .json()
         .await
         .unwrap();
-    let id = gate["id"].as_str().unwrap();
+    let id = gate.id;
     let number = app.change_of("Deploy");
     app.sim.approve(&number, "ok").await.unwrap();
-    let decided = app.until_state(id, "approved").await;
-    assert_eq!(decided["decidedBy"], "servicenow");
+    let decided = app.until_state(id, GateState::Approved).await;
+    assert_eq!(decided.decided_by.as_deref(), Some("servicenow"));
     let callback = registration(&app, "Deploy")["callbackURL"]
         .as_str()
         .unwrap()
@@ -320,7 +322,7 @@ async fn a_callback_after_polling_decided_is_acknowledged_once() {
         "conflict",
     )
     .await;
-    assert_eq!(app.gate(id).await["state"], "approved");
+    assert_eq!(app.gate(id).await.state, GateState::Approved);
 }
 
 #[tokio::test]
@@ -329,9 +331,8 @@ async fn a_timed_out_gate_is_not_acknowledged_and_its_late_callback_is_gone() {
     let mut body = deploy_after_build();
     body["changeCreationTimeoutSecs"] = json!(1);
     body["changeStepTimeoutSecs"] = json!(1);
-    let gate: Value = app.open_gate(&body).await.json().await.unwrap();
-    let id = gate["id"].as_str().unwrap();
-    app.until_state(id, "timed_out").await;
+    let gate: GateView = app.open_gate(&body).await.json().await.unwrap();
+    app.until_state(gate.id, GateState::TimedOut).await;
     let callback = registration(&app, "Deploy")["callbackURL"]
         .as_str()
         .unwrap()
@@ -356,28 +357,37 @@ async fn a_timed_out_gate_is_not_acknowledged_and_its_late_callback_is_gone() {
 async fn ignore_errors_never_turns_a_decision_into_proceed() {
     let app = spawn_app_with(examples_sim(), |_| {}).await;
     for (stage, node, decision, state) in [
-        ("Rejected", "31", r#"{"result":"rejected"}"#, "rejected"),
-        ("Canceled", "32", r#"{"result":"canceled"}"#, "canceled"),
+        (
+            "Rejected",
+            "31",
+            r#"{"result":"rejected"}"#,
+            GateState::Rejected,
+        ),
+        (
+            "Canceled",
+            "32",
+            r#"{"result":"canceled"}"#,
+            GateState::Canceled,
+        ),
         (
             "Errored",
             "33",
             r#"{"result":"failed","isError":true,"changeComments":"no"}"#,
-            "failed",
+            GateState::Failed,
         ),
     ] {
         let mut body = deploy_after_build();
         body["stageName"] = json!(stage);
         body["flowNodeId"] = json!(node);
         body["ignoreErrors"] = json!(true);
-        let gate: Value = app.open_gate(&body).await.json().await.unwrap();
-        let id = gate["id"].as_str().unwrap();
+        let gate: GateView = app.open_gate(&body).await.json().await.unwrap();
         let callback = registration(&app, stage)["callbackURL"]
             .as_str()
             .unwrap()
             .to_string();
         assert_eq!(app.send_callback(&callback, decision).await.status(), 200);
-        let decided = app.until_state(id, state).await;
-        assert_eq!(decided["proceed"], false, "{stage}: {decided}");
+        let decided = app.until_state(gate.id, state).await;
+        assert_eq!(decided.proceed, Some(false), "{stage}: {decided:?}");
     }
 }
 
@@ -392,13 +402,13 @@ fn unknown_job_gate(stage: &str) -> Value {
 #[tokio::test]
 async fn without_the_official_plugin_snowgate_creates_the_orchestration_task_first() {
     let app = spawn_app_with(examples_sim(), |_| {}).await;
-    let gate: Value = app
+    let gate: GateView = app
         .open_gate(&unknown_job_gate("Deploy"))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(gate["state"], "pending", "{gate}");
+    assert_eq!(gate.state, GateState::Pending, "{gate:?}");
     let requests = app.sim.requests();
     let paths: Vec<&str> = requests
         .iter()
@@ -417,15 +427,15 @@ async fn with_the_official_plugin_declared_an_undiscovered_job_fails_closed() {
         s.servicenow.official_plugin = snowgate::configuration::OfficialPlugin::Installed;
     })
     .await;
-    let gate: Value = app
+    let gate: GateView = app
         .open_gate(&unknown_job_gate("Deploy"))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(gate["state"], "failed", "{gate}");
-    assert_eq!(gate["proceed"], false);
-    let message = gate["message"].as_str().unwrap();
+    assert_eq!(gate.state, GateState::Failed, "{gate:?}");
+    assert_eq!(gate.proceed, Some(false));
+    let message = &gate.message;
     assert!(
         message.contains("Orchestration task not found"),
         "{message}"
@@ -445,14 +455,14 @@ async fn stage_events_send_started_before_registering_and_completed_at_complete(
     })
     .await;
     // The STARTED event alone creates the task, as the plugin's events do.
-    let gate: Value = app
+    let gate: GateView = app
         .open_gate(&unknown_job_gate("Deploy"))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(gate["state"], "pending", "{gate}");
-    let id = gate["id"].as_str().unwrap();
+    assert_eq!(gate.state, GateState::Pending, "{gate:?}");
+    let id = gate.id;
     let requests = app.sim.requests();
     assert!(requests[0].path.ends_with("/devops/tool/orchestration"));
     assert_eq!(
@@ -489,7 +499,7 @@ async fn stage_events_send_started_before_registering_and_completed_at_complete(
         .to_string();
     app.send_callback(&callback, r#"{"result":"succeeded"}"#)
         .await;
-    app.until_state(id, "approved").await;
+    app.until_state(id, GateState::Approved).await;
     let resp = app
         .post_json(
             &format!("/api/v1/gates/{id}/complete"),

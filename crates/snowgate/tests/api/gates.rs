@@ -2,6 +2,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use servicenow_sim::SimSettings;
+use snowgate::api::{GateList, GateView};
+use snowgate::domain::GateState;
 
 use crate::helpers::*;
 
@@ -11,16 +13,15 @@ async fn a_new_gate_is_registered_with_servicenow_and_pending() {
     let resp = app.open_gate(&gate_body("Deploy")).await;
     assert_eq!(resp.status(), 201);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
-    let gate: Value = resp.json().await.unwrap();
-    assert_eq!(gate["state"], "pending");
-    assert_eq!(gate["proceed"], Value::Null);
-    assert_eq!(gate["buildNumber"], "42");
-    assert_eq!(gate["stageName"], "Deploy");
-    assert_eq!(
-        location,
-        format!("/api/v1/gates/{}", gate["id"].as_str().unwrap())
-    );
-    assert_eq!(gate["links"]["wait"], format!("{location}/wait"));
+    // Kept as raw JSON too: the callback token must not show anywhere in its text.
+    let raw: Value = resp.json().await.unwrap();
+    let gate: GateView = serde_json::from_value(raw.clone()).unwrap();
+    assert_eq!(gate.state, GateState::Pending);
+    assert_eq!(gate.proceed, None);
+    assert_eq!(gate.build_number, "42");
+    assert_eq!(gate.stage_name, "Deploy");
+    assert_eq!(location, format!("/api/v1/gates/{}", gate.id));
+    assert_eq!(gate.links.wait, format!("{location}/wait"));
 
     // Exactly what the plugin sends (the plugin's `POST …/orchestration/changeControl`).
     let reg = app.registration_of("Deploy");
@@ -65,7 +66,7 @@ async fn a_new_gate_is_registered_with_servicenow_and_pending() {
     );
     // The callback token is a secret: never in the API's answers.
     let token = callback.rsplit('/').next().unwrap();
-    assert!(!gate.to_string().contains(token));
+    assert!(!raw.to_string().contains(token));
 }
 
 #[tokio::test]
@@ -74,8 +75,8 @@ async fn opening_the_same_stage_again_returns_the_existing_gate() {
     let first = app.open("Deploy").await;
     let resp = app.open_gate(&gate_body("Deploy")).await;
     assert_eq!(resp.status(), 200);
-    let again: Value = resp.json().await.unwrap();
-    assert_eq!(again["id"], first["id"]);
+    let again: GateView = resp.json().await.unwrap();
+    assert_eq!(again.id, first.id);
     // Build numbers given as number or string name the same gate.
     let mut as_string = gate_body("Deploy");
     as_string["buildNumber"] = json!("42");
@@ -90,7 +91,7 @@ async fn opening_the_same_stage_again_returns_the_existing_gate() {
     assert_eq!(registrations, 1);
     // Another stage of the same build is another gate.
     let other = app.open("Smoke").await;
-    assert_ne!(other["id"], first["id"]);
+    assert_ne!(other.id, first.id);
 }
 
 /// A simulator that holds only `Deploy` under change control.
@@ -105,9 +106,9 @@ fn only_deploy_controlled() -> SimSettings {
 async fn a_stage_not_under_change_control_fails_closed_with_servicenows_words() {
     let app = spawn_app_with(only_deploy_controlled(), |_| {}).await;
     let gate = app.open("Unit tests").await;
-    assert_eq!(gate["state"], "failed", "{gate}");
-    assert_eq!(gate["proceed"], false);
-    let message = gate["message"].as_str().unwrap();
+    assert_eq!(gate.state, GateState::Failed, "{gate:?}");
+    assert_eq!(gate.proceed, Some(false));
+    let message = &gate.message;
     // ServiceNow's answer, and its own `result.message` saying why.
     assert!(message.contains("ServiceNow answered"), "{message}");
     assert!(message.contains("false"), "{message}");
@@ -115,8 +116,8 @@ async fn a_stage_not_under_change_control_fails_closed_with_servicenows_words() 
         message.contains("The orchestration task app#Unit tests is not under change control"),
         "{message}"
     );
-    let id = gate["id"].as_str().unwrap();
-    let waited: Value = app
+    let id = gate.id;
+    let waited: GateView = app
         .get(
             &format!("/api/v1/gates/{id}/wait?timeout=5"),
             Some(PIPELINE_TOKEN),
@@ -125,7 +126,7 @@ async fn a_stage_not_under_change_control_fails_closed_with_servicenows_words() 
         .json()
         .await
         .unwrap();
-    assert_eq!(waited["proceed"], false);
+    assert_eq!(waited.proceed, Some(false));
 }
 
 #[tokio::test]
@@ -133,9 +134,9 @@ async fn ignore_errors_lets_a_stage_not_under_change_control_proceed_as_the_plug
     let app = spawn_app_with(only_deploy_controlled(), |_| {}).await;
     let mut body = gate_body("Unit tests");
     body["ignoreErrors"] = json!(true);
-    let gate: Value = app.open_gate(&body).await.json().await.unwrap();
-    assert_eq!(gate["state"], "failed", "{gate}");
-    assert_eq!(gate["proceed"], true);
+    let gate: GateView = app.open_gate(&body).await.json().await.unwrap();
+    assert_eq!(gate.state, GateState::Failed, "{gate:?}");
+    assert_eq!(gate.proceed, Some(true));
 }
 
 #[tokio::test]
@@ -145,11 +146,11 @@ async fn not_controlled_proceed_keeps_the_old_behaviour_as_its_own_state() {
     })
     .await;
     let gate = app.open("Unit tests").await;
-    assert_eq!(gate["state"], "not_controlled", "{gate}");
-    assert_eq!(gate["proceed"], true);
+    assert_eq!(gate.state, GateState::NotControlled, "{gate:?}");
+    assert_eq!(gate.proceed, Some(true));
     // A stage ServiceNow does hold is still gated.
     let gate = app.open("Deploy").await;
-    assert_eq!(gate["state"], "pending", "{gate}");
+    assert_eq!(gate.state, GateState::Pending, "{gate:?}");
 }
 
 #[tokio::test]
@@ -268,9 +269,9 @@ async fn bad_requests_are_refused_by_field_and_change_nothing() {
     for (body, field) in cases {
         let resp = app.open_gate(&body).await;
         let err = assert_error(resp, 400, "invalid_field").await;
-        let named = err["error"]["field"].as_str().unwrap();
-        assert!(named.starts_with(field), "{body} → {err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(named));
+        let named = err.error.field.as_deref().unwrap();
+        assert!(named.starts_with(field), "{body} → {err:?}");
+        assert!(err.error.message.contains(named));
     }
 
     let malformed = app
@@ -311,13 +312,13 @@ async fn bad_requests_are_refused_by_field_and_change_nothing() {
     assert_error(resp, 413, "payload_too_large").await;
 
     // Nothing was created and ServiceNow heard nothing.
-    let list: Value = app
+    let list: GateList = app
         .get("/api/v1/gates", Some(PIPELINE_TOKEN))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(list["count"], 0, "{list}");
+    assert_eq!(list.count, 0, "{list:?}");
     assert!(app.sim.requests().is_empty());
 }
 
@@ -354,7 +355,7 @@ async fn unknown_gates_are_404_with_a_json_error() {
 async fn a_waiting_long_poll_answers_as_soon_as_servicenow_approves() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap().to_string();
+    let id = gate.id;
     let waiter = {
         let client = app.client.clone();
         let url = app.url(&format!("/api/v1/gates/{id}/wait?timeout=120"));
@@ -368,7 +369,7 @@ async fn a_waiting_long_poll_answers_as_soon_as_servicenow_approves() {
                 .unwrap();
             (
                 resp.status(),
-                resp.json::<Value>().await.unwrap(),
+                resp.json::<GateView>().await.unwrap(),
                 started.elapsed(),
             )
         })
@@ -383,10 +384,10 @@ async fn a_waiting_long_poll_answers_as_soon_as_servicenow_approves() {
     assert_eq!(status, Some(200));
     let (code, body, elapsed) = waiter.await.unwrap();
     assert_eq!(code, 200);
-    assert_eq!(body["state"], "approved");
-    assert_eq!(body["proceed"], true);
-    assert_eq!(body["decidedBy"], "servicenow");
-    assert_eq!(body["changeRequest"]["number"], number.as_str());
+    assert_eq!(body.state, GateState::Approved);
+    assert_eq!(body.proceed, Some(true));
+    assert_eq!(body.decided_by.as_deref(), Some("servicenow"));
+    assert_eq!(cr_number(&body), Some(number.as_str()));
     // Answered by the decision, not by the 120 s timeout.
     assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
 }
@@ -395,7 +396,7 @@ async fn a_waiting_long_poll_answers_as_soon_as_servicenow_approves() {
 async fn a_long_poll_times_out_with_the_pending_gate() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = gate.id;
     let resp = app
         .get(
             &format!("/api/v1/gates/{id}/wait?timeout=1"),
@@ -403,9 +404,9 @@ async fn a_long_poll_times_out_with_the_pending_gate() {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["state"], "pending");
-    assert_eq!(body["proceed"], Value::Null);
+    let body: GateView = resp.json().await.unwrap();
+    assert_eq!(body.state, GateState::Pending);
+    assert_eq!(body.proceed, None);
     for bad in ["301", "-1", "soon"] {
         let resp = app
             .get(
@@ -414,7 +415,7 @@ async fn a_long_poll_times_out_with_the_pending_gate() {
             )
             .await;
         let err = assert_error(resp, 400, "invalid_field").await;
-        assert_eq!(err["error"]["field"], "timeout");
+        assert_eq!(err.error.field.as_deref(), Some("timeout"));
     }
 }
 
@@ -431,38 +432,41 @@ async fn gates_are_listed_newest_first_and_filtered_by_state() {
     app.open("Deploy").await;
     app.open("Lint").await;
     app.open("Prod").await;
-    let all: Value = app
+    let all: GateList = app
         .get("/api/v1/gates", Some(PIPELINE_TOKEN))
         .await
         .json()
         .await
         .unwrap();
-    let stages: Vec<&str> = all["gates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["stageName"].as_str().unwrap())
-        .collect();
+    let stages: Vec<&str> = all.gates.iter().map(|g| g.stage_name.as_str()).collect();
     assert_eq!(stages, vec!["Prod", "Lint", "Deploy"]);
-    let pending: Value = app
+    let pending: GateList = app
         .get("/api/v1/gates?state=pending&limit=1", Some(PIPELINE_TOKEN))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(pending["count"], 1);
-    assert_eq!(pending["gates"][0]["stageName"], "Prod");
+    assert_eq!(pending.count, 1);
+    assert_eq!(pending.gates[0].stage_name, "Prod");
     let resp = app
         .get("/api/v1/gates?state=bogus", Some(PIPELINE_TOKEN))
         .await;
     assert_eq!(
-        assert_error(resp, 400, "invalid_field").await["error"]["field"],
-        "state"
+        assert_error(resp, 400, "invalid_field")
+            .await
+            .error
+            .field
+            .as_deref(),
+        Some("state")
     );
     let resp = app.get("/api/v1/gates?limit=0", Some(PIPELINE_TOKEN)).await;
     assert_eq!(
-        assert_error(resp, 400, "invalid_field").await["error"]["field"],
-        "limit"
+        assert_error(resp, 400, "invalid_field")
+            .await
+            .error
+            .field
+            .as_deref(),
+        Some("limit")
     );
 }
 
@@ -470,7 +474,7 @@ async fn gates_are_listed_newest_first_and_filtered_by_state() {
 async fn every_api_call_needs_a_known_bearer_token() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = gate.id;
     for path in [
         "/api/v1/gates".to_string(),
         format!("/api/v1/gates/{id}"),
@@ -510,7 +514,7 @@ async fn health_and_readiness_answer() {
 async fn stopping_answers_open_long_polls_with_the_current_gate() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap().to_string();
+    let id = gate.id;
     let waiter = {
         let client = app.client.clone();
         let url = app.url(&format!("/api/v1/gates/{id}/wait?timeout=120"));
@@ -521,13 +525,13 @@ async fn stopping_answers_open_long_polls_with_the_current_gate() {
                 .send()
                 .await
                 .unwrap();
-            (resp.status(), resp.json::<Value>().await.unwrap())
+            (resp.status(), resp.json::<GateView>().await.unwrap())
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.handle.stop().await;
     let (status, body) = waiter.await.unwrap();
     assert_eq!(status, 200);
-    assert_eq!(body["state"], "pending");
-    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body.state, GateState::Pending);
+    assert_eq!(body.id, id);
 }

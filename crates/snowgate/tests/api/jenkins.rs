@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use servicenow_sim::SimSettings;
+use snowgate::api::GateView;
 use snowgate::configuration::{JenkinsSettings, Secret};
+use snowgate::domain::GateState;
 
 use crate::callbacks::event_kinds;
 use crate::helpers::*;
@@ -39,8 +41,8 @@ fn input_gate(stage: &str) -> Value {
 async fn open_input_gate(app: &TestApp, stage: &str) -> String {
     let resp = app.open_gate(&input_gate(stage)).await;
     assert_eq!(resp.status(), 201);
-    let g: Value = resp.json().await.unwrap();
-    g["id"].as_str().unwrap().to_string()
+    let g: GateView = resp.json().await.unwrap();
+    g.id.to_string()
 }
 
 async fn until_answered(fake: &JenkinsFake, id: &str) -> String {
@@ -169,18 +171,12 @@ async fn a_finished_build_makes_the_release_give_up_and_record_it() {
         .unwrap();
     until_event(&app, &id, "release_failed").await;
     let events = app.events(&id).await;
-    let failed = events
-        .iter()
-        .find(|e| e["kind"] == "release_failed")
-        .unwrap();
+    let failed = events.iter().find(|e| e.kind == "release_failed").unwrap();
     assert!(
-        failed["message"]
-            .as_str()
-            .unwrap()
-            .contains("build is over (result ABORTED)"),
-        "{failed}"
+        failed.message.contains("build is over (result ABORTED)"),
+        "{failed:?}"
     );
-    assert_eq!(app.gate(&id).await["state"], "approved");
+    assert_eq!(app.gate(&id).await.state, GateState::Approved);
 }
 
 #[tokio::test]
@@ -209,15 +205,9 @@ async fn an_input_answered_by_someone_else_is_recorded_not_retried() {
         .events(&id)
         .await
         .into_iter()
-        .find(|e| e["kind"] == "release_done")
+        .find(|e| e.kind == "release_done")
         .unwrap();
-    assert!(
-        done["message"]
-            .as_str()
-            .unwrap()
-            .contains("already answered"),
-        "{done}"
-    );
+    assert!(done.message.contains("already answered"), "{done:?}");
     assert_eq!(
         fake.answer_of(BUILD, "SnowgateApproval").as_deref(),
         Some("proceedEmpty")
@@ -240,9 +230,9 @@ async fn an_input_jenkins_user_may_not_submit_is_a_permission_failure_not_alread
         .events(&id)
         .await
         .into_iter()
-        .find(|e| e["kind"] == "release_failed")
+        .find(|e| e.kind == "release_failed")
         .unwrap();
-    let msg = failed["message"].as_str().unwrap();
+    let msg = &failed.message;
     assert!(
         msg.contains("may not answer input SnowgateApproval"),
         "{msg}"
@@ -277,9 +267,9 @@ async fn refused_jenkins_credentials_are_reported_as_such() {
         .events(&id)
         .await
         .into_iter()
-        .find(|e| e["kind"] == "release_failed")
+        .find(|e| e.kind == "release_failed")
         .unwrap();
-    let msg = failed["message"].as_str().unwrap();
+    let msg = &failed.message;
     assert!(msg.contains("refused the credentials (401)"), "{msg}");
     assert!(!msg.contains("wrong-token-value"));
 }
@@ -292,11 +282,11 @@ async fn a_build_url_elsewhere_is_refused_and_nothing_is_sent_there() {
     let mut body = input_gate("Deploy");
     body["buildUrl"] = json!(format!("{}/job/shop/job/app/42/", elsewhere.url));
     let err = assert_error(app.open_gate(&body).await, 400, "invalid_field").await;
-    assert_eq!(err["error"]["field"], "buildUrl");
+    assert_eq!(err.error.field.as_deref(), Some("buildUrl"));
     let mut no_build = input_gate("Deploy");
     no_build.as_object_mut().unwrap().remove("buildUrl");
     let err = assert_error(app.open_gate(&no_build).await, 400, "invalid_field").await;
-    assert_eq!(err["error"]["field"], "buildUrl");
+    assert_eq!(err.error.field.as_deref(), Some("buildUrl"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(elsewhere.requests().is_empty());
     assert!(fake.requests().is_empty());
@@ -312,7 +302,7 @@ async fn an_input_gate_needs_a_jenkins_configuration() {
         "invalid_field",
     )
     .await;
-    assert_eq!(err["error"]["field"], "input");
+    assert_eq!(err.error.field.as_deref(), Some("input"));
 }
 
 #[tokio::test]
@@ -339,7 +329,7 @@ async fn configured_parameters_pass_the_change_request_into_the_input() {
     let number = app.change_of("Deploy");
     // Wait for the notice to link the CR, then approve.
     for _ in 0..100 {
-        if app.gate(&id).await["changeRequest"]["number"] == number.as_str() {
+        if cr_number(&app.gate(&id).await) == Some(number.as_str()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

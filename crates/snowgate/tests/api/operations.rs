@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use servicenow_sim::SimSettings;
+use snowgate::api::GateView;
+use snowgate::domain::GateState;
 
 use crate::durability::{free_port, start_binary, write_config};
 use crate::helpers::*;
@@ -20,10 +22,7 @@ async fn metrics_count_gates_decisions_and_servicenow_calls() {
     app.open("A").await;
     let b = app.open("B").await;
     app.sim.approve(&app.change_of("B"), "ok").await.unwrap();
-    assert_eq!(
-        app.gate(b["id"].as_str().unwrap()).await["state"],
-        "approved"
-    );
+    assert_eq!(app.gate(b.id).await.state, GateState::Approved);
     let resp = app.get("/metrics", None).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"]
@@ -114,6 +113,7 @@ async fn no_configured_secret_appears_in_logs_or_error_bodies() {
         .send()
         .await
         .unwrap();
+    // Read as raw JSON: its text joins the answers searched for secrets.
     let gate: Value = resp.json().await.unwrap();
     bodies.push_str(&gate.to_string());
     let callback = registration_in(&sim, "Deploy").json().unwrap()["callbackURL"]
@@ -239,7 +239,7 @@ fn spawn_wait(app: &TestApp, id: &str) -> tokio::task::JoinHandle<reqwest::Respo
 async fn a_released_long_poll_says_how_long_after_the_deciding_request_it_answered() {
     let app = spawn_app_with(quiet_sim(), |_| {}).await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap().to_string();
+    let id = gate.id.to_string();
     let waiter = spawn_wait(&app, &id);
     until_waiting(&app, 1).await;
     let cb = app.callback_url_of("Deploy");
@@ -259,8 +259,8 @@ async fn a_released_long_poll_says_how_long_after_the_deciding_request_it_answer
         .parse()
         .unwrap();
     assert!((0.0..30_000.0).contains(&ms), "{timing}");
-    let body: Value = waited.json().await.unwrap();
-    assert_eq!(body["state"], "approved");
+    let body: GateView = waited.json().await.unwrap();
+    assert_eq!(body.state, GateState::Approved);
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert_eq!(
         metric(&metrics, "snowgate_long_poll_release_seconds_count"),
@@ -270,7 +270,7 @@ async fn a_released_long_poll_says_how_long_after_the_deciding_request_it_answer
 
     // An operator's resume times its released long-polls the same way.
     let other = app.open("Smoke").await;
-    let other_id = other["id"].as_str().unwrap().to_string();
+    let other_id = other.id.to_string();
     let waiter = spawn_wait(&app, &other_id);
     until_waiting(&app, 1).await;
     let resumed = app

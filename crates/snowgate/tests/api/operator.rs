@@ -1,4 +1,6 @@
 use serde_json::{json, Value};
+use snowgate::api::GateView;
+use snowgate::domain::GateState;
 
 use crate::helpers::*;
 
@@ -11,7 +13,7 @@ async fn act(app: &TestApp, id: &str, action: &str, token: &str, body: Value) ->
 async fn an_operator_resumes_a_held_stage_with_a_reason() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = &gate.id.to_string();
     let resp = act(
         &app,
         id,
@@ -21,20 +23,17 @@ async fn an_operator_resumes_a_held_stage_with_a_reason() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    let g: Value = resp.json().await.unwrap();
-    assert_eq!(g["state"], "resumed");
-    assert_eq!(g["proceed"], true);
-    assert_eq!(g["decidedBy"], "operator:alice");
+    let g: GateView = resp.json().await.unwrap();
+    assert_eq!(g.state, GateState::Resumed);
+    assert_eq!(g.proceed, Some(true));
+    assert_eq!(g.decided_by.as_deref(), Some("operator:alice"));
     let events = app.events(id).await;
     let last = events.last().unwrap();
-    assert_eq!(last["kind"], "resumed");
-    assert_eq!(last["actor"], "operator:alice");
-    assert_eq!(last["fromState"], "pending");
-    assert_eq!(last["toState"], "resumed");
-    assert!(last["message"]
-        .as_str()
-        .unwrap()
-        .contains("CAB approved by phone"));
+    assert_eq!(last.kind, "resumed");
+    assert_eq!(last.actor, "operator:alice");
+    assert_eq!(last.from_state, Some(GateState::Pending));
+    assert_eq!(last.to_state, Some(GateState::Resumed));
+    assert!(last.message.contains("CAB approved by phone"));
     // The plugin forgets the token of a gate an operator decided: a later ServiceNow
     // decision gets 410, and no acknowledgement is sent.
     let url = app.callback_url_of("Deploy");
@@ -57,7 +56,7 @@ async fn an_operator_resumes_a_held_stage_with_a_reason() {
 async fn an_operator_aborts_a_held_stage() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = &gate.id.to_string();
     let resp = act(
         &app,
         id,
@@ -67,9 +66,9 @@ async fn an_operator_aborts_a_held_stage() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    let g: Value = resp.json().await.unwrap();
-    assert_eq!(g["state"], "aborted");
-    assert_eq!(g["proceed"], false);
+    let g: GateView = resp.json().await.unwrap();
+    assert_eq!(g.state, GateState::Aborted);
+    assert_eq!(g.proceed, Some(false));
     // Already terminal: 409, and nothing changes.
     let again = act(
         &app,
@@ -80,14 +79,14 @@ async fn an_operator_aborts_a_held_stage() {
     )
     .await;
     assert_error(again, 409, "conflict").await;
-    assert_eq!(app.gate(id).await["state"], "aborted");
+    assert_eq!(app.gate(id).await.state, GateState::Aborted);
 }
 
 #[tokio::test]
 async fn operator_actions_need_a_reason_and_an_operator_token() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = &gate.id.to_string();
     for body in [
         json!({}),
         json!({"reason": ""}),
@@ -97,7 +96,7 @@ async fn operator_actions_need_a_reason_and_an_operator_token() {
     ] {
         let resp = act(&app, id, "abort", OPERATOR_TOKEN, body).await;
         let err = assert_error(resp, 400, "invalid_field").await;
-        assert_eq!(err["error"]["field"], "reason");
+        assert_eq!(err.error.field.as_deref(), Some("reason"));
     }
     let resp = act(&app, id, "abort", PIPELINE_TOKEN, json!({"reason": "x"})).await;
     assert_error(resp, 403, "forbidden").await;
@@ -120,5 +119,5 @@ async fn operator_actions_need_a_reason_and_an_operator_token() {
     )
     .await;
     assert_error(resp, 404, "not_found").await;
-    assert_eq!(app.gate(id).await["state"], "pending");
+    assert_eq!(app.gate(id).await.state, GateState::Pending);
 }

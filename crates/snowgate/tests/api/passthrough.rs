@@ -62,7 +62,7 @@ async fn put_json(
 /// Waits until the simulator's "created" notice linked the stage's CR to the gate.
 async fn until_linked(app: &TestApp, id: &str, number: &str) {
     for _ in 0..200 {
-        if app.gate(id).await["changeRequest"]["number"] == number {
+        if cr_number(&app.gate(id).await) == Some(number) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -169,7 +169,7 @@ async fn change_info_is_answered_from_the_gate_once_a_notice_linked_its_change()
     })
     .await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = &gate.id.to_string();
     let number = app.change_of("Deploy");
     until_linked(&app, id, &number).await;
     let record = app.sim.change(&number).unwrap();
@@ -332,11 +332,10 @@ async fn change_info_updates_send_the_fields_object_itself() {
     .await;
     let err = assert_error(resp, 404, "servicenow_not_found").await;
     assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
+        err.error
+            .message
             .contains("Change request CHG0039999 not found"),
-        "{err}"
+        "{err:?}"
     );
     let resp = put_json(
         &app,
@@ -347,11 +346,10 @@ async fn change_info_updates_send_the_fields_object_itself() {
     .await;
     let err = assert_error(resp, 502, "servicenow_rejected").await;
     assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
+        err.error
+            .message
             .contains("must be in state Implement or Review"),
-        "{err}"
+        "{err:?}"
     );
 }
 
@@ -554,7 +552,11 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_reaches_servicenow() 
     for (path, body, field) in posts {
         let resp = app.post_json(path, Some(PIPELINE_TOKEN), &body).await;
         let err = assert_error(resp, 400, "invalid_field").await;
-        assert_eq!(err["error"]["field"], field, "{path} {body}: {err}");
+        assert_eq!(
+            err.error.field.as_deref(),
+            Some(field),
+            "{path} {body}: {err:?}"
+        );
     }
 
     let gets = [
@@ -571,7 +573,7 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_reaches_servicenow() 
             )
             .await;
         let err = assert_error(resp, 400, "invalid_field").await;
-        assert_eq!(err["error"]["field"], field, "{query}: {err}");
+        assert_eq!(err.error.field.as_deref(), Some(field), "{query}: {err:?}");
     }
     let resp = app
         .get(
@@ -580,7 +582,7 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_reaches_servicenow() 
         )
         .await;
     let err = assert_error(resp, 400, "invalid_field").await;
-    assert_eq!(err["error"]["field"], "stageName");
+    assert_eq!(err.error.field.as_deref(), Some("stageName"));
 
     let puts = [
         (
@@ -615,7 +617,11 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_reaches_servicenow() 
         )
         .await;
         let err = assert_error(resp, 400, "invalid_field").await;
-        assert_eq!(err["error"]["field"], field, "{number} {body}: {err}");
+        assert_eq!(
+            err.error.field.as_deref(),
+            Some(field),
+            "{number} {body}: {err:?}"
+        );
     }
 
     // Not JSON at all.
@@ -673,7 +679,7 @@ async fn refused_servicenow_credentials_are_a_clear_error_without_the_secret() {
     ];
     for resp in calls {
         let err = assert_error(resp, 502, "servicenow_refused").await;
-        let message = err["error"]["message"].as_str().unwrap();
+        let message = &err.error.message;
         assert!(message.contains("refused the credentials"), "{message}");
         assert!(message.contains("User Not Authenticated"), "{message}");
         assert!(!message.contains("wrong-token-5f3a9c"), "{message}");
@@ -702,10 +708,7 @@ async fn servicenow_outages_are_reported_as_unavailable() {
         .post_json("/api/v1/packages", Some(PIPELINE_TOKEN), &package)
         .await;
     let err = assert_error(resp, 503, "servicenow_unavailable").await;
-    assert!(
-        err["error"]["message"].as_str().unwrap().contains("503"),
-        "{err}"
-    );
+    assert!(err.error.message.contains("503"), "{err:?}");
     let resp = app
         .post_json(
             "/api/v1/step-mappings",

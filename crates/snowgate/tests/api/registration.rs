@@ -1,6 +1,7 @@
-use serde_json::Value;
 use servicenow_sim::{Fault, SimSettings};
+use snowgate::api::GateView;
 use snowgate::configuration::{Secret, ServiceNowAuth};
+use snowgate::domain::GateState;
 use snowgate::servicenow::DevOpsClient;
 
 use crate::helpers::*;
@@ -24,16 +25,11 @@ async fn registration_is_retried_through_503s() {
     });
     let resp = app.open_gate(&gate_body("Deploy")).await;
     assert_eq!(resp.status(), 201);
-    let gate: Value = resp.json().await.unwrap();
-    let id = gate["id"].as_str().unwrap();
-    app.until_state(id, "pending").await;
+    let gate: GateView = resp.json().await.unwrap();
+    let id = gate.id;
+    app.until_state(id, GateState::Pending).await;
     assert_eq!(posts(&app), 3);
-    let kinds: Vec<String> = app
-        .events(id)
-        .await
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect();
+    let kinds: Vec<String> = app.events(id).await.into_iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds.iter().filter(|k| *k == "register_retry").count(),
         2,
@@ -49,9 +45,9 @@ async fn refused_credentials_fail_the_gate_with_a_clear_message() {
     })
     .await;
     let gate = app.open("Deploy").await;
-    assert_eq!(gate["state"], "failed");
-    assert_eq!(gate["proceed"], false);
-    let msg = gate["message"].as_str().unwrap();
+    assert_eq!(gate.state, GateState::Failed);
+    assert_eq!(gate.proceed, Some(false));
+    let msg = &gate.message;
     assert!(msg.contains("refused the credentials"), "{msg}");
     assert!(msg.contains("401"), "{msg}");
     assert!(!msg.contains("wrong-token"), "{msg}");
@@ -69,16 +65,16 @@ async fn a_bad_request_fails_fast_with_servicenows_message_and_ignore_errors_pro
         latency_ms: 0,
     });
     let gate = app.open("Deploy").await;
-    assert_eq!(gate["state"], "failed");
-    assert_eq!(gate["proceed"], false);
-    assert!(gate["message"].as_str().unwrap().contains("400"), "{gate}");
+    assert_eq!(gate.state, GateState::Failed);
+    assert_eq!(gate.proceed, Some(false));
+    assert!(gate.message.contains("400"), "{gate:?}");
     let mut body = gate_body("Deploy 2");
     body["ignoreErrors"] = true.into();
     let resp = app.open_gate(&body).await;
-    let gate: Value = resp.json().await.unwrap();
-    assert_eq!(gate["state"], "failed");
-    assert_eq!(gate["proceed"], true);
-    assert!(gate["message"].as_str().unwrap().contains("ignoreErrors"));
+    let gate: GateView = resp.json().await.unwrap();
+    assert_eq!(gate.state, GateState::Failed);
+    assert_eq!(gate.proceed, Some(true));
+    assert!(gate.message.contains("ignoreErrors"));
 }
 
 #[tokio::test]
@@ -92,7 +88,7 @@ async fn basic_auth_uses_the_v1_api() {
     })
     .await;
     let gate = app.open("Deploy").await;
-    assert_eq!(gate["state"], "pending");
+    assert_eq!(gate.state, GateState::Pending);
     let reg = app.registration_of("Deploy");
     assert!(reg
         .path

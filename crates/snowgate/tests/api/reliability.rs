@@ -4,7 +4,9 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{json, Value};
 use servicenow_sim::SimSettings;
+use snowgate::api::GateView;
 use snowgate::configuration::Dur;
+use snowgate::domain::GateState;
 
 use crate::callbacks::event_kinds;
 use crate::helpers::*;
@@ -23,15 +25,15 @@ fn planned(offset_secs: i64) -> String {
 }
 
 /// Poll (test side) until the gate's message contains `text`.
-async fn until_message(app: &TestApp, id: &str, text: &str) -> Value {
+async fn until_message(app: &TestApp, id: &str, text: &str) -> GateView {
     for _ in 0..200 {
         let g = app.gate(id).await;
-        if g["message"].as_str().unwrap_or("").contains(text) {
+        if g.message.contains(text) {
             return g;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("gate {id} never said `{text}`: {}", app.gate(id).await);
+    panic!("gate {id} never said `{text}`: {:?}", app.gate(id).await);
 }
 
 #[tokio::test]
@@ -39,17 +41,17 @@ async fn a_lost_callback_is_made_up_for_by_polling() {
     let app = polling_app(SimSettings::default()).await;
     app.sim.set_drop_callbacks(true);
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = &gate.id.to_string();
     let number = app.change_of("Deploy");
     assert_eq!(
         app.sim.approve(&number, "ok").await.unwrap(),
         None,
         "the callback is dropped"
     );
-    let g = app.until_state(id, "approved").await;
-    assert_eq!(g["proceed"], true);
-    assert_eq!(g["changeRequest"]["number"], number.as_str());
-    assert_eq!(g["changeRequest"]["state"], "Implement");
+    let g = app.until_state(id, GateState::Approved).await;
+    assert_eq!(g.proceed, Some(true));
+    assert_eq!(cr_number(&g), Some(number.as_str()));
+    assert_eq!(change_request(&g).state.as_deref(), Some("Implement"));
     assert!(event_kinds(&app, id).await.contains(&"polled".to_string()));
     // The poll asked changeInfo with the pipeline's identity.
     let poll = app
@@ -84,12 +86,10 @@ async fn numeric_states_are_understood() {
         .cancel(&app.change_of("B"), "withdrawn")
         .await
         .unwrap();
-    assert_eq!(
-        app.until_state(a["id"].as_str().unwrap(), "approved").await["changeRequest"]["state"],
-        "Implement"
-    );
-    let b = app.until_state(b["id"].as_str().unwrap(), "canceled").await;
-    assert_eq!(b["proceed"], false);
+    let a = app.until_state(a.id, GateState::Approved).await;
+    assert_eq!(change_request(&a).state.as_deref(), Some("Implement"));
+    let b = app.until_state(b.id, GateState::Canceled).await;
+    assert_eq!(b.proceed, Some(false));
 }
 
 #[tokio::test]
@@ -97,20 +97,21 @@ async fn polling_keeps_the_change_request_data_and_waits_in_assess() {
     let app = polling_app(SimSettings::default()).await;
     app.sim.set_drop_callbacks(true);
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = &gate.id.to_string();
     let number = app.change_of("Deploy");
     app.sim.set_state(&number, "Assess", None, None).unwrap();
     let g = until_message(&app, id, "state Assess").await;
-    assert_eq!(g["state"], "pending");
-    assert_eq!(g["changeRequest"]["state"], "Assess");
-    assert!(g["changeRequest"]["approvers"]
-        .as_str()
+    assert_eq!(g.state, GateState::Pending);
+    assert_eq!(change_request(&g).state.as_deref(), Some("Assess"));
+    assert!(change_request(&g)
+        .approvers
+        .as_deref()
         .is_some_and(|a| !a.is_empty()));
-    assert!(g["message"].as_str().unwrap().contains("approvers"));
+    assert!(g.message.contains("approvers"));
     // A CR closed without approval rejects the stage.
     app.sim.set_state(&number, "Closed", None, None).unwrap();
-    let g = app.until_state(id, "rejected").await;
-    assert_eq!(g["proceed"], false);
+    let g = app.until_state(id, GateState::Rejected).await;
+    assert_eq!(g.proceed, Some(false));
 }
 
 #[tokio::test]
@@ -118,16 +119,16 @@ async fn an_approved_change_waits_for_its_window_to_open() {
     let app = polling_app(SimSettings::default()).await;
     app.sim.set_drop_callbacks(true);
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = &gate.id.to_string();
     let number = app.change_of("Deploy");
     app.sim
         .set_state(&number, "Implement", Some(planned(3)), Some(planned(3600)))
         .unwrap();
     let g = until_message(&app, id, "waiting for its change window").await;
-    assert_eq!(g["state"], "pending");
-    assert!(g["changeRequest"]["plannedStartDate"].is_string());
-    let g = app.until_state(id, "approved").await;
-    assert_eq!(g["proceed"], true);
+    assert_eq!(g.state, GateState::Pending);
+    assert!(change_request(&g).planned_start_date.is_some());
+    let g = app.until_state(id, GateState::Approved).await;
+    assert_eq!(g.proceed, Some(true));
 }
 
 #[tokio::test]
@@ -137,8 +138,8 @@ async fn a_window_that_closed_before_approval_fails_the_gate() {
     // A decision, not an error: ignoreErrors does not let the stage go on.
     let mut body = gate_body("Deploy");
     body["ignoreErrors"] = json!(true);
-    let gate: Value = app.open_gate(&body).await.json().await.unwrap();
-    let id = gate["id"].as_str().unwrap();
+    let gate: GateView = app.open_gate(&body).await.json().await.unwrap();
+    let id = &gate.id.to_string();
     let number = app.change_of("Deploy");
     app.sim
         .set_state(
@@ -148,24 +149,18 @@ async fn a_window_that_closed_before_approval_fails_the_gate() {
             Some(planned(-3600)),
         )
         .unwrap();
-    let g = app.until_state(id, "failed").await;
-    assert_eq!(g["proceed"], false);
-    assert!(
-        g["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("change window closed"),
-        "{g}"
-    );
+    let g = app.until_state(id, GateState::Failed).await;
+    assert_eq!(g.proceed, Some(false));
+    assert!(g.message.starts_with("change window closed"), "{g:?}");
 }
 
-async fn timed_out(sim: SimSettings, body: Value) -> (TestApp, Value) {
+async fn timed_out(sim: SimSettings, body: Value) -> (TestApp, GateView) {
     let app = spawn_app_with(sim, |_| {}).await;
     let resp = app.open_gate(&body).await;
     assert_eq!(resp.status(), 201);
-    let gate: Value = resp.json().await.unwrap();
-    let id = gate["id"].as_str().unwrap().to_string();
-    let waited: Value = app
+    let gate: GateView = resp.json().await.unwrap();
+    let id = gate.id;
+    let waited: GateView = app
         .get(
             &format!("/api/v1/gates/{id}/wait?timeout=60"),
             Some(PIPELINE_TOKEN),
@@ -174,7 +169,7 @@ async fn timed_out(sim: SimSettings, body: Value) -> (TestApp, Value) {
         .json()
         .await
         .unwrap();
-    assert_eq!(waited["state"], "timed_out", "{waited}");
+    assert_eq!(waited.state, GateState::TimedOut, "{waited:?}");
     (app, waited)
 }
 
@@ -195,15 +190,13 @@ async fn the_change_creation_timeout_aborts_or_continues_by_its_flag() {
         with("Deploy", json!({"changeCreationTimeoutSecs": 1})),
     )
     .await;
-    assert_eq!(g["proceed"], false);
+    assert_eq!(g.proceed, Some(false));
     assert!(
-        g["message"]
-            .as_str()
-            .unwrap()
+        g.message
             .contains("Pipeline aborted due to change creation timeout"),
-        "{g}"
+        "{g:?}"
     );
-    assert!(event_kinds(&app, g["id"].as_str().unwrap())
+    assert!(event_kinds(&app, g.id)
         .await
         .contains(&"change_creation_timeout".to_string()));
 
@@ -215,8 +208,8 @@ async fn the_change_creation_timeout_aborts_or_continues_by_its_flag() {
         ),
     )
     .await;
-    assert_eq!(g["proceed"], true);
-    assert!(g["message"].as_str().unwrap().contains("continues"), "{g}");
+    assert_eq!(g.proceed, Some(true));
+    assert!(g.message.contains("continues"), "{g:?}");
 }
 
 #[tokio::test]
@@ -226,15 +219,9 @@ async fn the_change_step_timeout_aborts_or_continues_by_its_flag() {
         with("Deploy", json!({"changeStepTimeoutSecs": 1})),
     )
     .await;
-    assert_eq!(g["proceed"], false);
-    assert!(
-        g["message"]
-            .as_str()
-            .unwrap()
-            .contains("change step timeout"),
-        "{g}"
-    );
-    assert!(event_kinds(&app, g["id"].as_str().unwrap())
+    assert_eq!(g.proceed, Some(false));
+    assert!(g.message.contains("change step timeout"), "{g:?}");
+    assert!(event_kinds(&app, g.id)
         .await
         .contains(&"change_step_timeout".to_string()));
 
@@ -246,7 +233,7 @@ async fn the_change_step_timeout_aborts_or_continues_by_its_flag() {
         ),
     )
     .await;
-    assert_eq!(g["proceed"], true);
+    assert_eq!(g.proceed, Some(true));
 }
 
 #[tokio::test]
@@ -255,15 +242,15 @@ async fn a_decision_before_the_deadline_wins_and_the_timer_does_nothing() {
     let resp = app
         .open_gate(&with("Deploy", json!({"changeStepTimeoutSecs": 2})))
         .await;
-    let gate: Value = resp.json().await.unwrap();
-    let id = gate["id"].as_str().unwrap();
-    assert!(gate["deadline"].is_string(), "{gate}");
+    let gate: GateView = resp.json().await.unwrap();
+    let id = gate.id;
+    assert!(gate.deadline.is_some(), "{gate:?}");
     app.sim
         .approve(&app.change_of("Deploy"), "ok")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let g = app.gate(id).await;
-    assert_eq!(g["state"], "approved");
-    assert_eq!(g["deadline"], Value::Null);
+    assert_eq!(g.state, GateState::Approved);
+    assert_eq!(g.deadline, None);
 }

@@ -3,8 +3,9 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use servicenow_sim::{SimHandle, SimSettings};
+use snowgate::api::GateView;
+use snowgate::domain::GateState;
 
 use crate::durability::{free_port, gate, post, start_binary, Binary};
 use crate::helpers::*;
@@ -101,7 +102,7 @@ async fn cluster(sim_cfg: SimSettings, poll: &str) -> Cluster {
     }
 }
 
-async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> Value {
+async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> GateView {
     open_at(client, address, &gate_body(stage), &[200, 201]).await
 }
 
@@ -119,7 +120,7 @@ async fn a_decision_at_one_replica_wakes_the_long_poll_held_by_the_other() {
     let c = cluster(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
     let g = open_on(&client, &c.a_url, "Deploy").await;
-    let id = g["id"].as_str().unwrap().to_string();
+    let id = g.id.to_string();
     let waiter = {
         let client = client.clone();
         let url = format!("{}/api/v1/gates/{id}/wait?timeout=120", c.a_url);
@@ -130,7 +131,7 @@ async fn a_decision_at_one_replica_wakes_the_long_poll_held_by_the_other() {
                 .send()
                 .await
                 .unwrap();
-            (r.json::<Value>().await.unwrap(), Instant::now())
+            (r.json::<GateView>().await.unwrap(), Instant::now())
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -149,18 +150,17 @@ async fn a_decision_at_one_replica_wakes_the_long_poll_held_by_the_other() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(body["state"], "approved");
+    assert_eq!(body.state, GateState::Approved);
     // Answered by the notification, far sooner than the 120 s long-poll timeout.
     assert!(at.duration_since(sent) < Duration::from_secs(10));
     // Either replica answers any request about the gate, the operator endpoints included.
-    assert_eq!(gate(&client, &c.b_url, &id).await["state"], "approved");
+    assert_eq!(
+        gate(&client, &c.b_url, &id).await.state,
+        GateState::Approved
+    );
     let other = open_on(&client, &c.b_url, "Verify").await;
     let resp = client
-        .post(format!(
-            "{}/api/v1/gates/{}/abort",
-            c.a_url,
-            other["id"].as_str().unwrap()
-        ))
+        .post(format!("{}/api/v1/gates/{}/abort", c.a_url, other.id))
         .bearer_auth(OPERATOR_TOKEN)
         .header("Content-Type", "application/json")
         .body(r#"{"reason":"wrong build"}"#)
@@ -200,12 +200,7 @@ async fn burst(c: &Cluster, client: &reqwest::Client, n: usize) -> (Vec<String>,
     let mut ids = Vec::new();
     for (i, st) in stages.iter().enumerate() {
         let at = if i % 2 == 0 { &c.a_url } else { &c.b_url };
-        ids.push(
-            open_on(client, at, st).await["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(open_on(client, at, st).await.id.to_string());
     }
     let mut tasks = Vec::new();
     for (i, st) in stages.iter().enumerate() {
@@ -273,7 +268,7 @@ async fn a_burst_split_across_replicas_is_acknowledged_exactly_once_per_gate() {
     let (ids, ok) = burst(&c, &client, 60).await;
     assert_eq!(ok.len(), 60);
     for id in &ids {
-        assert_eq!(gate(&client, &c.b_url, id).await["state"], "approved");
+        assert_eq!(gate(&client, &c.b_url, id).await.state, GateState::Approved);
     }
     let stages: Vec<String> = (0..60).map(|i| format!("Stage {i}")).collect();
     until_acknowledged_once(&c.sim, &stages).await;
@@ -295,12 +290,7 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
     let mut ids = Vec::new();
     for (i, st) in stages.iter().enumerate() {
         let at = if i % 2 == 0 { &c.a_url } else { &c.b_url };
-        ids.push(
-            open_on(&client, at, st).await["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(open_on(&client, at, st).await.id.to_string());
     }
     // Opened at A: a gate whose step timeout runs, and one decided only by polling.
     let mut timed = gate_body("Timer");
@@ -343,8 +333,8 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
     }
     for i in &answered {
         assert_eq!(
-            gate(&client, &c.b_url, &ids[*i]).await["state"],
-            "approved",
+            gate(&client, &c.b_url, &ids[*i]).await.state,
+            GateState::Approved,
             "stage {i}"
         );
     }
@@ -363,19 +353,14 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
         .unwrap()
         .number;
     c.sim.approve(&number, "ok").await.unwrap();
-    let mut states = (String::new(), String::new());
+    let (timed, polled) = (timed.id.to_string(), polled.id.to_string());
+    let mut states = (GateState::Pending, GateState::Pending);
     for _ in 0..200 {
         states = (
-            gate(&client, &c.b_url, timed["id"].as_str().unwrap()).await["state"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-            gate(&client, &c.b_url, polled["id"].as_str().unwrap()).await["state"]
-                .as_str()
-                .unwrap()
-                .to_string(),
+            gate(&client, &c.b_url, &timed).await.state,
+            gate(&client, &c.b_url, &polled).await.state,
         );
-        if states.0 == "timed_out" && states.1 == "approved" {
+        if states == (GateState::TimedOut, GateState::Approved) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -431,9 +416,9 @@ async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
         200
     );
     let g = open_on(&client, &c.b_url, "After").await;
-    assert_eq!(g["state"], "pending");
+    assert_eq!(g.state, GateState::Pending);
     // Cross-replica wake-ups work again after the listening connection reconnected.
-    let id = g["id"].as_str().unwrap().to_string();
+    let id = g.id.to_string();
     let waiter = {
         let client = client.clone();
         let url = format!("{}/api/v1/gates/{id}/wait?timeout=60", c.b_url);
@@ -444,7 +429,7 @@ async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
                 .send()
                 .await
                 .unwrap()
-                .json::<Value>()
+                .json::<GateView>()
                 .await
                 .unwrap()
         })
@@ -464,6 +449,6 @@ async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(body["state"], "approved");
+    assert_eq!(body.state, GateState::Approved);
     let _ = &c.dir;
 }

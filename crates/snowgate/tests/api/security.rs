@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use servicenow_sim::SimSettings;
+use snowgate::api::{ErrorBody, GateList, GateView};
 use snowgate::configuration::{JenkinsSettings, Secret};
+use snowgate::domain::GateState;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
@@ -148,15 +150,19 @@ fn knowing(mut sim: SimSettings, build_url: &str) -> SimSettings {
     sim
 }
 
+/// Events as raw JSON: the tests search their whole text, secrets included.
 async fn until_event_text(app: &TestApp, id: &str, needle: &str) -> Vec<Value> {
     for _ in 0..200 {
-        let events = app.events(id).await;
+        let events = app.events_json(id).await;
         if events.iter().any(|e| e.to_string().contains(needle)) {
             return events;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no event mentions {needle:?}: {:?}", app.events(id).await);
+    panic!(
+        "no event mentions {needle:?}: {:?}",
+        app.events_json(id).await
+    );
 }
 
 #[tokio::test]
@@ -198,7 +204,11 @@ async fn build_urls_that_lead_elsewhere_are_refused_at_open_and_nothing_leaves()
             .open_gate(&trick_gate(&format!("Trick{i}"), trick))
             .await;
         let err = assert_error(resp, 400, "invalid_field").await;
-        assert_eq!(err["error"]["field"], "buildUrl", "{trick}: {err}");
+        assert_eq!(
+            err.error.field.as_deref(),
+            Some("buildUrl"),
+            "{trick}: {err:?}"
+        );
     }
     // Nothing was registered, so nothing can be decided, released or timed out.
     assert!(app.sim.changes().is_empty());
@@ -232,8 +242,8 @@ async fn approved_rejected_and_timed_out_gates_release_only_on_jenkins_url() {
         }
         let resp = app.open_gate(&body).await;
         assert_eq!(resp.status(), 201);
-        let g: Value = resp.json().await.unwrap();
-        ids.push(g["id"].as_str().unwrap().to_string());
+        let g: GateView = resp.json().await.unwrap();
+        ids.push(g.id.to_string());
     }
     app.sim
         .approve(&app.change_of("Approved"), "ok")
@@ -243,9 +253,9 @@ async fn approved_rejected_and_timed_out_gates_release_only_on_jenkins_url() {
         .reject(&app.change_of("Rejected"), "no")
         .await
         .unwrap();
-    app.until_state(&ids[0], "approved").await;
-    app.until_state(&ids[1], "rejected").await;
-    app.until_state(&ids[2], "timed_out").await;
+    app.until_state(&ids[0], GateState::Approved).await;
+    app.until_state(&ids[1], GateState::Rejected).await;
+    app.until_state(&ids[2], GateState::TimedOut).await;
     for id in &ids {
         until_event_text(&app, id, "Jenkins input SnowgateApproval answered").await;
     }
@@ -286,13 +296,13 @@ async fn a_stored_build_url_that_leads_elsewhere_is_refused_before_the_release()
         &[input_gate("Stored", &trick)],
     )
     .await;
-    let gates: Value = app
+    let gates: GateList = app
         .get("/api/v1/gates", Some(PIPELINE_TOKEN))
         .await
         .json()
         .await
         .unwrap();
-    let id = gates["gates"][0]["id"].as_str().unwrap().to_string();
+    let id = gates.gates[0].id.to_string();
     // The outbox registers the seeded gate; then ServiceNow approves it.
     for _ in 0..200 {
         if app.sim.changes().iter().any(|c| c.stage_name == "Stored") {
@@ -304,7 +314,7 @@ async fn a_stored_build_url_that_leads_elsewhere_is_refused_before_the_release()
         .approve(&app.change_of("Stored"), "ok")
         .await
         .unwrap();
-    app.until_state(&id, "approved").await;
+    app.until_state(&id, GateState::Approved).await;
     until_event_text(&app, &id, "buildUrl must not contain an empty path segment").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(other.received(), 0);
@@ -324,12 +334,11 @@ async fn a_servicenow_redirect_is_not_followed_and_fails_the_gate_naming_it() {
     })
     .await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
-    let g = app.until_state(id, "failed").await;
-    let msg = g["message"].as_str().unwrap();
+    let g = app.until_state(gate.id, GateState::Failed).await;
+    let msg = &g.message;
     assert!(msg.contains("307"), "{msg}");
     assert!(msg.contains(&catcher.addr.to_string()), "{msg}");
-    assert_eq!(g["proceed"], false);
+    assert_eq!(g.proceed, Some(false));
     let heads = redirector.heads.lock().unwrap().clone();
     assert!(
         heads
@@ -364,15 +373,12 @@ async fn a_jenkins_redirect_is_not_a_release() {
     .await;
     let resp = app.open_gate(&input_gate("Deploy", &build_url)).await;
     assert_eq!(resp.status(), 201);
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = resp.json::<GateView>().await.unwrap().id.to_string();
     app.sim
         .approve(&app.change_of("Deploy"), "ok")
         .await
         .unwrap();
-    app.until_state(&id, "approved").await;
+    app.until_state(&id, GateState::Approved).await;
     let events = until_event_text(&app, &id, "307").await;
     let text = serde_json::to_string(&events).unwrap();
     assert!(!text.contains("answered with proceedEmpty"), "{text}");
@@ -637,10 +643,7 @@ async fn an_acknowledgement_failing_never_shows_the_callback_token(ack: Ack) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = resp.json::<GateView>().await.unwrap().id.to_string();
     let callback = double.callback_url();
     let token = callback.rsplit('/').next().unwrap().to_string();
     assert!(token.starts_with("pipeline_"), "{callback}");
@@ -655,9 +658,10 @@ async fn an_acknowledgement_failing_never_shows_the_callback_token(ack: Ack) {
     // Wait for a failed acknowledgement attempt to be recorded.
     let mut events = String::new();
     for _ in 0..200 {
-        events = crate::durability::gate(&client, &address, &id)
-            .await
-            .to_string();
+        events = format!(
+            "{:?}",
+            crate::durability::gate(&client, &address, &id).await
+        );
         let e = client
             .get(format!("{address}/api/v1/gates/{id}/events"))
             .bearer_auth(PIPELINE_TOKEN)
@@ -735,8 +739,8 @@ async fn pass_through_calls_count_against_the_servicenow_rate_limit() {
             200 => {}
             503 => {
                 assert!(resp.headers().contains_key("retry-after"));
-                let body: Value = resp.json().await.unwrap();
-                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+                let body: ErrorBody = resp.json().await.unwrap();
+                assert_eq!(body.error.code, "rate_limited", "{body:?}");
                 refused += 1;
             }
             other => panic!("unexpected {other}: {}", resp.text().await.unwrap()),
@@ -760,7 +764,7 @@ async fn pass_through_calls_count_against_the_servicenow_rate_limit() {
 async fn every_api_endpoint_needs_a_token_and_operator_endpoints_an_operator_token() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let id = gate.id;
     let pipeline_endpoints = [
         ("POST", "/api/v1/gates".to_string()),
         ("GET", "/api/v1/gates".to_string()),
@@ -803,5 +807,5 @@ async fn every_api_endpoint_needs_a_token_and_operator_endpoints_an_operator_tok
         assert_eq!(resp.status(), 403, "{method} {path} with a pipeline token");
     }
     // Nothing was decided by any of these.
-    assert_eq!(app.gate(id).await["state"], "pending");
+    assert_eq!(app.gate(id).await.state, GateState::Pending);
 }

@@ -16,9 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use servicenow_sim::SimSettings;
+use snowgate::api::{GateList, GateView};
+use snowgate::configuration::GateMode;
 use snowgate::configuration::{JenkinsSettings, Secret};
+use snowgate::domain::GateState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinHandle;
@@ -291,16 +294,17 @@ impl Shim {
     async fn wait_for_change(&mut self, app: &TestApp, stage: &str) -> String {
         let deadline = Instant::now() + CHANGE_BOUND;
         loop {
-            let list: Value = app
+            let list: GateList = app
                 .get("/api/v1/gates?limit=100", Some(PIPELINE_TOKEN))
                 .await
                 .json()
                 .await
                 .unwrap();
-            let number = list["gates"]
-                .as_array()
-                .and_then(|gates| gates.iter().find(|g| g["stageName"] == stage))
-                .and_then(|g| g["changeRequest"]["number"].as_str())
+            let number = list
+                .gates
+                .iter()
+                .find(|g| g.stage_name == stage)
+                .and_then(cr_number)
                 .map(str::to_string);
             if let Some(number) = number {
                 return number;
@@ -451,7 +455,7 @@ async fn a_stage_outside_change_control_fails_the_shim_step_unless_snowgate_lets
     run.assert_failed_with("ServiceNow answered changeControl \"false\"");
     run.assert_not_logged("gate state:");
     run.assert_not_logged("Job is under change control");
-    assert_eq!(gate_of(&app, "Unit tests").await["state"], "failed");
+    assert_eq!(gate_of(&app, "Unit tests").await.state, GateState::Failed);
 
     // `servicenow.not_controlled: proceed`: the step returns at once.
     let app = spawn_app_with(sim, |s| {
@@ -482,13 +486,13 @@ async fn disabled_shim_steps_make_no_http_call() {
     run.assert_logged("[ServiceNow DevOps] Step association is disabled.");
     run.assert_logged("UPDATE Failed, Please provide a valid 'Change Request Number' to proceed.");
     run.assert_logged("snDevOpsUpdateChangeInfo returned: false");
-    let list: Value = app
+    let list: GateList = app
         .get("/api/v1/gates", Some(PIPELINE_TOKEN))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(list["count"], 0, "{list}");
+    assert_eq!(list.count, 0, "{list:?}");
 }
 
 #[tokio::test]
@@ -622,18 +626,18 @@ async fn an_unassociated_step_fails_sn_dev_ops_step_unless_errors_are_ignored() 
 }
 
 /// The gate snowgate holds for `stage` (of the one build these tests run).
-async fn gate_of(app: &TestApp, stage: &str) -> Value {
-    let list: Value = app
+async fn gate_of(app: &TestApp, stage: &str) -> GateView {
+    let list: GateList = app
         .get("/api/v1/gates?limit=100", Some(PIPELINE_TOKEN))
         .await
         .json()
         .await
         .unwrap();
-    list["gates"]
-        .as_array()
-        .and_then(|gates| gates.iter().find(|g| g["stageName"] == stage))
+    list.gates
+        .iter()
+        .find(|g| g.stage_name == stage)
         .cloned()
-        .unwrap_or_else(|| panic!("no gate for stage {stage} in {list}"))
+        .unwrap_or_else(|| panic!("no gate for stage {stage} in {list:?}"))
 }
 
 #[tokio::test]
@@ -664,11 +668,11 @@ async fn the_change_creation_timeout_fails_the_shim_step_or_lets_it_go_on_by_its
 
     // What the shim read is what snowgate decided.
     let went_on = gate_of(&app, "Smoke test").await;
-    assert_eq!(went_on["state"], "timed_out", "{went_on}");
-    assert_eq!(went_on["proceed"], true, "{went_on}");
+    assert_eq!(went_on.state, GateState::TimedOut, "{went_on:?}");
+    assert_eq!(went_on.proceed, Some(true), "{went_on:?}");
     let aborted = gate_of(&app, "Deploy").await;
-    assert_eq!(aborted["state"], "timed_out", "{aborted}");
-    assert_eq!(aborted["proceed"], false, "{aborted}");
+    assert_eq!(aborted.state, GateState::TimedOut, "{aborted:?}");
+    assert_eq!(aborted.proceed, Some(false), "{aborted:?}");
 }
 
 #[tokio::test]
@@ -696,11 +700,11 @@ async fn the_change_step_timeout_fails_the_shim_step_or_lets_it_go_on_by_its_fla
     run.assert_token_not_leaked();
 
     let went_on = gate_of(&app, "Smoke test").await;
-    assert_eq!(went_on["state"], "timed_out", "{went_on}");
-    assert_eq!(went_on["proceed"], true, "{went_on}");
+    assert_eq!(went_on.state, GateState::TimedOut, "{went_on:?}");
+    assert_eq!(went_on.proceed, Some(true), "{went_on:?}");
     let aborted = gate_of(&app, "Deploy").await;
-    assert_eq!(aborted["state"], "timed_out", "{aborted}");
-    assert_eq!(aborted["proceed"], false, "{aborted}");
+    assert_eq!(aborted.state, GateState::TimedOut, "{aborted:?}");
+    assert_eq!(aborted.proceed, Some(false), "{aborted:?}");
 }
 
 /// `<build URL>execution/node/<id>/wfapi/describe`: the plugin's stage execution URL.
@@ -720,11 +724,11 @@ fn approving_sim() -> SimSettings {
 /// The results the pipeline reported for the gate of `stage` (its `completed` events).
 async fn completions_of(app: &TestApp, stage: &str) -> Vec<String> {
     let gate = gate_of(app, stage).await;
-    app.events(gate["id"].as_str().unwrap())
+    app.events(gate.id)
         .await
         .into_iter()
-        .filter(|e| e["kind"] == "completed")
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .filter(|e| e.kind == "completed")
+        .map(|e| e.message)
         .collect()
 }
 
@@ -888,10 +892,7 @@ async fn a_sandboxed_shim_says_so_and_sends_a_stand_in_execution_url_per_stage()
     run.assert_logged("load the library as a trusted global library");
     // snDevOpsGetChangeNumber() finds the nested gate from STAGE_NAME alone.
     let eu = gate_of(&app, "Deploy/EU").await;
-    run.assert_logged(&format!(
-        "EU change number: {}",
-        eu["changeRequest"]["number"].as_str().unwrap()
-    ));
+    run.assert_logged(&format!("EU change number: {}", cr_number(&eu).unwrap()));
 
     for (path, url) in [
         ("Deploy/EU", format!("{BUILD_URL}#Deploy/EU")),
@@ -943,13 +944,13 @@ async fn the_closure_form_runs_the_steps_after_approval_and_reports_the_stage_re
         ["the stage finished: failure"]
     );
     // Disabled change control opened no gate.
-    let list: Value = app
+    let list: GateList = app
         .get("/api/v1/gates?limit=100", Some(PIPELINE_TOKEN))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(list["count"], 2, "{list}");
+    assert_eq!(list.count, 2, "{list:?}");
 }
 
 #[tokio::test]
@@ -989,11 +990,8 @@ async fn change_mode_parameters_reach_snowgate_through_the_shim() {
     run.assert_logged("change-mode parameters passed through");
 
     let hotfix = gate_of(&app, "Hotfix").await;
-    assert_eq!(hotfix["mode"], "change", "{hotfix}");
-    let cr = app
-        .sim
-        .chg_change(hotfix["changeRequest"]["number"].as_str().unwrap())
-        .unwrap();
+    assert_eq!(hotfix.mode, GateMode::Change, "{hotfix:?}");
+    let cr = app.sim.chg_change(cr_number(&hotfix).unwrap()).unwrap();
     assert_eq!(cr.change_type, "emergency");
     assert_eq!(cr.short_description, "Hotfix for build 7");
     assert_eq!(
@@ -1006,15 +1004,12 @@ async fn change_mode_parameters_reach_snowgate_through_the_shim() {
     );
 
     let deploy = gate_of(&app, "Deploy").await;
-    let cr = app
-        .sim
-        .chg_change(deploy["changeRequest"]["number"].as_str().unwrap())
-        .unwrap();
+    let cr = app.sim.chg_change(cr_number(&deploy).unwrap()).unwrap();
     assert_eq!(cr.change_type, "standard");
     assert_eq!(cr.template.as_deref(), Some("Jenkins deployment"));
 
     let release = gate_of(&app, "Release").await;
-    assert_eq!(release["changeRequest"]["number"], named.number.as_str());
+    assert_eq!(cr_number(&release), Some(named.number.as_str()));
     // Two CRs created (emergency, standard), the named one only checked.
     assert_eq!(app.sim.chg_changes().len(), 3);
 }

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use snowgate::domain::GateState;
 use snowgate::store::{GateStore, PgOptions, PostgresStore};
 
 use crate::durability::{free_port, start_binary, write_config};
@@ -23,6 +24,8 @@ fn with_store(config: &Path, url: &str, extra: &str) {
     std::fs::write(config, yaml).unwrap();
 }
 
+/// The answer stays raw JSON: a gate, an error body, or null when a frozen store left no
+/// readable body.
 async fn open_timed(
     client: &reqwest::Client,
     address: &str,
@@ -109,17 +112,18 @@ async fn a_frozen_postgres_gives_503s_in_time_and_snowgate_recovers_by_itself() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(recovered.is_some(), "opening never recovered after SIGCONT");
-    let mut state = Value::Null;
+    let mut state = None;
     for _ in 0..200 {
         let g = crate::durability::gate(&client, &address, &id).await;
-        state = g["state"].clone();
-        if state == "approved" {
+        state = Some(g.state);
+        if state == Some(GateState::Approved) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        state, "approved",
+        state,
+        Some(GateState::Approved),
         "the gate decided while frozen was picked up"
     );
     let ready = client

@@ -78,7 +78,7 @@ async fn gate_page(app: &TestApp, id: &str, cookie: &str) -> String {
 #[tokio::test]
 async fn every_ui_page_redirects_to_the_login_form_without_a_session() {
     let app = spawn_app().await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
     // The cookie of the old design carried the token itself: it opens nothing now.
     let old_style = format!(
@@ -117,7 +117,7 @@ async fn every_ui_page_redirects_to_the_login_form_without_a_session() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
-    assert_eq!(app.gate(id).await["state"], "pending");
+    assert_eq!(app.gate_json(id).await["state"], "pending");
 
     let page = html(get_page(&app, "/ui/login", None).await, 200).await;
     assert!(page.contains("action=\"/ui/login\""), "{page}");
@@ -205,7 +205,7 @@ async fn a_session_is_refused_once_its_ttl_has_passed() {
         s.ui.session_ttl = Dur(Duration::from_secs(2))
     })
     .await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
     let resp = post_form(&app, "/ui/login", None, &[("token", OPERATOR_TOKEN)]).await;
     let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
@@ -232,7 +232,7 @@ async fn a_session_is_refused_once_its_ttl_has_passed() {
     .await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()[LOCATION], "/ui/login");
-    assert_eq!(app.gate(id).await["state"], "pending");
+    assert_eq!(app.gate_json(id).await["state"], "pending");
     // Logging in again works.
     let fresh = login(&app).await;
     html(get_page(&app, "/ui", Some(&fresh)).await, 200).await;
@@ -288,9 +288,9 @@ async fn a_wrong_or_pipeline_token_re_shows_the_login_form_with_an_error() {
 #[tokio::test]
 async fn the_overview_lists_a_pending_gate_with_its_links() {
     let app = spawn_app().await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
-    app.until_state(id, "pending").await;
+    app.until_state_json(id, "pending").await;
     let gate = until_change_known(&app, id).await;
     let cr = &gate["changeRequest"];
     let cookie = login(&app).await;
@@ -321,7 +321,7 @@ async fn the_overview_lists_a_pending_gate_with_its_links() {
 /// The gate once the simulator's "change request created" notice has given it a CR number.
 async fn until_change_known(app: &TestApp, id: &str) -> Value {
     for _ in 0..200 {
-        let g = app.gate(id).await;
+        let g = app.gate_json(id).await;
         if g["changeRequest"]["number"].is_string() && g["changeRequest"]["url"].is_string() {
             return g;
         }
@@ -329,7 +329,7 @@ async fn until_change_known(app: &TestApp, id: &str) -> Value {
     }
     panic!(
         "gate {id} never learned its change request: {}",
-        app.gate(id).await
+        app.gate_json(id).await
     );
 }
 
@@ -363,9 +363,9 @@ async fn values_from_requests_are_escaped_on_the_page() {
 #[tokio::test]
 async fn aborting_without_a_reason_is_refused_and_the_gate_stays_pending() {
     let app = spawn_app().await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
-    app.until_state(id, "pending").await;
+    app.until_state_json(id, "pending").await;
     let cookie = login(&app).await;
     let page = gate_page(&app, id, &cookie).await;
     assert!(page.contains("id=\"abort-reason\" name=\"reason\" required"));
@@ -388,7 +388,7 @@ async fn aborting_without_a_reason_is_refused_and_the_gate_stays_pending() {
     )
     .await;
     assert!(html(resp, 400).await.contains("at most 1000"));
-    let g = app.gate(id).await;
+    let g = app.gate_json(id).await;
     assert_eq!(g["state"], "pending");
     assert_eq!(g["proceed"], Value::Null);
 }
@@ -396,9 +396,9 @@ async fn aborting_without_a_reason_is_refused_and_the_gate_stays_pending() {
 #[tokio::test]
 async fn aborting_with_a_reason_stops_the_stage_and_is_logged() {
     let app = spawn_app().await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
-    app.until_state(id, "pending").await;
+    app.until_state_json(id, "pending").await;
     let cookie = login(&app).await;
     let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
     let resp = post_form(
@@ -414,12 +414,12 @@ async fn aborting_with_a_reason_stops_the_stage_and_is_logged() {
         format!("/ui/gates/{id}?done=aborted").as_str()
     );
     // Exactly what the operator API records.
-    let g = app.gate(id).await;
+    let g = app.gate_json(id).await;
     assert_eq!(g["state"], "aborted");
     assert_eq!(g["proceed"], false);
     assert_eq!(g["decidedBy"], "operator:alice");
     assert_eq!(g["message"], "aborted by alice: wrong artifact");
-    let last = app.events(id).await.last().unwrap().clone();
+    let last = app.events_json(id).await.last().unwrap().clone();
     assert_eq!(last["kind"], "aborted");
     assert_eq!(last["actor"], "operator:alice");
     assert_eq!(last["fromState"], "pending");
@@ -456,13 +456,13 @@ async fn aborting_with_a_reason_stops_the_stage_and_is_logged() {
         page.contains("The gate is already aborted; it cannot be resumed."),
         "{page}"
     );
-    assert_eq!(app.gate(id).await["state"], "aborted");
+    assert_eq!(app.gate_json(id).await["state"], "aborted");
 }
 
 #[tokio::test]
 async fn resuming_with_a_reason_lets_the_stage_proceed() {
     let app = spawn_app().await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
     let cookie = login(&app).await;
     let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
@@ -474,7 +474,7 @@ async fn resuming_with_a_reason_lets_the_stage_proceed() {
     )
     .await;
     assert_eq!(resp.status(), 303);
-    let g = app.gate(id).await;
+    let g = app.gate_json(id).await;
     assert_eq!(g["state"], "resumed");
     assert_eq!(g["proceed"], true);
     assert_eq!(g["decidedBy"], "operator:alice");
@@ -483,7 +483,7 @@ async fn resuming_with_a_reason_lets_the_stage_proceed() {
 #[tokio::test]
 async fn a_post_without_the_sessions_csrf_token_is_forbidden() {
     let app = spawn_app().await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
     let cookie = login(&app).await;
     let other_login = login(&app).await;
@@ -508,13 +508,13 @@ async fn a_post_without_the_sessions_csrf_token_is_forbidden() {
     }
     let resp = post_form(&app, "/ui/logout", Some(&cookie), &[]).await;
     assert_eq!(resp.status(), 403, "logout needs the token too");
-    assert_eq!(app.gate(id).await["state"], "pending");
+    assert_eq!(app.gate_json(id).await["state"], "pending");
 }
 
 #[tokio::test]
 async fn logging_out_ends_the_session_on_the_server_and_clears_the_cookie() {
     let app = spawn_app().await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
     let cookie = login(&app).await;
     let other = login(&app).await;
@@ -541,7 +541,7 @@ async fn logging_out_ends_the_session_on_the_server_and_clears_the_cookie() {
     .await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()[LOCATION], "/ui/login");
-    assert_eq!(app.gate(id).await["state"], "pending");
+    assert_eq!(app.gate_json(id).await["state"], "pending");
     // The login form is shown again, not skipped.
     html(get_page(&app, "/ui/login", Some(&cookie)).await, 200).await;
     // Another session of the same operator is not affected.
@@ -551,7 +551,7 @@ async fn logging_out_ends_the_session_on_the_server_and_clears_the_cookie() {
 #[tokio::test]
 async fn with_auth_disabled_the_page_works_without_login() {
     let app = spawn_app_with(sim_settings(), |s| s.auth.disabled = true).await;
-    let gate = app.open("Deploy").await;
+    let gate = app.open_json("Deploy").await;
     let id = gate["id"].as_str().unwrap();
     let page = html(get_page(&app, "/ui", None).await, 200).await;
     assert!(page.contains(&format!("/ui/gates/{id}")));
@@ -573,7 +573,7 @@ async fn with_auth_disabled_the_page_works_without_login() {
     )
     .await;
     assert_eq!(resp.status(), 303);
-    assert_eq!(app.gate(id).await["decidedBy"], "operator:anonymous");
+    assert_eq!(app.gate_json(id).await["decidedBy"], "operator:anonymous");
 }
 
 #[tokio::test]
@@ -960,9 +960,9 @@ mod chromium {
 #[tokio::test]
 async fn in_a_real_browser_an_operator_logs_in_sees_the_pending_gate_and_aborts_it() {
     let app = spawn_app().await;
-    let gate = app.open("Deploy to production").await;
+    let gate = app.open_json("Deploy to production").await;
     let id = gate["id"].as_str().unwrap().to_string();
-    app.until_state(&id, "pending").await;
+    app.until_state_json(&id, "pending").await;
     let mut browser = chromium::Browser::launch().await;
     let b = &mut browser.page;
     let js = |s: &str| serde_json::to_string(s).unwrap();
@@ -1027,7 +1027,7 @@ async fn in_a_real_browser_an_operator_logs_in_sees_the_pending_gate_and_aborts_
         .await;
     assert_eq!(missing, Ok(json!(true)));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.gate(&id).await["state"], "pending");
+    assert_eq!(app.gate_json(&id).await["state"], "pending");
 
     // With a reason the abort goes through and the page shows the new state.
     b.eval(&format!(
@@ -1046,7 +1046,7 @@ async fn in_a_real_browser_an_operator_logs_in_sees_the_pending_gate_and_aborts_
         .await;
     let text = b.eval("document.body.innerText").await;
     assert!(shown, "the gate page did not show the abort: {text:?}");
-    let g = app.gate(&id).await;
+    let g = app.gate_json(&id).await;
     assert_eq!(g["state"], "aborted");
     assert_eq!(g["proceed"], false);
     assert_eq!(g["decidedBy"], "operator:alice");
