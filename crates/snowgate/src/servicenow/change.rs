@@ -157,7 +157,7 @@ pub fn records(v: &Value) -> Result<Vec<ChangeRecord>, ServiceNowError> {
 #[serde(untagged)]
 enum OneOrList {
     List(Vec<Json<RecordFields>>),
-    One(Json<RecordFields>),
+    One(Box<Json<RecordFields>>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,7 +173,12 @@ impl SingleAnswer {
                 .next()
                 .ok_or_else(|| ServiceNowError::Decode("an empty result".into()))?
                 .into_object(),
-            Some(OneOrList::One(Json::Object(r))) => r,
+            Some(OneOrList::One(one)) => match *one {
+                Json::Object(r) => r,
+                Json::Other(_) => {
+                    return Err(ServiceNowError::Decode("the answer has no `result`".into()))
+                }
+            },
             _ => return Err(ServiceNowError::Decode("the answer has no `result`".into())),
         };
         ChangeRecord::from_fields(fields)
