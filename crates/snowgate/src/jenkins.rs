@@ -7,9 +7,10 @@ use std::time::Duration;
 mod allow_list;
 pub use allow_list::AllowList;
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::configuration::{JenkinsSettings, Secret};
+use crate::servicenow::lenient::{str_of, Json, Scalar};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JenkinsError {
@@ -67,6 +68,32 @@ pub struct Answer<'a> {
     pub proceed: bool,
     pub change_number: Option<&'a str>,
     pub approver: Option<&'a str>,
+}
+
+/// The `json` form field of `POST input/{Id}/proceed`: `{"parameter": [{"name": …, "value": …}]}`.
+#[derive(Serialize)]
+struct InputParameters<'a> {
+    parameter: Vec<InputParameter<'a>>,
+}
+
+#[derive(Serialize)]
+struct InputParameter<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+/// `GET {build}api/json?tree=building,result`: a `building` that is not a boolean reads as
+/// false, a `result` that is not a string as none.
+#[derive(Default, Deserialize)]
+struct BuildAnswer {
+    building: Option<Scalar>,
+    result: Option<Scalar>,
+}
+
+/// `GET whoAmI/api/json`: a `name` that is not a string reads as anonymous.
+#[derive(Default, Deserialize)]
+struct WhoAmI {
+    name: Option<Scalar>,
 }
 
 /// A 3xx answer as an error naming the status and where it pointed.
@@ -182,10 +209,10 @@ impl JenkinsClient {
         let mut params = Vec::new();
         if answer.proceed {
             if let (Some(name), Some(v)) = (&self.change_parameter, answer.change_number) {
-                params.push(json!({"name": name, "value": v}));
+                params.push(InputParameter { name, value: v });
             }
             if let (Some(name), Some(v)) = (&self.approver_parameter, answer.approver) {
-                params.push(json!({"name": name, "value": v}));
+                params.push(InputParameter { name, value: v });
             }
         }
         let (action, req) = if !answer.proceed {
@@ -196,7 +223,8 @@ impl JenkinsClient {
             ("proceedEmpty", self.request(reqwest::Method::POST, url)?)
         } else {
             let url = Self::input_url(build, input_id, "proceed");
-            let json = json!({ "parameter": params }).to_string();
+            let json = serde_json::to_string(&InputParameters { parameter: params })
+                .expect("strings serialize");
             (
                 "proceed",
                 self.request(reqwest::Method::POST, url)?
@@ -258,10 +286,18 @@ impl JenkinsClient {
                 x_error: None,
             });
         }
-        let v: Value = resp.json().await.map_err(classify)?;
+        let answer = resp
+            .json::<Json<BuildAnswer>>()
+            .await
+            .map_err(classify)?
+            .into_object();
         Ok(Some((
-            v.get("building").and_then(Value::as_bool).unwrap_or(false),
-            v.get("result").and_then(Value::as_str).map(str::to_string),
+            answer
+                .building
+                .as_ref()
+                .and_then(Scalar::as_bool)
+                .unwrap_or(false),
+            str_of(&answer.result).map(str::to_string),
         )))
     }
 
@@ -288,11 +324,12 @@ impl JenkinsClient {
                 x_error: None,
             });
         }
-        let v: Value = resp.json().await.map_err(classify)?;
-        Ok(v.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("anonymous")
-            .to_string())
+        let answer = resp
+            .json::<Json<WhoAmI>>()
+            .await
+            .map_err(classify)?
+            .into_object();
+        Ok(str_of(&answer.name).unwrap_or("anonymous").to_string())
     }
 
     pub fn base(&self) -> &url::Url {

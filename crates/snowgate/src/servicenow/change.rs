@@ -1,18 +1,17 @@
-//! Client of ServiceNow's Change Management REST API (`/api/sn_chg_rest/change…`, SPEC §6) and
-//! its authentication: OAuth 2 password grant with one shared, refreshed token, or Basic.
+//! Client of ServiceNow's Change Management REST API (`/api/sn_chg_rest/change…`), with Basic
+//! or OAuth authentication (see [`super::auth`]).
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
 
-use super::devops::{classify, encode_query_value, read_answer, ServiceNowError};
-use crate::configuration::{Secret, ServiceNowAuth, ServiceNowSettings};
+use super::auth::Auth;
+use super::devops::{encode_query_value, json_body};
+use super::error::{classify, read_answer, Answer, ServiceNowError};
+use super::lenient::{Json, List, Scalar};
+use crate::configuration::ServiceNowSettings;
 use crate::metrics::Metrics;
-
-/// Refresh the access token this long before ServiceNow says it expires.
-const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 /// A change request as the Change API answers it; every field read from its `value`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,70 +28,181 @@ pub struct ChangeRecord {
     pub assignment_group: Option<String>,
 }
 
-/// The `value` of a record field: `{"value": …, "display_value": …}`, or a plain value.
-pub fn field(record: &Value, name: &str) -> Option<String> {
-    let v = record.get(name)?;
-    let inner = match v {
-        Value::Object(o) => o.get("value")?,
-        other => other,
-    };
-    match inner {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+/// A record field: `{"value": …, "display_value": …}`, or a plain value.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(from = "Json<FieldObject>")]
+pub struct Field {
+    value: Option<Scalar>,
+    display_value: Option<Scalar>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+struct FieldObject {
+    value: Option<Scalar>,
+    display_value: Option<Scalar>,
+}
+
+impl From<Json<FieldObject>> for Field {
+    fn from(j: Json<FieldObject>) -> Field {
+        match j {
+            Json::Object(o) => Field {
+                value: o.value,
+                display_value: o.display_value,
+            },
+            Json::Other(s) => Field {
+                value: Some(s),
+                display_value: None,
+            },
+        }
     }
 }
 
-/// `display_value` of a reference field (e.g. `assignment_group`), else its value.
-fn display(record: &Value, name: &str) -> Option<String> {
-    record
-        .get(name)
-        .and_then(|v| v.get("display_value"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .filter(|s| !s.is_empty())
-        .or_else(|| field(record, name))
+impl Field {
+    /// The field's value as text: a string, a number or a boolean.
+    fn value(&self) -> Option<String> {
+        match self.value.as_ref()? {
+            Scalar::Str(s) => Some(s.clone()),
+            Scalar::Num(n) => Some(n.to_string()),
+            Scalar::Bool(b) => Some(b.to_string()),
+            Scalar::Null | Scalar::Compound => None,
+        }
+    }
+
+    /// `display_value` of a reference field (e.g. `assignment_group`), else its value.
+    fn display(&self) -> Option<String> {
+        self.display_value
+            .as_ref()
+            .and_then(Scalar::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| self.value())
+    }
+}
+
+fn value_of(f: &Option<Field>) -> Option<String> {
+    f.as_ref().and_then(Field::value)
+}
+
+/// The fields of a change record snowgate reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RecordFields {
+    sys_id: Option<Field>,
+    number: Option<Field>,
+    short_description: Option<Field>,
+    state: Option<Field>,
+    active: Option<Field>,
+    start_date: Option<Field>,
+    end_date: Option<Field>,
+    approval: Option<Field>,
+    assignment_group: Option<Field>,
+}
+
+/// The `value` of a record field, `{"value": …, "display_value": …}` or a plain value.
+pub fn field(record: &Value, name: &str) -> Option<String> {
+    Field::deserialize(record.get(name)?).ok()?.value()
 }
 
 impl ChangeRecord {
     pub fn parse(v: &Value) -> Result<ChangeRecord, ServiceNowError> {
-        let sys_id = field(v, "sys_id")
+        Json::<RecordFields>::deserialize(v)
+            .map_err(|e| ServiceNowError::Decode(e.to_string()))
+            .and_then(|f| ChangeRecord::from_fields(f.into_object()))
+    }
+
+    fn from_fields(f: RecordFields) -> Result<ChangeRecord, ServiceNowError> {
+        let sys_id = value_of(&f.sys_id)
             .ok_or_else(|| ServiceNowError::Decode("a change record without sys_id".into()))?;
         let non_empty = |s: Option<String>| s.filter(|x| !x.trim().is_empty());
         Ok(ChangeRecord {
-            number: field(v, "number").unwrap_or_default(),
-            short_description: field(v, "short_description").unwrap_or_default(),
-            state: field(v, "state").unwrap_or_default(),
-            active: field(v, "active").is_none_or(|a| a == "true"),
-            start_date: non_empty(field(v, "start_date")),
-            end_date: non_empty(field(v, "end_date")),
-            approval: non_empty(field(v, "approval")),
-            assignment_group: non_empty(display(v, "assignment_group")),
+            number: value_of(&f.number).unwrap_or_default(),
+            short_description: value_of(&f.short_description).unwrap_or_default(),
+            state: value_of(&f.state).unwrap_or_default(),
+            active: value_of(&f.active).is_none_or(|a| a == "true"),
+            start_date: non_empty(value_of(&f.start_date)),
+            end_date: non_empty(value_of(&f.end_date)),
+            approval: non_empty(value_of(&f.approval)),
+            assignment_group: non_empty(f.assignment_group.as_ref().and_then(Field::display)),
             sys_id,
         })
     }
 }
 
-/// The records of a list answer, `{"result": [{…}, …]}`.
-pub fn records(v: &Value) -> Result<Vec<ChangeRecord>, ServiceNowError> {
-    v.get("result")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ServiceNowError::Decode("the answer has no `result` list".into()))?
-        .iter()
-        .map(ChangeRecord::parse)
-        .collect()
+/// A list answer, `{"result": [{…}, …]}`.
+#[derive(Debug, Default, Deserialize)]
+struct ListAnswer {
+    result: Option<List<Json<RecordFields>>>,
 }
 
-/// Creation answers are documented both as `{"result": {…}}` and `{"result": [{…}]}`.
-pub fn single_result(v: &Value) -> Result<&Value, ServiceNowError> {
-    match v.get("result") {
-        Some(Value::Array(a)) => a
-            .first()
-            .ok_or_else(|| ServiceNowError::Decode("an empty result".into())),
-        Some(r @ Value::Object(_)) => Ok(r),
-        _ => Err(ServiceNowError::Decode("the answer has no `result`".into())),
+impl ListAnswer {
+    fn records(self) -> Result<Vec<ChangeRecord>, ServiceNowError> {
+        self.result
+            .and_then(|l| l.0)
+            .ok_or_else(|| ServiceNowError::Decode("the answer has no `result` list".into()))?
+            .into_iter()
+            .map(|r| ChangeRecord::from_fields(r.into_object()))
+            .collect()
     }
+}
+
+/// The records of a list answer, `{"result": [{…}, …]}`.
+pub fn records(v: &Value) -> Result<Vec<ChangeRecord>, ServiceNowError> {
+    Json::<ListAnswer>::deserialize(v)
+        .map_err(|e| ServiceNowError::Decode(e.to_string()))?
+        .into_object()
+        .records()
+}
+
+/// A creation answer's `result`: documented both as `{…}` and as `[{…}]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrList {
+    List(Vec<Json<RecordFields>>),
+    One(Box<Json<RecordFields>>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SingleAnswer {
+    result: Option<OneOrList>,
+}
+
+impl SingleAnswer {
+    fn record(self) -> Result<ChangeRecord, ServiceNowError> {
+        let fields = match self.result {
+            Some(OneOrList::List(list)) => list
+                .into_iter()
+                .next()
+                .ok_or_else(|| ServiceNowError::Decode("an empty result".into()))?
+                .into_object(),
+            Some(OneOrList::One(one)) => match *one {
+                Json::Object(r) => r,
+                Json::Other(_) => {
+                    return Err(ServiceNowError::Decode("the answer has no `result`".into()))
+                }
+            },
+            _ => return Err(ServiceNowError::Decode("the answer has no `result`".into())),
+        };
+        ChangeRecord::from_fields(fields)
+    }
+}
+
+/// The record of a creation or single-record answer, `{"result": {…}}` or `{"result": [{…}]}`.
+pub fn single_result(v: &Value) -> Result<ChangeRecord, ServiceNowError> {
+    Json::<SingleAnswer>::deserialize(v)
+        .map_err(|e| ServiceNowError::Decode(e.to_string()))?
+        .into_object()
+        .record()
+}
+
+/// The standard change templates found by name.
+#[derive(Debug, Default, Deserialize)]
+struct TemplateAnswer {
+    result: Option<List<Json<TemplateRow>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TemplateRow {
+    name: Option<Field>,
+    sys_id: Option<Field>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,57 +211,21 @@ pub enum ChangeKind {
     Emergency,
 }
 
-struct Tokens {
-    access: Secret,
-    refresh: Option<Secret>,
-    expires_at: Instant,
-}
-
-/// One OAuth token shared by every gate: a password grant once, refreshes before expiry and
-/// after a 401, a fresh password grant when a refresh fails.
-pub struct OAuth {
-    token_url: url::Url,
-    client_id: String,
-    client_secret: Secret,
-    user: String,
-    password: Secret,
-    tokens: Mutex<Option<Tokens>>,
-}
-
-enum Auth {
-    Basic { user: String, password: Secret },
-    OAuth(Arc<OAuth>),
-}
-
 #[derive(Clone)]
 pub struct ChangeClient {
     http: reqwest::Client,
     instance: url::Url,
-    auth: Arc<Auth>,
+    auth: Auth,
     metrics: Arc<Metrics>,
 }
 
 impl ChangeClient {
     pub fn new(s: &ServiceNowSettings) -> anyhow::Result<ChangeClient> {
         let instance = url::Url::parse(&s.instance_url)?;
-        let auth = match s.auth {
-            ServiceNowAuth::Oauth => Auth::OAuth(Arc::new(OAuth {
-                token_url: instance.join("oauth_token.do")?,
-                client_id: s.client_id.clone(),
-                client_secret: s.client_secret.clone(),
-                user: s.user.clone(),
-                password: s.password.clone(),
-                tokens: Mutex::new(None),
-            })),
-            _ => Auth::Basic {
-                user: s.user.clone(),
-                password: s.password.clone(),
-            },
-        };
         Ok(ChangeClient {
             http: super::http_client(s)?,
+            auth: Auth::change(s, &instance)?,
             instance,
-            auth: Arc::new(auth),
             metrics: Default::default(),
         })
     }
@@ -184,146 +258,20 @@ impl ChangeClient {
         u
     }
 
-    /// The `Authorization` header value.
-    async fn authorization(&self, force_refresh: bool) -> Result<String, ServiceNowError> {
-        match &*self.auth {
-            Auth::Basic { user, password } => {
-                use base64::Engine;
-                Ok(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD
-                        .encode(format!("{user}:{}", password.expose()))
-                ))
-            }
-            Auth::OAuth(o) => Ok(format!("Bearer {}", self.bearer(o, force_refresh).await?)),
-        }
-    }
-
-    async fn bearer(&self, o: &OAuth, force_refresh: bool) -> Result<String, ServiceNowError> {
-        let mut guard = o.tokens.lock().await;
-        if let Some(t) = guard.as_ref() {
-            if !force_refresh && Instant::now() + REFRESH_MARGIN < t.expires_at {
-                return Ok(t.access.expose().to_string());
-            }
-        }
-        let refresh = guard.as_ref().and_then(|t| t.refresh.clone());
-        let fresh = match refresh {
-            Some(r) => match self
-                .grant(
-                    o,
-                    &[
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", r.expose()),
-                    ],
-                )
-                .await
-            {
-                Ok(t) => Ok(t),
-                Err(ServiceNowError::Status {
-                    status: 400 | 401, ..
-                }) => {
-                    tracing::info!(
-                        "OAuth refresh refused; requesting a new token with the password grant"
-                    );
-                    self.password_grant(o).await
-                }
-                Err(e) => Err(e),
-            },
-            None => self.password_grant(o).await,
-        }?;
-        let mut fresh = fresh;
-        // A refresh answer may omit `refresh_token`: keep the old one.
-        if fresh.refresh.is_none() {
-            fresh.refresh = guard.as_ref().and_then(|t| t.refresh.clone());
-        }
-        let access = fresh.access.expose().to_string();
-        *guard = Some(fresh);
-        Ok(access)
-    }
-
-    async fn password_grant(&self, o: &OAuth) -> Result<Tokens, ServiceNowError> {
-        self.grant(
-            o,
-            &[
-                ("grant_type", "password"),
-                ("username", &o.user),
-                ("password", o.password.expose()),
-            ],
-        )
-        .await
-    }
-
-    async fn grant(&self, o: &OAuth, params: &[(&str, &str)]) -> Result<Tokens, ServiceNowError> {
-        let mut form: Vec<(&str, &str)> = params.to_vec();
-        form.push(("client_id", &o.client_id));
-        form.push(("client_secret", o.client_secret.expose()));
-        let started = std::time::Instant::now();
-        let resp = self
-            .http
-            .post(o.token_url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(classify);
-        crate::metrics::record_call(
-            &self.metrics.servicenow_requests,
-            &self.metrics.servicenow_latency,
-            "POST oauth_token.do",
-            resp.as_ref().ok().map(|r| r.status().as_u16()),
-            started.elapsed(),
-        );
-        let resp = resp?;
-        let status = resp.status();
-        if status.is_redirection() {
-            return Err(ServiceNowError::Redirect {
-                status: status.as_u16(),
-                location: super::location_host(resp.headers()),
-            });
-        }
-        if !status.is_success() {
-            // The body of a refused grant is not specified: do not parse it.
-            return Err(ServiceNowError::Status {
-                status: status.as_u16(),
-                message: format!(
-                    "the OAuth {} grant was refused; check servicenow.client_id, client_secret, user and password",
-                    params[0].1
-                ),
-                retry_after: None,
-            });
-        }
-        let v: Value = resp.json().await.map_err(classify)?;
-        let access = v
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                ServiceNowError::Decode("the token answer has no access_token".into())
-            })?;
-        let expires = v.get("expires_in").and_then(Value::as_u64).unwrap_or(1800);
-        Ok(Tokens {
-            access: Secret::new(access),
-            refresh: v
-                .get("refresh_token")
-                .and_then(Value::as_str)
-                .map(Secret::new),
-            expires_at: Instant::now() + Duration::from_secs(expires),
-        })
-    }
-
     async fn call(
         &self,
         method: Method,
         url: url::Url,
-        body: Option<&Value>,
+        body: Option<String>,
         endpoint: &str,
-    ) -> Result<Value, ServiceNowError> {
+    ) -> Result<Answer, ServiceNowError> {
         let started = std::time::Instant::now();
         let mut result = self
-            .call_once(method.clone(), url.clone(), body, false)
+            .call_once(method.clone(), url.clone(), body.clone(), false)
             .await;
         // An OAuth token can be revoked or expire early: refresh once and try again.
         if matches!(result, Err(ServiceNowError::Status { status: 401, .. }))
-            && matches!(&*self.auth, Auth::OAuth(_))
+            && self.auth.is_oauth()
         {
             result = self.call_once(method, url, body, true).await;
         }
@@ -346,10 +294,13 @@ impl ChangeClient {
         &self,
         method: Method,
         url: url::Url,
-        body: Option<&Value>,
+        body: Option<String>,
         force_refresh: bool,
-    ) -> Result<Value, ServiceNowError> {
-        let auth = self.authorization(force_refresh).await?;
+    ) -> Result<Answer, ServiceNowError> {
+        let auth = self
+            .auth
+            .header(&self.http, &self.metrics, force_refresh)
+            .await?;
         let mut req = self
             .http
             .request(method, url)
@@ -358,7 +309,7 @@ impl ChangeClient {
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_string());
+                .body(b);
         }
         let resp = req.send().await.map_err(classify)?;
         read_answer(
@@ -378,8 +329,8 @@ impl ChangeClient {
             &[],
             &[("sysparm_query", sysparm_query), ("sysparm_limit", &limit)],
         );
-        let v = self.call(Method::GET, url, None, "GET change").await?;
-        records(&v)
+        let answer = self.call(Method::GET, url, None, "GET change").await?;
+        answer.read::<ListAnswer>()?.records()
     }
 
     /// The CR with this number, if any.
@@ -420,10 +371,12 @@ impl ChangeClient {
 
     pub async fn get(&self, sys_id: &str) -> Result<ChangeRecord, ServiceNowError> {
         let url = self.url(&[sys_id], &[]);
-        let v = self.call(Method::GET, url, None, "GET change/{id}").await?;
-        ChangeRecord::parse(single_result(&v)?)
+        let answer = self.call(Method::GET, url, None, "GET change/{id}").await?;
+        answer.read::<SingleAnswer>()?.record()
     }
 
+    /// `POST change/normal|emergency`. `fields` are the record's fields as the configuration
+    /// and the pipeline name them (any field an instance has), so they stay a JSON map.
     pub async fn create(
         &self,
         kind: ChangeKind,
@@ -434,16 +387,11 @@ impl ChangeClient {
             ChangeKind::Emergency => "emergency",
         };
         let url = self.url(&[seg], &[]);
-        let body = Value::Object(fields.clone());
-        let v = self
-            .call(
-                Method::POST,
-                url,
-                Some(&body),
-                &format!("POST change/{seg}"),
-            )
+        let endpoint = format!("POST change/{seg}");
+        let answer = self
+            .call(Method::POST, url, Some(json_body(fields)?), &endpoint)
             .await?;
-        ChangeRecord::parse(single_result(&v)?)
+        answer.read::<SingleAnswer>()?.record()
     }
 
     pub async fn create_standard(
@@ -452,24 +400,26 @@ impl ChangeClient {
         fields: &Map<String, Value>,
     ) -> Result<ChangeRecord, ServiceNowError> {
         let url = self.url(&["standard", template_sys_id], &[]);
-        let body = Value::Object(fields.clone());
-        let v = self
-            .call(Method::POST, url, Some(&body), "POST change/standard/{id}")
+        let body = Some(json_body(fields)?);
+        let answer = self
+            .call(Method::POST, url, body, "POST change/standard/{id}")
             .await?;
-        ChangeRecord::parse(single_result(&v)?)
+        answer.read::<SingleAnswer>()?.record()
     }
 
     /// The sys_id of the active standard change template with this name.
     pub async fn find_template(&self, name: &str) -> Result<Option<String>, ServiceNowError> {
         let q = format!("name={}^active=true", escape_query_value(name));
         let url = self.url(&["standard", "template"], &[("sysparm_query", &q)]);
-        let v = self
+        let answer = self
             .call(Method::GET, url, None, "GET change/standard/template")
             .await?;
-        Ok(v.get("result").and_then(Value::as_array).and_then(|rows| {
-            rows.iter()
-                .find(|r| field(r, "name").as_deref() == Some(name))
-                .and_then(|r| field(r, "sys_id"))
+        let rows = answer.read::<TemplateAnswer>()?.result.and_then(|l| l.0);
+        Ok(rows.and_then(|rows| {
+            rows.into_iter()
+                .map(Json::into_object)
+                .find(|r| value_of(&r.name).as_deref() == Some(name))
+                .and_then(|r| value_of(&r.sys_id))
         }))
     }
 
@@ -479,15 +429,15 @@ impl ChangeClient {
         body: &Map<String, Value>,
     ) -> Result<ChangeRecord, ServiceNowError> {
         let url = self.url(&[sys_id], &[]);
-        let v = self
+        let answer = self
             .call(
                 Method::PATCH,
                 url,
-                Some(&Value::Object(body.clone())),
+                Some(json_body(body)?),
                 "PATCH change/{id}",
             )
             .await?;
-        ChangeRecord::parse(single_result(&v)?)
+        answer.read::<SingleAnswer>()?.record()
     }
 }
 
@@ -527,8 +477,10 @@ mod tests {
     fn creation_answers_may_be_an_object_or_a_list() {
         let obj = json!({"result": {"sys_id": "a"}});
         let list = json!({"result": [{"sys_id": "b"}]});
-        assert_eq!(field(single_result(&obj).unwrap(), "sys_id").unwrap(), "a");
-        assert_eq!(field(single_result(&list).unwrap(), "sys_id").unwrap(), "b");
+        assert_eq!(single_result(&obj).unwrap().sys_id, "a");
+        assert_eq!(single_result(&list).unwrap().sys_id, "b");
+        assert!(single_result(&json!({"result": []})).is_err());
+        assert!(single_result(&json!({"result": "x"})).is_err());
     }
 
     #[test]

@@ -1,16 +1,23 @@
-//! The pass-through calls of the pipeline API (SPEC §3 "Pipeline endpoints"): changeInfo by raw
-//! parameters, the changeInfo update, and artifact and package registration (seed 001, sections
-//! "DevOps - GET|PUT /devops/orchestration/changeInfo", "DevOps - POST
-//! /devops/artifact/registration", "DevOps - POST /devops/package/registration").
+//! The pass-through calls of the pipeline API: changeInfo by raw parameters (`GET
+//! /devops/orchestration/changeInfo`), the changeInfo update (`PUT` on the same path), and
+//! artifact and package registration (`POST /devops/artifact/registration`, `POST
+//! /devops/package/registration`).
 //!
 //! Each answers ServiceNow's `result` object; a 2xx whose `result` says `"status": "Error"`
 //! (or, for the update, `"updateStatus": "Error"`) is a refusal like a 400.
+//!
+//! Unlike the other calls, these keep ServiceNow's answer as a `serde_json::Value`: snowgate
+//! relays the `result` to the pipeline verbatim, whatever fields a ServiceNow version adds, and
+//! reads only whether it reports an error.
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::devops::{ChangeInfo, DevOpsClient, ServiceNowError};
+use super::devops::answers::ChangeInfoResult;
+use super::devops::{json_body, ChangeInfo, DevOpsClient, ServiceNowError};
+use super::lenient::{Json, Scalar};
 
-/// The query of `GET …/orchestration/changeInfo`, as the pipeline gave it. Seed: `buildNumber`
+/// The query of `GET …/orchestration/changeInfo`, as the pipeline gave it. `buildNumber`
 /// is required; `pipelineName` and `stageName` are required except for Freestyle/Maven
 /// projects, which give `projectName` (the caller checks this before asking).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,40 +104,18 @@ fn refusal(result: &Value, flags: &[&str]) -> Option<ServiceNowError> {
     })
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The seed's changeInfo `result` as a [`ChangeInfo`]. `changeFound` may come as a boolean or
-/// a string; without it, a number means found.
+/// The changeInfo `result` as a [`ChangeInfo`]. `changeFound` may come as a boolean or a
+/// string; without it, a number means found.
 pub fn change_info_of(result: &Value) -> ChangeInfo {
-    let found = match result.get("changeFound") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "true",
-        _ => text(result, "number").is_some(),
+    let r = Json::<ChangeInfoResult>::deserialize(result)
+        .map(Json::into_object)
+        .unwrap_or_default();
+    let found = match &r.change_found {
+        Some(Scalar::Bool(b)) => *b,
+        Some(Scalar::Str(s)) => s == "true",
+        _ => r.has_number(),
     };
-    let display = text(result, "stateDisplayValue");
-    let raw = text(result, "state");
-    let state_is_name = display.is_some()
-        || raw
-            .as_deref()
-            .is_some_and(|s| s.trim().parse::<i64>().is_err());
-    ChangeInfo {
-        found,
-        number: text(result, "number"),
-        sys_id: text(result, "sys_id"),
-        state: display.or(raw),
-        state_is_name,
-        url: text(result, "url"),
-        approvers: text(result, "changeApprovers"),
-        assignment_group: text(result, "changeAssignmentGroup"),
-        planned_start: text(result, "plannedStartDate"),
-        planned_end: text(result, "plannedEndDate"),
-    }
+    r.into_info(found)
 }
 
 impl DevOpsClient {
@@ -160,12 +145,12 @@ impl DevOpsClient {
             }
         }
         let url = self.devops_url(&["orchestration", "changeInfo"], &query);
-        result_of(self.call(Method::GET, url, None).await?)
+        result_of(self.call(Method::GET, url, None).await?.value()?)
     }
 
     /// `PUT …/orchestration/changeInfo?changeRequestNumber=` with the fields object itself as
     /// the body (`{"short_description": "…", "work_notes": "…"}`), as the official plugin's
-    /// `snDevOpsUpdateChangeInfo` sends it and the seed's example shows. No `toolId`: the plugin
+    /// `snDevOpsUpdateChangeInfo` sends it and ServiceNow's example shows. No `toolId`: the plugin
     /// sends only the number. Success is `result.status` "success" (in any case); anything else
     /// is a refusal with ServiceNow's message.
     #[tracing::instrument(skip_all)]
@@ -178,8 +163,10 @@ impl DevOpsClient {
             &["orchestration", "changeInfo"],
             &[("changeRequestNumber", change_request_number)],
         );
-        let body = Value::Object(fields.clone());
-        let result = result_of(self.call(Method::PUT, url, Some(&body)).await?)?;
+        let answer = self
+            .call(Method::PUT, url, Some(json_body(fields)?))
+            .await?;
+        let result = result_of(answer.value()?)?;
         let success = result
             .get("status")
             .and_then(Value::as_str)
@@ -218,7 +205,8 @@ impl DevOpsClient {
         }
         query.push(("orchestrationToolId", self.tool_id()));
         let url = self.devops_url(&kind.segments(), &query);
-        let result = result_of(self.call(Method::POST, url, Some(body)).await?)?;
+        let answer = self.call(Method::POST, url, Some(json_body(body)?)).await?;
+        let result = result_of(answer.value()?)?;
         match refusal(&result, &["status"]) {
             Some(e) => Err(e),
             None => Ok(result),

@@ -8,17 +8,19 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::Semaphore;
 
-use crate::change_mode::{ChangeMode, Link, LinkError};
+mod change;
+mod release;
+
+pub use change::change_request_of;
+
+use crate::change_mode::ChangeMode;
 use crate::configuration::GateMode;
 use crate::configuration::{NotControlled, OutboxSettings, StepMapping};
-use crate::decisions::{work_note, Decider};
-use crate::domain::change::CrState;
+use crate::decisions::Decider;
 use crate::domain::gate::Actor;
-use crate::domain::timers::{on_change_known, on_pending, Timers};
-use crate::domain::ChangeRequest;
+use crate::domain::timers::{on_pending, Timers};
 use crate::domain::{Gate, GateState};
-use crate::jenkins::{jenkins_input_id, Answer, JenkinsClient, JenkinsError};
-use crate::servicenow::change::{ChangeClient, ChangeRecord};
+use crate::jenkins::JenkinsClient;
 use crate::servicenow::devops::{ControlAnswer, Registration, StageEvent};
 use crate::servicenow::{DevOpsClient, ServiceNowError};
 use crate::store::{
@@ -170,6 +172,20 @@ impl Outbox {
         }
     }
 
+    /// Retry with backoff while attempts remain; then give up, saying how often it was tried.
+    fn retry_or_give_up(&self, item: &OutboxItem, error: String) -> OutboxResult {
+        if item.attempts + 1 < self.settings.max_attempts {
+            OutboxResult::Retry {
+                after: self.backoff(item.attempts, None),
+                error,
+            }
+        } else {
+            OutboxResult::GiveUp {
+                error: format!("given up after {} attempts: {error}", item.attempts + 1),
+            }
+        }
+    }
+
     /// Decide a gate from the outbox, ignoring a conflict (someone decided first).
     async fn decide(
         &self,
@@ -206,76 +222,92 @@ impl Outbox {
             return self.link_change(item, gate).await;
         }
         match self.register_once(gate).await {
-            Ok(answer) if answer.controlled => {
-                self.decide(
-                    gate,
-                    GateState::Pending,
-                    None,
-                    "Waiting for a change request decision from ServiceNow".into(),
-                    "registered",
-                    on_pending(
-                        &gate.spec,
-                        chrono::Utc::now().timestamp_millis(),
-                        self.poll_interval,
-                    ),
-                )
-                .await?;
-                Ok(OutboxResult::Done {
-                    message: "registered with ServiceNow: the stage is under change control".into(),
-                })
-            }
-            Ok(answer) if self.not_controlled == NotControlled::Proceed => {
-                self.decide(
-                    gate,
-                    GateState::NotControlled,
-                    Some(true),
-                    format!("{} (servicenow.not_controlled: proceed)", answer.describe()),
-                    "not_controlled",
-                    Timers::default(),
-                )
-                .await?;
-                Ok(OutboxResult::Done {
-                    message: "registered with ServiceNow: not under change control".into(),
-                })
-            }
-            Ok(answer) => {
-                // Fail closed, as the plugin does: a stage ServiceNow does not know must not
-                // reach production ungated.
-                let why = answer.describe();
-                self.fail(gate, why.clone()).await?;
-                Ok(OutboxResult::GiveUp { error: why })
-            }
+            Ok(answer) => self.registered(gate, answer).await,
             Err(RegisterError::StepInvalid) => {
                 self.fail(gate, "Step could not be associated with a pipeline step in ServiceNow (stepMapping answered stepValid: false)".into()).await?;
                 Ok(OutboxResult::GiveUp {
                     error: "the step mapping is not valid".into(),
                 })
             }
-            Err(RegisterError::ServiceNow(e)) => {
-                let age = (chrono::Utc::now() - item.created_at)
-                    .to_std()
-                    .unwrap_or_default();
-                if e.is_transient()
-                    && age < self.register_give_up_after
-                    && item.attempts + 1 < self.settings.max_attempts
-                {
-                    return Ok(OutboxResult::Retry {
-                        after: self.backoff(item.attempts, e.retry_after()),
-                        error: e.describe(),
-                    });
-                }
-                let why = if e.is_transient() {
-                    format!(
-                        "registration with ServiceNow kept failing and was given up: {}",
-                        e.describe()
-                    )
-                } else {
-                    format!("registration with ServiceNow failed: {}", e.describe())
-                };
-                self.fail(gate, why.clone()).await?;
-                Ok(OutboxResult::GiveUp { error: why })
-            }
+            Err(RegisterError::ServiceNow(e)) => self.registration_failed(item, gate, e).await,
         }
+    }
+
+    /// What ServiceNow answered about change control decides the gate.
+    async fn registered(
+        &self,
+        gate: &Gate,
+        answer: ControlAnswer,
+    ) -> Result<OutboxResult, StoreError> {
+        if answer.controlled {
+            self.decide(
+                gate,
+                GateState::Pending,
+                None,
+                "Waiting for a change request decision from ServiceNow".into(),
+                "registered",
+                on_pending(
+                    &gate.spec,
+                    chrono::Utc::now().timestamp_millis(),
+                    self.poll_interval,
+                ),
+            )
+            .await?;
+            return Ok(OutboxResult::Done {
+                message: "registered with ServiceNow: the stage is under change control".into(),
+            });
+        }
+        if self.not_controlled == NotControlled::Proceed {
+            self.decide(
+                gate,
+                GateState::NotControlled,
+                Some(true),
+                format!("{} (servicenow.not_controlled: proceed)", answer.describe()),
+                "not_controlled",
+                Timers::default(),
+            )
+            .await?;
+            return Ok(OutboxResult::Done {
+                message: "registered with ServiceNow: not under change control".into(),
+            });
+        }
+        // Fail closed, as the plugin does: a stage ServiceNow does not know must not reach
+        // production ungated.
+        let why = answer.describe();
+        self.fail(gate, why.clone()).await?;
+        Ok(OutboxResult::GiveUp { error: why })
+    }
+
+    /// A transient error is retried until `register_give_up_after` or `max_attempts`; then, or
+    /// for any other error, the gate fails.
+    async fn registration_failed(
+        &self,
+        item: &OutboxItem,
+        gate: &Gate,
+        e: ServiceNowError,
+    ) -> Result<OutboxResult, StoreError> {
+        let age = (chrono::Utc::now() - item.created_at)
+            .to_std()
+            .unwrap_or_default();
+        if e.is_transient()
+            && age < self.register_give_up_after
+            && item.attempts + 1 < self.settings.max_attempts
+        {
+            return Ok(OutboxResult::Retry {
+                after: self.backoff(item.attempts, e.retry_after()),
+                error: e.describe(),
+            });
+        }
+        let why = if e.is_transient() {
+            format!(
+                "registration with ServiceNow kept failing and was given up: {}",
+                e.describe()
+            )
+        } else {
+            format!("registration with ServiceNow failed: {}", e.describe())
+        };
+        self.fail(gate, why.clone()).await?;
+        Ok(OutboxResult::GiveUp { error: why })
     }
 
     async fn register_once(&self, gate: &Gate) -> Result<ControlAnswer, RegisterError> {
@@ -375,286 +407,6 @@ impl Outbox {
     }
 }
 
-impl Outbox {
-    /// Change mode's registration: find or create the CR and link it (SPEC §6).
-    async fn link_change(
-        &self,
-        item: &OutboxItem,
-        gate: &Gate,
-    ) -> Result<OutboxResult, StoreError> {
-        let Some(change) = &self.change else {
-            let why = "change mode needs servicenow.auth basic or oauth".to_string();
-            self.fail(gate, why.clone()).await?;
-            return Ok(OutboxResult::GiveUp { error: why });
-        };
-        match change.link(gate).await {
-            Ok(Link::NotControlled(why)) => {
-                self.decide(
-                    gate,
-                    GateState::NotControlled,
-                    Some(true),
-                    format!("Not under change control: {why}"),
-                    "not_controlled",
-                    Timers::default(),
-                )
-                .await?;
-                Ok(OutboxResult::Done {
-                    message: "not change-controlled: no change request searched or created".into(),
-                })
-            }
-            Ok(Link::Linked { record, created }) => {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                let mut timers = on_pending(&gate.spec, now_ms, self.poll_interval);
-                // The CR is known from the start: the creation timeout does not apply.
-                timers.creation_deadline_ms = None;
-                timers.step_deadline_ms = on_change_known(&gate.spec, now_ms, false);
-                let mut cr = change_request_of(&change.client, &record);
-                cr.created_by_snowgate = created;
-                let verb = if created { "created" } else { "linked" };
-                let message = format!(
-                    "Waiting for {} ({verb}; state {})",
-                    record.number,
-                    cr.state.as_deref().unwrap_or("unknown")
-                );
-                let mut outbox: Vec<NewOutbox> = Vec::new();
-                let mut linked = gate.clone();
-                linked.change_request = Some(cr.clone());
-                outbox.extend(work_note(
-                    &linked,
-                    &format!(
-                        "{verb} to Jenkins {} build {} stage {}{}",
-                        gate.spec.job_url,
-                        gate.spec.build_number,
-                        gate.spec.stage_name,
-                        gate.spec
-                            .build_url
-                            .as_deref()
-                            .map(|u| format!(" ({u})"))
-                            .unwrap_or_default()
-                    ),
-                ));
-                if created && change.auto_transitions(&gate.spec) {
-                    // A pre-approved standard change: snowgate moves it to Implement itself.
-                    // The state model takes a standard change New → Scheduled → Implement.
-                    outbox.push(NewOutbox {
-                        kind: OutboxKind::ChangeUpdate,
-                        payload: serde_json::json!({
-                            "steps": [{"state": "scheduled"}, {"state": "implement"}],
-                            "what": "move to Implement",
-                        }),
-                    });
-                }
-                self.decider
-                    .decide(Transition {
-                        gate_id: gate.id,
-                        to: GateState::Pending,
-                        proceed: None,
-                        message,
-                        actor: Actor::ServiceNow,
-                        event_kind: "linked",
-                        change_request: Some(cr),
-                        outbox,
-                        timers,
-                    })
-                    .await?;
-                Ok(OutboxResult::Done {
-                    message: format!("change request {} {verb}", record.number),
-                })
-            }
-            Err(e) if e.is_transient() => {
-                let age = (chrono::Utc::now() - item.created_at)
-                    .to_std()
-                    .unwrap_or_default();
-                if age < self.register_give_up_after
-                    && item.attempts + 1 < self.settings.max_attempts
-                {
-                    let hint = match &e {
-                        LinkError::ServiceNow(s) => s.retry_after(),
-                        _ => None,
-                    };
-                    return Ok(OutboxResult::Retry {
-                        after: self.backoff(item.attempts, hint),
-                        error: e.to_string(),
-                    });
-                }
-                let why = format!("finding or creating the change request kept failing: {e}");
-                self.fail(gate, why.clone()).await?;
-                Ok(OutboxResult::GiveUp { error: why })
-            }
-            Err(e) => {
-                let why = e.to_string();
-                self.fail(gate, why.clone()).await?;
-                Ok(OutboxResult::GiveUp { error: why })
-            }
-        }
-    }
-
-    /// `PATCH …/change/{sys_id}`: a work note or a state move (change mode).
-    async fn change_update(&self, item: &OutboxItem, gate: &Gate) -> OutboxResult {
-        let (Some(change), Some(sys_id)) = (
-            &self.change,
-            gate.change_request.as_ref().and_then(|c| c.sys_id.clone()),
-        ) else {
-            return OutboxResult::GiveUp {
-                error: "no change request to update".into(),
-            };
-        };
-        let what = item.payload["what"]
-            .as_str()
-            .unwrap_or("update")
-            .to_string();
-        let result = match (
-            item.payload["fields"].as_object(),
-            item.payload["steps"].as_array(),
-        ) {
-            (Some(fields), _) => change.client.patch(&sys_id, fields).await.map(|r| r.number),
-            (None, Some(steps)) => self.move_through(change, &sys_id, steps).await,
-            (None, None) => {
-                return OutboxResult::GiveUp {
-                    error: "a change update without fields".into(),
-                }
-            }
-        };
-        match result {
-            Ok(number) => OutboxResult::Done {
-                message: format!("{what} written to {number}"),
-            },
-            Err(e) if e.is_transient() => self.retry_or_give_up(item, e.describe()),
-            Err(e) => OutboxResult::GiveUp {
-                error: format!("{what} refused by ServiceNow: {}", e.describe()),
-            },
-        }
-    }
-
-    /// PATCH a CR through states in order, skipping the steps it has already passed (so a
-    /// retry after a partial success does not ask for a move backwards).
-    async fn move_through(
-        &self,
-        change: &ChangeMode,
-        sys_id: &str,
-        steps: &[serde_json::Value],
-    ) -> Result<String, crate::servicenow::ServiceNowError> {
-        let mut current = change.client.get(sys_id).await?;
-        for step in steps {
-            let Some(fields) = step.as_object() else {
-                continue;
-            };
-            let target = fields
-                .get("state")
-                .and_then(|s| s.as_str())
-                .and_then(CrState::parse);
-            let now = CrState::parse(&current.state);
-            if let (Some(t), Some(n)) = (target, now) {
-                if n.order() >= t.order() {
-                    continue;
-                }
-            }
-            current = change.client.patch(sys_id, fields).await?;
-        }
-        Ok(current.number)
-    }
-
-    fn retry_or_give_up(&self, item: &OutboxItem, error: String) -> OutboxResult {
-        if item.attempts + 1 < self.settings.max_attempts {
-            OutboxResult::Retry {
-                after: self.backoff(item.attempts, None),
-                error,
-            }
-        } else {
-            OutboxResult::GiveUp {
-                error: format!("given up after {} attempts: {error}", item.attempts + 1),
-            }
-        }
-    }
-
-    /// Answer the gate's Jenkins `input` step (SPEC §5): 404 means not reached yet, already
-    /// answered or build over — retried while the build still runs; 400 with `X-Error` means
-    /// someone answered it already; 401/403 are credential problems.
-    async fn release(&self, item: &OutboxItem, gate: &Gate) -> OutboxResult {
-        let Some(jenkins) = &self.jenkins else {
-            return OutboxResult::GiveUp {
-                error: "no jenkins section is configured: the input cannot be released".into(),
-            };
-        };
-        let (Some(input), Some(build_url)) = (&gate.spec.input_id, &gate.spec.build_url) else {
-            return OutboxResult::GiveUp {
-                error: "the gate names no input or build URL".into(),
-            };
-        };
-        let build = match jenkins.resolve(build_url) {
-            Ok(b) => b,
-            Err(why) => {
-                return OutboxResult::GiveUp {
-                    error: format!("buildUrl {why}"),
-                }
-            }
-        };
-        let proceed = item.payload["proceed"].as_bool().unwrap_or(false);
-        let cr = gate.change_request.as_ref();
-        let approver = cr
-            .and_then(|c| c.approvers.as_deref())
-            .or(gate.decided_by.as_deref());
-        let answer = Answer {
-            proceed,
-            change_number: cr.and_then(|c| c.number.as_deref()),
-            approver,
-        };
-        let id = jenkins_input_id(input);
-        match jenkins.answer_input(&build, input, &answer).await {
-            Ok(action) => OutboxResult::Done {
-                message: format!("Jenkins input {id} answered with {action}"),
-            },
-            // Jenkins' input step answers 400 with the reason in `X-Error`
-            // (InputStepExecution.preSubmissionCheck / preAbortCheck).
-            Err(JenkinsError::Status {
-                status: 400,
-                x_error: Some(e),
-            }) if e.contains("already given") => OutboxResult::Done {
-                message: format!("Jenkins input {id} was already answered: {e}"),
-            },
-            Err(JenkinsError::Status {
-                status: 400,
-                x_error: Some(e),
-            }) if e.contains("You need to be") => {
-                tracing::error!(input = %id, x_error = %e, "jenkins.user may not answer the input");
-                OutboxResult::GiveUp {
-                    error: format!(
-                        "Jenkins refused: jenkins.user may not answer input {id} ({e}); add it to the input's submitter list or give it Job/Cancel permission"
-                    ),
-                }
-            }
-            Err(JenkinsError::Status { status: 404, .. }) => match jenkins.build_status(&build).await {
-                Ok(Some((true, _))) => self.retry_or_give_up(
-                    item,
-                    format!("input {id} not reached yet (the build is still running)"),
-                ),
-                Ok(Some((false, result))) => OutboxResult::GiveUp {
-                    error: format!(
-                        "the build is over (result {}); input {id} can no longer be answered",
-                        result.as_deref().unwrap_or("unknown")
-                    ),
-                },
-                Ok(None) => OutboxResult::GiveUp {
-                    error: "the build no longer exists in Jenkins".into(),
-                },
-                Err(e) if e.is_transient() => self.retry_or_give_up(item, e.to_string()),
-                Err(e) => OutboxResult::GiveUp {
-                    error: format!("cannot read the build's status: {e}"),
-                },
-            },
-            Err(JenkinsError::Status { status: s @ (401 | 403), .. }) => OutboxResult::GiveUp {
-                error: format!(
-                    "Jenkins refused the credentials ({s}): check jenkins.user and jenkins.api_token (the user needs Job/Build permission)"
-                ),
-            },
-            Err(e) if e.is_transient() => self.retry_or_give_up(item, e.to_string()),
-            Err(e) => OutboxResult::GiveUp {
-                error: format!("Jenkins refused to answer input {id}: {e}"),
-            },
-        }
-    }
-}
-
 enum RegisterError {
     StepInvalid,
     ServiceNow(ServiceNowError),
@@ -663,25 +415,5 @@ enum RegisterError {
 impl From<ServiceNowError> for RegisterError {
     fn from(e: ServiceNowError) -> Self {
         RegisterError::ServiceNow(e)
-    }
-}
-
-/// The gate's view of a change record.
-pub fn change_request_of(client: &ChangeClient, r: &ChangeRecord) -> ChangeRequest {
-    ChangeRequest {
-        number: Some(r.number.clone()),
-        sys_id: Some(r.sys_id.clone()),
-        url: Some(client.record_url(&r.sys_id)),
-        state: Some(
-            CrState::parse(&r.state)
-                .map(|s| s.name().to_string())
-                .unwrap_or_else(|| r.state.clone()),
-        ),
-        planned_start_date: r.start_date.clone(),
-        planned_end_date: r.end_date.clone(),
-        approvers: r.approval.clone(),
-        assignment_group: r.assignment_group.clone(),
-        comments: None,
-        created_by_snowgate: false,
     }
 }

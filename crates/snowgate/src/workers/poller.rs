@@ -1,4 +1,4 @@
-//! Polling fallback (SPEC §4): for pending gates, ask ServiceNow's changeInfo about the change
+//! Polling fallback: for pending gates, ask ServiceNow's changeInfo about the change
 //! request, keep the gate's CR data current, and decide when callbacks cannot arrive
 //! (firewall, lost callback, snowgate down when ServiceNow called). Each gate is polled at its
 //! own interval; every request takes a slot of the shared rate limit.
@@ -115,25 +115,12 @@ impl Poller {
                 )
                 .await;
         };
-        let mut v = verdict(
-            &number,
-            state,
-            parse_planned(info.planned_start.as_deref()),
-            parse_planned(info.planned_end.as_deref()),
-            info.approvers.as_deref(),
-            now,
-        );
-        if !info.state_is_name && !matches!(v, Verdict::Approve(_) | Verdict::Wait { .. }) {
-            // A bare number is ambiguous (ServiceNow's own example answers `"state": "0"` for a
-            // change still being requested): stopping a stage needs the state's name.
-            v = Verdict::Wait {
-                message: format!(
-                    "{number} reports only the numeric state {:?}; waiting for its named state or the callback before deciding",
-                    info.state.as_deref().unwrap_or_default()
-                ),
-                recheck_in: None,
-            };
-        }
+        let v = devops_verdict(&info, &number, state, now);
+        self.act(gate, cr, v).await
+    }
+
+    /// A DevOps gate's verdict as a decision, or as a wait.
+    async fn act(&self, gate: &Gate, cr: ChangeRequest, v: Verdict) -> Result<(), StoreError> {
         let (to, proceed, message) = match v {
             Verdict::Wait {
                 message,
@@ -156,7 +143,7 @@ impl Poller {
         self.decide(gate, to, proceed, message, cr).await
     }
 
-    /// Change mode: read the linked CR and decide (SPEC §6): Implement inside its window →
+    /// Change mode: read the linked CR and decide: Implement inside its window →
     /// approved; New/Assess/Authorize/Scheduled → wait; any other state → failed, named.
     async fn poll_change(&self, gate: &Gate) -> Result<(), StoreError> {
         let (Some(change), Some(sys_id)) = (
@@ -199,6 +186,19 @@ impl Poller {
             approval.as_deref(),
             Utc::now(),
         );
+        self.act_on_change(gate, cr, &record.number, state, v).await
+    }
+
+    /// A change-mode gate's verdict: only Implement inside the window approves; any other
+    /// decision fails the gate, naming the CR's state.
+    async fn act_on_change(
+        &self,
+        gate: &Gate,
+        cr: ChangeRequest,
+        number: &str,
+        state: CrState,
+        v: Verdict,
+    ) -> Result<(), StoreError> {
         let (to, proceed, message) = match v {
             Verdict::Wait {
                 message,
@@ -213,7 +213,7 @@ impl Poller {
                 let m = if m.starts_with("change window closed") {
                     m
                 } else {
-                    format!("{} is in state {}: {m}", record.number, state.name())
+                    format!("{number} is in state {}: {m}", state.name())
                 };
                 // A canceled or closed CR, or a window that closed, is a decision:
                 // `ignoreErrors` does not cover it.
@@ -286,6 +286,35 @@ impl Poller {
         }
         Ok(())
     }
+}
+
+/// What changeInfo's answer means for a DevOps gate. A bare numeric state is ambiguous
+/// (ServiceNow's own example answers `"state": "0"` for a change still being requested):
+/// stopping a stage needs the state's name.
+fn devops_verdict(
+    info: &ChangeInfo,
+    number: &str,
+    state: CrState,
+    now: chrono::DateTime<Utc>,
+) -> Verdict {
+    let v = verdict(
+        number,
+        state,
+        parse_planned(info.planned_start.as_deref()),
+        parse_planned(info.planned_end.as_deref()),
+        info.approvers.as_deref(),
+        now,
+    );
+    if !info.state_is_name && !matches!(v, Verdict::Approve(_) | Verdict::Wait { .. }) {
+        return Verdict::Wait {
+            message: format!(
+                "{number} reports only the numeric state {:?}; waiting for its named state or the callback before deciding",
+                info.state.as_deref().unwrap_or_default()
+            ),
+            recheck_in: None,
+        };
+    }
+    v
 }
 
 /// The gate's CR data updated with what changeInfo says (state by its name).
