@@ -196,6 +196,15 @@ pub enum OutboxResult {
     GiveUp { error: String },
 }
 
+/// The history entry of a failed outbox attempt that will be tried again.
+fn retry_message(item: &OutboxItem, after: Duration, error: &str) -> String {
+    format!(
+        "attempt {} failed: {error}; retrying in {:.1}s",
+        item.attempts + 1,
+        after.as_secs_f64()
+    )
+}
+
 impl OutboxResult {
     /// The same result with any callback token in its text replaced by a fingerprint, before
     /// the text reaches a log line, an event row, the API or the status page.

@@ -1,0 +1,321 @@
+//! PostgreSQL backend, for several replicas on one database: migrations under an advisory
+//! lock, a bounded pool with connect and statement timeouts, compare-and-set transitions that
+//! `NOTIFY` the gate id on commit (other replicas wake their long-polls with it), and
+//! background work claimed with `FOR UPDATE SKIP LOCKED` and expiring leases.
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::mpsc;
+use tokio_postgres_rustls::MakeRustlsConnect;
+use uuid::Uuid;
+
+use super::sql;
+use super::{
+    Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
+    StoreError, StoreSignal, Transition, TransitionOutcome,
+};
+use crate::domain::gate::Actor;
+use crate::domain::timers::Deadline;
+use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
+use rows::{event_from_row, gate_from_row, load_gate, pg};
+
+mod gates;
+mod lease;
+mod listen;
+mod rows;
+mod schema;
+mod work;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    config: Arc<tokio_postgres::Config>,
+    tls: MakeRustlsConnect,
+    /// This store's own mark in its notifications (`<origin> <gate id>`): its listener skips
+    /// them, since the process that decided a gate wakes its own long-polls itself (with the
+    /// decision's timing) and its workers need no takeover wake for it.
+    origin: Arc<str>,
+}
+
+/// Connection settings for [`PostgresStore::connect`].
+pub struct PgOptions {
+    pub url: String,
+    pub password: Option<String>,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+    /// `store.ca_file`: the CA of the server's certificate (`sslmode` verify-ca/verify-full).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl PostgresStore {
+    /// Whether this store's connections are encrypted, as the server sees them.
+    pub async fn uses_tls(&self) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
+    }
+
+    /// Connect, and apply pending migrations under an advisory lock (replicas starting
+    /// together never race).
+    pub async fn connect(o: PgOptions) -> Result<PostgresStore, StoreError> {
+        let (url, sslmode) = super::pg_url::split_sslmode(&o.url)
+            .map_err(|e| StoreError::unavailable(format!("store.url: {e}")))?;
+        let tls = super::pg_tls::connector(sslmode, o.ca_file.as_deref())
+            .map_err(StoreError::unavailable)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::unavailable_by("store.url is not a PostgreSQL URL", e))?;
+        config.ssl_mode(sslmode.negotiation());
+        configure(&mut config, &o);
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(o.pool_size.max(2))
+            .wait_timeout(Some(o.connect_timeout))
+            .create_timeout(Some(o.connect_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(pg)?;
+        let store = PostgresStore {
+            pool,
+            config: Arc::new(config),
+            tls,
+            origin: Uuid::new_v4().simple().to_string().into(),
+        };
+        schema::migrate(&store).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pg)
+    }
+
+    /// The gates one of the shared statements selects.
+    async fn gates_by(
+        &self,
+        statement: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Gate>, StoreError> {
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(statement).await.map_err(pg)?;
+        let rows = c.query(&stmt, params).await.map_err(pg)?;
+        rows.iter().map(gate_from_row).collect()
+    }
+}
+
+/// Keepalives, the password, timeouts and the application name.
+fn configure(config: &mut tokio_postgres::Config, o: &PgOptions) {
+    // A dead peer or a cut network is noticed by the kernel within about 25 s even on an
+    // idle connection; a server that is alive but hung is bounded by `store.timeout`.
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(10));
+    config.keepalives_interval(Duration::from_secs(5));
+    config.keepalives_retries(3);
+    if let Some(p) = &o.password {
+        config.password(p);
+    }
+    config.connect_timeout(o.connect_timeout);
+    config.options(format!(
+        "-c statement_timeout={}",
+        o.statement_timeout.as_millis()
+    ));
+    config.application_name("snowgate");
+}
+
+#[async_trait]
+impl GateStore for PostgresStore {
+    async fn open_gate(
+        &self,
+        spec: GateSpec,
+        token: CallbackToken,
+        claim: Duration,
+    ) -> Result<Opened, StoreError> {
+        gates::open_gate(self, spec, token, claim).await
+    }
+
+    async fn gate(&self, id: Uuid) -> Result<Option<Gate>, StoreError> {
+        let c = self.client().await?;
+        load_gate(&c, &id.to_string()).await
+    }
+
+    async fn gate_by_token(&self, raw_token: &str) -> Result<Option<Gate>, StoreError> {
+        gates::gate_by_token(self, raw_token).await
+    }
+
+    async fn list_gates(
+        &self,
+        state: Option<GateState>,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        let limit = limit as i64;
+        match state {
+            Some(s) => {
+                self.gates_by(sql::GATES_IN_STATE, &[&s.as_str(), &limit])
+                    .await
+            }
+            None => self.gates_by(sql::ALL_GATES, &[&limit]).await,
+        }
+    }
+
+    async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::OPEN_GATES, &[&(limit as i64)]).await
+    }
+
+    async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::RECENT_DECISIONS, &[&(limit as i64)])
+            .await
+    }
+
+    async fn gates_of_build(
+        &self,
+        build_number: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(sql::GATES_OF_BUILD, &[&build_number, &(limit as i64)])
+            .await
+    }
+
+    async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(sql::EVENTS_OF_GATE, &[&id.to_string()])
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    async fn transition(
+        &self,
+        t: Transition,
+        follow_ups: FollowUps,
+    ) -> Result<TransitionOutcome, StoreError> {
+        gates::transition_gate(self, t, follow_ups).await
+    }
+
+    async fn update_change_request(
+        &self,
+        id: Uuid,
+        u: CrUpdate,
+    ) -> Result<Option<Gate>, StoreError> {
+        gates::update_change_request(self, id, u).await
+    }
+
+    async fn claim_polls(
+        &self,
+        limit: u32,
+        default_interval: Duration,
+    ) -> Result<Vec<Gate>, StoreError> {
+        work::claim_polls(self, limit, default_interval).await
+    }
+
+    async fn next_poll_due(&self) -> Result<Option<i64>, StoreError> {
+        work::next_poll_due(self).await
+    }
+
+    async fn due_deadlines(&self, limit: u32) -> Result<Vec<(Gate, Deadline)>, StoreError> {
+        work::due_deadlines(self, limit).await
+    }
+
+    async fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
+        work::next_deadline(self).await
+    }
+
+    async fn open_gates_after(
+        &self,
+        after: Option<(i64, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Gate)>, StoreError> {
+        work::open_gates_after(self, after, limit).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        work::claim_outbox(self, limit, lease).await
+    }
+
+    async fn finish_outbox(
+        &self,
+        item: &OutboxItem,
+        result: OutboxResult,
+    ) -> Result<(), StoreError> {
+        work::finish_outbox(self, item, result).await
+    }
+
+    async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        work::next_outbox_due(self).await
+    }
+
+    async fn complete_gate(
+        &self,
+        id: Uuid,
+        result: String,
+        actor: Actor,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<Completion, StoreError> {
+        gates::complete_gate(self, id, result, actor, outbox).await
+    }
+
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        work::outbox_backlog(self).await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError> {
+        let c = self.client().await?;
+        let rows = c.query(sql::COUNT_BY_STATE, &[]).await.map_err(pg)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let s: String = r.get(0);
+                let n: i64 = r.get(1);
+                GateState::parse(&s).map(|st| (st, n as u64))
+            })
+            .collect())
+    }
+
+    async fn acknowledge_late(&self, id: Uuid, message: String) -> Result<bool, StoreError> {
+        work::acknowledge_late(self, id, &message).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.query_one("SELECT 1", &[]).await.map_err(pg)?;
+        Ok(())
+    }
+
+    async fn listen(&self) -> Option<mpsc::Receiver<StoreSignal>> {
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(listen::listen_loop(
+            self.config.clone(),
+            self.tls.clone(),
+            self.origin.clone(),
+            tx,
+        ));
+        Some(rx)
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        lease::try_lease(self, name, holder, ttl).await
+    }
+
+    async fn heartbeat(&self, replica: &str, ttl: Duration) -> Result<u32, StoreError> {
+        lease::heartbeat(self, replica, ttl).await
+    }
+}
