@@ -319,24 +319,9 @@ pub fn cr_number(gate: &GateView) -> Option<&str> {
     gate.change_request.as_ref()?.number.as_deref()
 }
 
-/// The raw-JSON forms of the gate helpers, for tests that search an answer's whole text (a
-/// secret must not show anywhere in it) and for the scenario files not yet reading
-/// `snowgate::api` types (ui.rs).
+/// The raw JSON of a gate's events, for tests that search their whole text (a secret must not
+/// show anywhere in it).
 impl TestApp {
-    pub async fn open_json(&self, stage: &str) -> Value {
-        let resp = self.open_gate(&gate_body(stage)).await;
-        assert_eq!(resp.status(), 201);
-        resp.json().await.unwrap()
-    }
-
-    pub async fn gate_json(&self, id: impl Display) -> Value {
-        let resp = self
-            .get(&format!("/api/v1/gates/{id}"), Some(PIPELINE_TOKEN))
-            .await;
-        assert_eq!(resp.status(), 200);
-        resp.json().await.unwrap()
-    }
-
     pub async fn events_json(&self, id: impl Display) -> Vec<Value> {
         let resp = self
             .get(&format!("/api/v1/gates/{id}/events"), Some(PIPELINE_TOKEN))
@@ -344,19 +329,5 @@ impl TestApp {
         assert_eq!(resp.status(), 200);
         let v: Value = resp.json().await.unwrap();
         v["events"].as_array().unwrap().clone()
-    }
-
-    pub async fn until_state_json(&self, id: impl Display, state: &str) -> Value {
-        for _ in 0..200 {
-            let g = self.gate_json(&id).await;
-            if g["state"] == state {
-                return g;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "gate {id} never reached {state}: {}",
-            self.gate_json(&id).await
-        );
     }
 }

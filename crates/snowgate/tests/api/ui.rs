@@ -6,11 +6,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::redirect::Policy;
-use serde_json::{json, Value};
+use serde_json::json;
 use snowgate::configuration::Dur;
 
 use crate::durability::{free_port, start_binary, write_config};
 use crate::helpers::*;
+use snowgate::api::GateView;
+use snowgate::domain::GateState;
 
 /// A client that shows redirects instead of following them.
 fn no_redirects() -> reqwest::Client {
@@ -78,8 +80,8 @@ async fn gate_page(app: &TestApp, id: &str, cookie: &str) -> String {
 #[tokio::test]
 async fn every_ui_page_redirects_to_the_login_form_without_a_session() {
     let app = spawn_app().await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
     // The cookie of the old design carried the token itself: it opens nothing now.
     let old_style = format!(
         "snowgate_ui=00.{}",
@@ -117,7 +119,7 @@ async fn every_ui_page_redirects_to_the_login_form_without_a_session() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
-    assert_eq!(app.gate_json(id).await["state"], "pending");
+    assert_eq!(app.gate(id).await.state, GateState::Pending);
 
     let page = html(get_page(&app, "/ui/login", None).await, 200).await;
     assert!(page.contains("action=\"/ui/login\""), "{page}");
@@ -205,8 +207,8 @@ async fn a_session_is_refused_once_its_ttl_has_passed() {
         s.ui.session_ttl = Dur(Duration::from_secs(2))
     })
     .await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
     let resp = post_form(&app, "/ui/login", None, &[("token", OPERATOR_TOKEN)]).await;
     let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
     assert!(
@@ -232,7 +234,7 @@ async fn a_session_is_refused_once_its_ttl_has_passed() {
     .await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()[LOCATION], "/ui/login");
-    assert_eq!(app.gate_json(id).await["state"], "pending");
+    assert_eq!(app.gate(id).await.state, GateState::Pending);
     // Logging in again works.
     let fresh = login(&app).await;
     html(get_page(&app, "/ui", Some(&fresh)).await, 200).await;
@@ -288,11 +290,11 @@ async fn a_wrong_or_pipeline_token_re_shows_the_login_form_with_an_error() {
 #[tokio::test]
 async fn the_overview_lists_a_pending_gate_with_its_links() {
     let app = spawn_app().await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
-    app.until_state_json(id, "pending").await;
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
+    app.until_state(id, GateState::Pending).await;
     let gate = until_change_known(&app, id).await;
-    let cr = &gate["changeRequest"];
+    let cr = change_request(&gate);
     let cookie = login(&app).await;
     let page = html(get_page(&app, "/ui", Some(&cookie)).await, 200).await;
     let row_start = page
@@ -308,10 +310,10 @@ async fn the_overview_lists_a_pending_gate_with_its_links() {
         &format!("href=\"/ui/gates/{id}\">Deploy</a>"),
         &format!(
             "href=\"{}\" rel=\"noopener noreferrer\">{}</a>",
-            escape_html(cr["url"].as_str().unwrap()),
-            escape_html(cr["number"].as_str().unwrap())
+            escape_html(cr.url.as_deref().unwrap()),
+            escape_html(cr.number.as_deref().unwrap())
         ),
-        &escape_html(gate["message"].as_str().unwrap()),
+        &escape_html(&gate.message),
     ] {
         assert!(row.contains(part), "{part} missing in {row}");
     }
@@ -319,17 +321,20 @@ async fn the_overview_lists_a_pending_gate_with_its_links() {
 }
 
 /// The gate once the simulator's "change request created" notice has given it a CR number.
-async fn until_change_known(app: &TestApp, id: &str) -> Value {
+async fn until_change_known(app: &TestApp, id: &str) -> GateView {
     for _ in 0..200 {
-        let g = app.gate_json(id).await;
-        if g["changeRequest"]["number"].is_string() && g["changeRequest"]["url"].is_string() {
+        let g = app.gate(id).await;
+        if g.change_request
+            .as_ref()
+            .is_some_and(|c| c.number.is_some() && c.url.is_some())
+        {
             return g;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!(
-        "gate {id} never learned its change request: {}",
-        app.gate_json(id).await
+        "gate {id} never learned its change request: {:?}",
+        app.gate(id).await
     );
 }
 
@@ -348,8 +353,8 @@ async fn values_from_requests_are_escaped_on_the_page() {
     let stage = "<script>alert('x')</script>";
     let resp = app.open_gate(&gate_body(stage)).await;
     assert_eq!(resp.status(), 201);
-    let gate: Value = resp.json().await.unwrap();
-    let id = gate["id"].as_str().unwrap();
+    let gate: GateView = resp.json().await.unwrap();
+    let id = &gate.id.to_string();
     let cookie = login(&app).await;
     for page in [
         html(get_page(&app, "/ui", Some(&cookie)).await, 200).await,
@@ -363,9 +368,9 @@ async fn values_from_requests_are_escaped_on_the_page() {
 #[tokio::test]
 async fn aborting_without_a_reason_is_refused_and_the_gate_stays_pending() {
     let app = spawn_app().await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
-    app.until_state_json(id, "pending").await;
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
+    app.until_state(id, GateState::Pending).await;
     let cookie = login(&app).await;
     let page = gate_page(&app, id, &cookie).await;
     assert!(page.contains("id=\"abort-reason\" name=\"reason\" required"));
@@ -388,17 +393,17 @@ async fn aborting_without_a_reason_is_refused_and_the_gate_stays_pending() {
     )
     .await;
     assert!(html(resp, 400).await.contains("at most 1000"));
-    let g = app.gate_json(id).await;
-    assert_eq!(g["state"], "pending");
-    assert_eq!(g["proceed"], Value::Null);
+    let g = app.gate(id).await;
+    assert_eq!(g.state, GateState::Pending);
+    assert_eq!(g.proceed, None);
 }
 
 #[tokio::test]
 async fn aborting_with_a_reason_stops_the_stage_and_is_logged() {
     let app = spawn_app().await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
-    app.until_state_json(id, "pending").await;
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
+    app.until_state(id, GateState::Pending).await;
     let cookie = login(&app).await;
     let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
     let resp = post_form(
@@ -414,16 +419,16 @@ async fn aborting_with_a_reason_stops_the_stage_and_is_logged() {
         format!("/ui/gates/{id}?done=aborted").as_str()
     );
     // Exactly what the operator API records.
-    let g = app.gate_json(id).await;
-    assert_eq!(g["state"], "aborted");
-    assert_eq!(g["proceed"], false);
-    assert_eq!(g["decidedBy"], "operator:alice");
-    assert_eq!(g["message"], "aborted by alice: wrong artifact");
-    let last = app.events_json(id).await.last().unwrap().clone();
-    assert_eq!(last["kind"], "aborted");
-    assert_eq!(last["actor"], "operator:alice");
-    assert_eq!(last["fromState"], "pending");
-    assert_eq!(last["toState"], "aborted");
+    let g = app.gate(id).await;
+    assert_eq!(g.state, GateState::Aborted);
+    assert_eq!(g.proceed, Some(false));
+    assert_eq!(g.decided_by.as_deref(), Some("operator:alice"));
+    assert_eq!(g.message, "aborted by alice: wrong artifact");
+    let last = app.events(id).await.last().unwrap().clone();
+    assert_eq!(last.kind, "aborted");
+    assert_eq!(last.actor, "operator:alice");
+    assert_eq!(last.from_state, Some(GateState::Pending));
+    assert_eq!(last.to_state, Some(GateState::Aborted));
 
     let page = html(
         get_page(&app, &format!("/ui/gates/{id}?done=aborted"), Some(&cookie)).await,
@@ -456,14 +461,14 @@ async fn aborting_with_a_reason_stops_the_stage_and_is_logged() {
         page.contains("The gate is already aborted; it cannot be resumed."),
         "{page}"
     );
-    assert_eq!(app.gate_json(id).await["state"], "aborted");
+    assert_eq!(app.gate(id).await.state, GateState::Aborted);
 }
 
 #[tokio::test]
 async fn resuming_with_a_reason_lets_the_stage_proceed() {
     let app = spawn_app().await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
     let cookie = login(&app).await;
     let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
     let resp = post_form(
@@ -474,17 +479,17 @@ async fn resuming_with_a_reason_lets_the_stage_proceed() {
     )
     .await;
     assert_eq!(resp.status(), 303);
-    let g = app.gate_json(id).await;
-    assert_eq!(g["state"], "resumed");
-    assert_eq!(g["proceed"], true);
-    assert_eq!(g["decidedBy"], "operator:alice");
+    let g = app.gate(id).await;
+    assert_eq!(g.state, GateState::Resumed);
+    assert_eq!(g.proceed, Some(true));
+    assert_eq!(g.decided_by.as_deref(), Some("operator:alice"));
 }
 
 #[tokio::test]
 async fn a_post_without_the_sessions_csrf_token_is_forbidden() {
     let app = spawn_app().await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
     let cookie = login(&app).await;
     let other_login = login(&app).await;
     let others_csrf = csrf_of(&gate_page(&app, id, &other_login).await);
@@ -508,14 +513,14 @@ async fn a_post_without_the_sessions_csrf_token_is_forbidden() {
     }
     let resp = post_form(&app, "/ui/logout", Some(&cookie), &[]).await;
     assert_eq!(resp.status(), 403, "logout needs the token too");
-    assert_eq!(app.gate_json(id).await["state"], "pending");
+    assert_eq!(app.gate(id).await.state, GateState::Pending);
 }
 
 #[tokio::test]
 async fn logging_out_ends_the_session_on_the_server_and_clears_the_cookie() {
     let app = spawn_app().await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
     let cookie = login(&app).await;
     let other = login(&app).await;
     let csrf = csrf_of(&gate_page(&app, id, &cookie).await);
@@ -541,7 +546,7 @@ async fn logging_out_ends_the_session_on_the_server_and_clears_the_cookie() {
     .await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()[LOCATION], "/ui/login");
-    assert_eq!(app.gate_json(id).await["state"], "pending");
+    assert_eq!(app.gate(id).await.state, GateState::Pending);
     // The login form is shown again, not skipped.
     html(get_page(&app, "/ui/login", Some(&cookie)).await, 200).await;
     // Another session of the same operator is not affected.
@@ -551,8 +556,8 @@ async fn logging_out_ends_the_session_on_the_server_and_clears_the_cookie() {
 #[tokio::test]
 async fn with_auth_disabled_the_page_works_without_login() {
     let app = spawn_app_with(sim_settings(), |s| s.auth.disabled = true).await;
-    let gate = app.open_json("Deploy").await;
-    let id = gate["id"].as_str().unwrap();
+    let gate = app.open("Deploy").await;
+    let id = &gate.id.to_string();
     let page = html(get_page(&app, "/ui", None).await, 200).await;
     assert!(page.contains(&format!("/ui/gates/{id}")));
     assert!(!page.contains("Log out"));
@@ -573,7 +578,10 @@ async fn with_auth_disabled_the_page_works_without_login() {
     )
     .await;
     assert_eq!(resp.status(), 303);
-    assert_eq!(app.gate_json(id).await["decidedBy"], "operator:anonymous");
+    assert_eq!(
+        app.gate(id).await.decided_by.as_deref(),
+        Some("operator:anonymous")
+    );
 }
 
 #[tokio::test]
@@ -960,9 +968,9 @@ mod chromium {
 #[tokio::test]
 async fn in_a_real_browser_an_operator_logs_in_sees_the_pending_gate_and_aborts_it() {
     let app = spawn_app().await;
-    let gate = app.open_json("Deploy to production").await;
-    let id = gate["id"].as_str().unwrap().to_string();
-    app.until_state_json(&id, "pending").await;
+    let gate = app.open("Deploy to production").await;
+    let id = gate.id.to_string();
+    app.until_state(&id, GateState::Pending).await;
     let mut browser = chromium::Browser::launch().await;
     let b = &mut browser.page;
     let js = |s: &str| serde_json::to_string(s).unwrap();
@@ -1027,7 +1035,7 @@ async fn in_a_real_browser_an_operator_logs_in_sees_the_pending_gate_and_aborts_
         .await;
     assert_eq!(missing, Ok(json!(true)));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.gate_json(&id).await["state"], "pending");
+    assert_eq!(app.gate(&id).await.state, GateState::Pending);
 
     // With a reason the abort goes through and the page shows the new state.
     b.eval(&format!(
@@ -1046,12 +1054,12 @@ async fn in_a_real_browser_an_operator_logs_in_sees_the_pending_gate_and_aborts_
         .await;
     let text = b.eval("document.body.innerText").await;
     assert!(shown, "the gate page did not show the abort: {text:?}");
-    let g = app.gate_json(&id).await;
-    assert_eq!(g["state"], "aborted");
-    assert_eq!(g["proceed"], false);
-    assert_eq!(g["decidedBy"], "operator:alice");
+    let g = app.gate(&id).await;
+    assert_eq!(g.state, GateState::Aborted);
+    assert_eq!(g.proceed, Some(false));
+    assert_eq!(g.decided_by.as_deref(), Some("operator:alice"));
     assert_eq!(
-        g["message"],
+        g.message,
         "aborted by alice: wrong artifact, seen in the browser"
     );
 }
