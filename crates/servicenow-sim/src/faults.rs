@@ -130,7 +130,7 @@ impl FaultTable {
     }
 }
 
-/// The seed's error sentence for an injected status.
+/// The API reference's error sentence for an injected status.
 pub(crate) fn status_message(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",

@@ -1,11 +1,11 @@
 //! The ServiceNow DevOps simulator: the test double behind every snowgate test and the server
 //! behind `snowgate sim` and `snowgate demo`.
 //!
-//! It serves the sn_devops orchestration API of seed `001_ca31e58e1be9e25d.txt` under
+//! It serves the sn_devops orchestration API of ServiceNow's DevOps REST API reference under
 //! `/api/sn_devops/devops/…`, `/api/sn_devops/v1/devops/…` and `/api/sn_devops/v2/devops/…`
 //! (`changeControl` GET/POST/PUT, `stepMapping` GET/POST, `changeInfo` GET/PUT, `callback` GET,
 //! `POST …/devops/tool/{capability}` (stage events), and `POST …/devops/artifact/registration`
-//! and `…/devops/package/registration`), exactly as strict as the seed: `{"result": …}`
+//! and `…/devops/package/registration`), exactly as strict as the the API reference: `{"result": …}`
 //! wrappers, status codes, Basic auth (any version) or `sn_devops.DevOpsToken <tool_id>:<token>`
 //! (v2 only), `Accept`, `Content-Type`, `toolId` and required fields. See `devops/` for the
 //! order of the checks.
@@ -22,7 +22,7 @@
 //! later the decision (`{"result":"succeeded"|"rejected"|"canceled","changeComments":…}`, or
 //! `{"result":"failed","isError":true,…}`) when a test, the demo timer or the admin API decides.
 //!
-//! It also serves the Change Management API of SPEC §6 and seed `000_54d60dabfc9e1606.txt`
+//! It also serves the Change Management API of ServiceNow's Change Management API, as Octopus Deploy's ServiceNow docs describe it
 //! (`change/`: `GET /api/sn_chg_rest/change` with `sysparm_query`, `GET …/change/{sys_id}`,
 //! `POST …/change/normal|emergency`, `POST …/change/standard/{template}`,
 //! `GET …/change/standard/template`, `PATCH …/change/{sys_id}`, also under `…/v1/…`), with its

@@ -1,4 +1,4 @@
-//! The simulated OAuth token endpoint, `POST /oauth_token.do` (SPEC §6; the seed's "Configure
+//! The simulated OAuth token endpoint, `POST /oauth_token.do` (the Octopus docs' "Configure
 //! ServiceNow OAuth credentials (for use by Octopus)"), issuing the bearer tokens the change API
 //! takes.
 //!
@@ -10,7 +10,7 @@
 //! both answering 200 `{"access_token","refresh_token","scope":"useraccount","token_type":"Bearer",
 //! "expires_in":N}` (a refresh keeps the same refresh token, or omits it with
 //! [`super::SimSettings::oauth_refresh_omits_token`]). A wrong client, user or refresh token is a
-//! 401 `{"error":"server_error","error_description":"access_denied"}` (the instance's body; SPEC
+//! 401 `{"error":"server_error","error_description":"access_denied"}` (the instance's body;
 //! tells clients not to parse it). Injected faults use the key `oauth`.
 
 use std::collections::{HashMap, HashSet};

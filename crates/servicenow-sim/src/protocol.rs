@@ -10,7 +10,7 @@ use super::SimSettings;
 /// Which `/api/sn_devops/{api_version}/…` flavour a request used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ApiVersion {
-    /// `/api/sn_devops/devops/…` (the seed's "Default URL").
+    /// `/api/sn_devops/devops/…` (the API reference's "Default URL").
     Default,
     V1,
     V2,
@@ -33,7 +33,7 @@ pub(crate) enum Endpoint {
         id: Option<String>,
     },
     CallbackGet,
-    /// `POST …/devops/tool/{capability}` (seed "DevOps - POST /devops/tool/{capability}"),
+    /// `POST …/devops/tool/{capability}` (ServiceNow's DevOps API reference "DevOps - POST /devops/tool/{capability}"),
     /// `capability` lower-cased; the official plugin's stage events use `orchestration`.
     ToolEvent {
         capability: String,
@@ -62,7 +62,7 @@ impl Endpoint {
         }
     }
 
-    /// POST and PUT carry a JSON body (seed: "Content-Type … Only supports application/json").
+    /// POST and PUT carry a JSON body (the API reference: "Content-Type … Only supports application/json").
     pub(crate) fn has_body(&self) -> bool {
         matches!(
             self,
@@ -83,7 +83,7 @@ impl Endpoint {
         matches!(self, Endpoint::ChangeControlPost)
     }
 
-    /// `PUT changeInfo` is the one orchestration endpoint whose seed section lists no `toolId`
+    /// `PUT changeInfo` is the one orchestration endpoint whose section in the API reference lists no `toolId`
     /// (and the official plugin sends only `changeRequestNumber`); there a given `toolId` must
     /// still be right. Registrations check their tools themselves (see `is_registration`).
     pub(crate) fn requires_tool_id(&self) -> bool {
@@ -235,7 +235,7 @@ pub(crate) fn parse_authorization(value: &str) -> Option<Credentials> {
 /// Seed (every orchestration section): token authentication exists "starting with v2", and "if
 /// Basic Auth details … are provided in addition to an authorization header with token, Basic
 /// Auth takes precedence" — so a wrong Basic pair fails even next to a good token. The default
-/// URL (`/api/sn_devops/devops/…`) means "the latest version" of the instance, which the seed
+/// URL (`/api/sn_devops/devops/…`) means "the latest version" of the instance, which the API reference
 /// does not fix, so a token is not taken there: only an explicit `/v2/` promises token support.
 pub(crate) fn is_authorized(values: &[&str], version: ApiVersion, settings: &SimSettings) -> bool {
     let credentials: Vec<Credentials> = values
@@ -320,7 +320,7 @@ pub(crate) fn query_pairs(raw: &str) -> Vec<(String, String)> {
 }
 
 /// One more percent-decoding pass. The official plugin encodes URL-valued query parameters
-/// itself before its HTTP layer encodes them again (the seed's `https%253A%252F%252F…`), so the
+/// itself before its HTTP layer encodes them again (the API reference's `https%253A%252F%252F…`), so the
 /// script behind the API decodes a second time.
 pub(crate) fn decode_again(value: &str) -> String {
     percent_decode_str(value).decode_utf8_lossy().into_owned()

@@ -24,7 +24,7 @@ pub struct SimSettings {
     /// orchestration tasks, as if the plugin's discovery had imported them. Any other stage
     /// needs its task created first, by `POST …/orchestration/stepMapping` or a STARTED stage
     /// event (`POST …/tool/orchestration`); until then a registration answers
-    /// `changeControl: false` with a `message` (seed, POST changeControl: "Before you call this
+    /// `changeControl: false` with a `message` (ServiceNow's DevOps API reference, POST changeControl: "Before you call this
     /// endpoint, you must have an orchestration task created in your ServiceNow instance").
     pub known_pipelines: Vec<String>,
     /// Demo: approve each new CR after this delay.
@@ -42,10 +42,10 @@ pub struct SimSettings {
     pub chg_roles: Vec<String>,
     /// Change API: the standard change templates at start, as (name, active).
     pub chg_templates: Vec<(String, bool)>,
-    /// Change API: creates answer `{"result":[{…}]}` instead of `{"result":{…}}` (SPEC §6:
+    /// Change API: creates answer `{"result":[{…}]}` instead of `{"result":{…}}` (ServiceNow's Change API:
     /// clients accept both).
     pub chg_create_as_array: bool,
-    /// Change API: `state` values as numbers (`-5`) and `active` as a boolean (SPEC §6: a
+    /// Change API: `state` values as numbers (`-5`) and `active` as a boolean (ServiceNow's Change API: a
     /// `value` may be a string or a number).
     pub chg_numeric_values: bool,
     /// Change API: `sys_id` as a plain string instead of a `{"value","display_value"}` object.
@@ -74,9 +74,9 @@ impl Default for SimSettings {
             callback_user: None,
             callback_password: None,
             numeric_states: false,
-            // The seed's example artifact tool.
+            // The API reference's example artifact tool.
             artifact_tool_id: "391b4ff6dba24010bc8cdd384b96198f".to_string(),
-            // The seed's web-service-only account: exactly these two roles.
+            // The API reference's web-service-only account: exactly these two roles.
             chg_roles: vec!["sn_change_read".to_string(), "sn_change_write".to_string()],
             chg_templates: vec![("Jenkins deployment".to_string(), true)],
             chg_create_as_array: false,

@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -46,6 +46,13 @@ pub struct Metrics {
     pub open_long_polls: Gauge,
 }
 
+/// Register `metric` under `name` and hand it back (the registry keeps a clone: metrics are
+/// shared handles).
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms … ~16 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -59,86 +66,75 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("snowgate");
-        let gates = Family::<StateLabel, Gauge>::default();
-        registry.register("gates", "Gates by state", gates.clone());
-        let decisions = Family::<SourceLabel, Counter>::default();
-        registry.register(
-            "decisions",
-            "Decisions applied, by where they came from",
-            decisions.clone(),
-        );
-        let decision_latency = latency_histogram();
-        registry.register(
-            "decision_latency_seconds",
-            "From a decision's arrival (callback, poll, operator, timer) to its commit and the wake-up of the waiting long-polls",
-            decision_latency.clone(),
-        );
-        let release_latency = latency_histogram();
-        registry.register(
-            "long_poll_release_seconds",
-            "From a deciding request's arrival (callback or operator) to the answer of each long-poll it released in this process (the decision latency of BENCHMARKS.md; also in the answer's Server-Timing header)",
-            release_latency.clone(),
-        );
-        let time_pending = Histogram::new(exponential_buckets(1.0, 2.0, 20));
-        registry.register(
-            "gate_pending_seconds",
-            "Time from a gate's opening to its decision",
-            time_pending.clone(),
-        );
-        let servicenow_requests = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "servicenow_requests",
-            "ServiceNow requests by endpoint and status (status `error` = no answer)",
-            servicenow_requests.clone(),
-        );
-        let servicenow_latency = Family::<EndpointLabel, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "servicenow_request_duration_seconds",
-            "ServiceNow request latency by endpoint",
-            servicenow_latency.clone(),
-        );
-        let jenkins_requests = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "jenkins_requests",
-            "Jenkins requests by endpoint and status (status `error` = no answer)",
-            jenkins_requests.clone(),
-        );
-        let jenkins_latency = Family::<EndpointLabel, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "jenkins_request_duration_seconds",
-            "Jenkins request latency by endpoint",
-            jenkins_latency.clone(),
-        );
-        let outbox_backlog = Gauge::default();
-        registry.register(
-            "outbox_backlog",
-            "Outbound actions (registrations, acknowledgements, Jenkins releases) not yet done",
-            outbox_backlog.clone(),
-        );
-        let open_long_polls = Gauge::default();
-        registry.register(
-            "waiting_gates",
-            "Gates with at least one open long-poll",
-            open_long_polls.clone(),
-        );
+        let mut r = Registry::with_prefix("snowgate");
+        let endpoint_latency = || {
+            Family::<EndpointLabel, Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            )
+        };
         Metrics {
-            registry,
-            gates,
-            decisions,
-            decision_latency,
-            release_latency,
-            time_pending,
-            servicenow_requests,
-            servicenow_latency,
-            jenkins_requests,
-            jenkins_latency,
-            outbox_backlog,
-            open_long_polls,
+            gates: register(&mut r, "gates", "Gates by state", Family::default()),
+            decisions: register(
+                &mut r,
+                "decisions",
+                "Decisions applied, by where they came from",
+                Family::default(),
+            ),
+            decision_latency: register(
+                &mut r,
+                "decision_latency_seconds",
+                "From a decision's arrival (callback, poll, operator, timer) to its commit and the wake-up of the waiting long-polls",
+                latency_histogram(),
+            ),
+            release_latency: register(
+                &mut r,
+                "long_poll_release_seconds",
+                "From a deciding request's arrival (callback or operator) to the answer of each long-poll it released in this process (the decision latency of BENCHMARKS.md; also in the answer's Server-Timing header)",
+                latency_histogram(),
+            ),
+            time_pending: register(
+                &mut r,
+                "gate_pending_seconds",
+                "Time from a gate's opening to its decision",
+                Histogram::new(exponential_buckets(1.0, 2.0, 20)),
+            ),
+            servicenow_requests: register(
+                &mut r,
+                "servicenow_requests",
+                "ServiceNow requests by endpoint and status (status `error` = no answer)",
+                Family::default(),
+            ),
+            servicenow_latency: register(
+                &mut r,
+                "servicenow_request_duration_seconds",
+                "ServiceNow request latency by endpoint",
+                endpoint_latency(),
+            ),
+            jenkins_requests: register(
+                &mut r,
+                "jenkins_requests",
+                "Jenkins requests by endpoint and status (status `error` = no answer)",
+                Family::default(),
+            ),
+            jenkins_latency: register(
+                &mut r,
+                "jenkins_request_duration_seconds",
+                "Jenkins request latency by endpoint",
+                endpoint_latency(),
+            ),
+            outbox_backlog: register(
+                &mut r,
+                "outbox_backlog",
+                "Outbound actions (registrations, acknowledgements, Jenkins releases) not yet done",
+                Gauge::default(),
+            ),
+            open_long_polls: register(
+                &mut r,
+                "waiting_gates",
+                "Gates with at least one open long-poll",
+                Gauge::default(),
+            ),
+            registry: r,
         }
     }
 

@@ -1,11 +1,11 @@
-//! The simulated artifact and package registration (seed `001_ca31e58e1be9e25d.txt`, sections
+//! The simulated artifact and package registration (ServiceNow's DevOps REST API reference, sections
 //! "DevOps - POST /devops/artifact/registration" and "DevOps - POST /devops/package/registration"):
-//! the seed's required fields and length limits, its `create`/`update`/`found` answers, and a
+//! the API reference's required fields and length limits, its `create`/`update`/`found` answers, and a
 //! small registry of repositories, artifacts, versions, staged requests and packages.
 //!
 //! An artifact version is *linked* when its build details (pipeline or project name, stage,
 //! `taskExecutionNumber`, branch) name a stage execution registered through `POST
-//! …/changeControl`; otherwise the request is staged (seed: "If a task execution is not found,
+//! …/changeControl`; otherwise the request is staged (the API reference: "If a task execution is not found,
 //! the request is persisted in the staging table"), as it is when the version is left to the
 //! artifact tool. A package whose artifact versions are all known is created with one
 //! version-to-package link per artifact; otherwise the request is staged.

@@ -1,5 +1,5 @@
 //! The registry of repositories, artifacts, versions, staged requests and packages, and the
-//! seed's `create`/`update`/`found` answers.
+//! API reference's `create`/`update`/`found` answers.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use super::{
 };
 use crate::model::Model;
 
-/// The `create`/`update`/`found` lists of one table, as the seed answers them.
+/// The `create`/`update`/`found` lists of one table, as the API reference answers them.
 #[derive(Default)]
 struct Touched {
     create: Vec<String>,
@@ -136,7 +136,7 @@ impl Model {
             .is_some_and(|q| self.find_for_change_info(&q).is_some())
     }
 
-    /// Registers artifact versions; returns the seed's `result` and whether anything was created
+    /// Registers artifact versions; returns the API reference's `result` and whether anything was created
     /// (201) or everything existed already (200).
     pub(crate) fn register_artifacts(&mut self, req: &RegistrationRequest) -> (Value, bool) {
         let linked = self.is_known_execution(&req.build);
@@ -166,8 +166,8 @@ impl Model {
         (result, created)
     }
 
-    /// Registers a package (always a new one, seed: "It always creates a new package even if
-    /// one with same name already exists"); the seed's `result`.
+    /// Registers a package (always a new one, the API reference: "It always creates a new package even if
+    /// one with same name already exists"); the API reference's `result`.
     pub(crate) fn register_package(&mut self, req: &RegistrationRequest) -> Value {
         let reg = &mut self.artifacts;
         let resolved: Vec<Option<String>> = req
@@ -211,7 +211,7 @@ impl Model {
             })
         } else {
             // One staged request per artifact not yet known, and one for the package itself
-            // (the seed's staged example: three requests for two artifacts).
+            // (the API reference's staged example: three requests for two artifacts).
             let mut requests = Touched::default();
             for _ in resolved.iter().filter(|r| r.is_none()) {
                 reg.stage(&mut requests);

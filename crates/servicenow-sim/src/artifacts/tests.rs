@@ -7,7 +7,7 @@ fn obj(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
 }
 
-/// The seed's artifact example.
+/// The API reference's artifact example.
 fn seed_artifacts() -> Value {
     json!({"artifacts": [
             {"name": "sa-web.jar", "version": "3.1", "semanticVersion": "3.1.0", "repositoryName": "services-1031"},
@@ -92,7 +92,7 @@ fn the_seed_example_creates_a_repository_two_artifacts_and_two_staged_versions()
 }
 
 #[test]
-fn required_fields_and_limits_follow_the_seed() {
+fn required_fields_and_limits_follow_the_api_reference() {
     let with = |f: &dyn Fn(&mut Value)| {
         let mut v = seed_artifacts();
         f(&mut v);

@@ -1,6 +1,6 @@
-//! The simulated Change Management API (`sn_chg_rest`), the API Octopus Deploy gates on (seed
-//! `000_54d60dabfc9e1606.txt`, "The ServiceNow integration uses the following REST endpoints")
-//! and SPEC §6 describes, served under `/api/sn_chg_rest/change…` and
+//! The simulated Change Management API (`sn_chg_rest`), the API Octopus Deploy gates on (Octopus
+//! Deploy's ServiceNow docs, "The ServiceNow integration uses the following REST endpoints"),
+//! served under `/api/sn_chg_rest/change…` and
 //! `/api/sn_chg_rest/v1/change…`:
 //!
 //! | request | answer |
@@ -24,7 +24,7 @@
 //! as `YYYY-MM-DD HH:MM:SS`), so a client that parses display values is eight hours off, on
 //! purpose.
 //!
-//! The state model is ServiceNow's default lifecycle (SPEC §6; seed: "The only supported states
+//! The state model is ServiceNow's default lifecycle (ServiceNow's default; the Octopus docs: "The only supported states
 //! are those defined in the default CR lifecycle"), and PATCH enforces its transitions the way
 //! the instance's state-model business rules do; see [`state_model::allowed_transition`]. The
 //! admin API (`change_admin.rs`) moves a CR anywhere, as an approver or a script would.
@@ -64,8 +64,8 @@ const DEFAULT_LIMIT: usize = 10_000;
 const USER_UTC_OFFSET_HOURS: i64 = -8;
 /// How display values of dates read (the instance's "MM/dd/yyyy hh:mm:ss a" user format).
 const DISPLAY_DATE_FORMAT: &str = "%m/%d/%Y %I:%M:%S %p";
-/// SPEC §6: read needs `sn_change_read` or `itil`; create and update need `sn_change_write` or
-/// `itil`. `admin` is not special here: the seed asks for a web-service user with exactly the
+/// ServiceNow's Change API: read needs `sn_change_read` or `itil`; create and update need `sn_change_write` or
+/// `itil`. `admin` is not special here: Octopus Deploy's docs ask for a web-service user with exactly the
 /// two change roles.
 const READ_ROLES: [&str; 2] = ["sn_change_read", "itil"];
 const WRITE_ROLES: [&str; 2] = ["sn_change_write", "itil"];

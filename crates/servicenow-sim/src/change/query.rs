@@ -38,7 +38,7 @@ pub(crate) struct Condition {
 impl Condition {
     /// Compares with the field's `value`. Like a MySQL-backed instance, text comparisons
     /// ignore case (so `short_description=…` may return titles that differ in case: the
-    /// seed's "must match the format exactly" is the client's check to make).
+    /// API reference's "must match the format exactly" is the client's check to make).
     fn matches(&self, actual: &str) -> bool {
         let actual = actual.to_lowercase();
         let wanted = self.value.to_lowercase();

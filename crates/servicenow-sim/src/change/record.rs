@@ -191,7 +191,7 @@ impl Cr {
     }
 }
 
-/// How records are written: SPEC §6 makes clients read `value` as a string or a number and
+/// How records are written: ServiceNow makes clients read `value` as a string or a number and
 /// `sys_id` as a field object or a plain string; these settings make the simulator use the
 /// second spellings.
 #[derive(Clone, Copy, Debug, Default)]

@@ -207,7 +207,7 @@ pub(super) fn authenticated(shared: &Shared, req: &HttpRequest) -> bool {
     }
 }
 
-/// The 403 an instance's ACLs answer when the account lacks the roles (SPEC §6).
+/// The 403 an instance's ACLs answer when the account lacks the roles.
 pub(super) fn acl_denial(route: &ChgRoute, roles: &[String]) -> Option<HttpResponse> {
     let has = |wanted: &[&str]| roles.iter().any(|r| wanted.contains(&r.as_str()));
     let (message, detail) = match route {

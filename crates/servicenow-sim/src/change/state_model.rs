@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::model::CrState;
 
-/// The three change models the seed names.
+/// The three change models Octopus Deploy's docs name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ChangeType {
     Normal,
@@ -125,7 +125,7 @@ pub(crate) fn parse_patch_state(value: &Value) -> Option<CrState> {
 
 /// Whether PATCH may move a CR of this type from one state to another: ServiceNow's default
 /// state models (`ChangeRequestStateModel_normal`, `_emergency`, `_standard`). Standard changes
-/// skip Assess and Authorize, emergency changes skip Assess (SPEC §6); Canceled is reachable
+/// skip Assess and Authorize, emergency changes skip Assess; Canceled is reachable
 /// from every open state; Closed and Canceled are final; "revert to New" exists from Assess,
 /// Authorize and Scheduled. Staying in the same state is always allowed.
 ///

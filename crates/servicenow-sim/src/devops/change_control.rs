@@ -15,8 +15,8 @@ use crate::Shared;
 
 /// `GET …/changeControl`: is the task (the stage after `#`) under change control?
 ///
-/// `testConnection=true` answers the seed's own "under change control" example,
-/// `{"changeControl": true, "status": "Success"}`: the seed's section lists no other member for
+/// `testConnection=true` answers the API reference's own "under change control" example,
+/// `{"changeControl": true, "status": "Success"}`: the API reference's section lists no other member for
 /// this flag (no `connectionStatus`), so nothing else is invented here.
 pub(super) fn change_control_get(shared: &Arc<Shared>, query: &Query) -> Answer {
     if let Some(tool_type) = query.nonempty("toolType") {
@@ -42,7 +42,7 @@ pub(super) fn change_control_get(shared: &Arc<Shared>, query: &Query) -> Answer 
             )))
         }
     }
-    // The seed's example sends the task URL encoded twice (`https%253A%252F…`).
+    // The API reference's example sends the task URL encoded twice (`https%253A%252F…`).
     let task_url = query.nonempty("orchestrationTaskURL").map(decode_again);
     let stage = query
         .nonempty("orchestrationTaskName")
@@ -66,7 +66,7 @@ pub(super) fn change_control_get(shared: &Arc<Shared>, query: &Query) -> Answer 
             json!({"changeControl": true, "status": "Success"}),
         ))
     } else {
-        // The seed's "not under change control" example carries no `status`.
+        // The API reference's "not under change control" example carries no `status`.
         Ok(success(StatusCode::OK, json!({"changeControl": false})))
     }
 }
@@ -76,7 +76,7 @@ pub(super) fn change_control_get(shared: &Arc<Shared>, query: &Query) -> Answer 
 /// Seed: "Before you call this endpoint, you must have an orchestration task created in your
 /// ServiceNow instance … through Discovery or by calling … POST /devops/orchestration/stepMapping",
 /// and change control must be enabled for its step. Either missing gives `changeControl: false`
-/// (the seed's value for "Not under change control") with a `message` saying why, which the
+/// (the API reference's value for "Not under change control") with a `message` saying why, which the
 /// official plugin prints; no CR, no callback.
 pub(super) fn change_control_post(shared: &Arc<Shared>, body: &Map<String, Value>) -> Answer {
     let registration = parse_registration(body).map_err(ApiError::Invalid)?;
@@ -122,7 +122,7 @@ pub(super) fn change_control_post(shared: &Arc<Shared>, body: &Map<String, Value
 }
 
 /// The body as the official plugin sends it (`plugin_forms::check_registration`), plus the
-/// seed's rules on `changeRequestDetails`.
+/// API reference's rules on `changeRequestDetails`.
 pub(super) fn parse_registration(body: &Map<String, Value>) -> Result<Registration, String> {
     let plugin = check_registration(body)?;
     check_change_request_details(body.get("changeRequestDetails"))?;

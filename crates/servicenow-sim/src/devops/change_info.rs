@@ -45,7 +45,7 @@ pub(super) fn change_info_get(shared: &Arc<Shared>, query: &Query) -> Answer {
         m.find_for_change_info(&lookup)
             .map(|c| c.change_info(&shared.base_url, shared.settings.numeric_states))
     });
-    // A miss is the seed's "false: Change request wasn't found", with the `status` the plugin
+    // A miss is the API reference's "false: Change request wasn't found", with the `status` the plugin
     // needs to read it at all.
     Ok(success(
         StatusCode::OK,
@@ -53,11 +53,11 @@ pub(super) fn change_info_get(shared: &Arc<Shared>, query: &Query) -> Answer {
     ))
 }
 
-/// `PUT …/changeInfo?changeRequestNumber=`: the body is the fields object itself, as the seed's
+/// `PUT …/changeInfo?changeRequestNumber=`: the body is the fields object itself, as the API reference's
 /// example and the official plugin (`DevOpsPipelineUpdateChangeInfoStepExecution`) send it;
 /// only its top-level members are applied. A member that is no change request field (such as
-/// the `data` wrapper of the seed's table, whose value is a JSON string) cannot be set: the
-/// update fails with the seed's failure answer (`status` "Error", `updateStatus` "Error") and
+/// the `data` wrapper of the API reference's table, whose value is a JSON string) cannot be set: the
+/// update fails with the API reference's failure answer (`status` "Error", `updateStatus` "Error") and
 /// nothing changes.
 pub(super) fn change_info_put(
     shared: &Arc<Shared>,
@@ -112,7 +112,7 @@ pub(super) fn change_info_put(
 }
 
 /// Columns of ServiceNow's `change_request` table (with those it inherits from `task`) that an
-/// update may name: the seed's examples (PUT changeInfo, and `changeRequestDetails` in POST
+/// update may name: the API reference's examples (PUT changeInfo, and `changeRequestDetails` in POST
 /// changeControl) and the standard ones next to them. Custom columns (`u_…`) are allowed.
 pub(super) const CHANGE_REQUEST_FIELDS: &[&str] = &[
     "approval",

@@ -1,4 +1,4 @@
-//! The simulated sn_devops orchestration API (seed `001_ca31e58e1be9e25d.txt`, sections
+//! The simulated sn_devops orchestration API (ServiceNow's DevOps REST API reference, sections
 //! "DevOps - GET/POST/PUT /devops/orchestration/…"), served under `/api/sn_devops/devops/…`,
 //! `/api/sn_devops/v1/devops/…` and `/api/sn_devops/v2/devops/…`.
 //!
@@ -37,7 +37,7 @@ use orchestration::{
     step_mapping_post, tool_event,
 };
 
-/// Fields `changeRequestDetails` may not set (seed, POST changeControl: "If these fields are
+/// Fields `changeRequestDetails` may not set (ServiceNow's DevOps API reference, POST changeControl: "If these fields are
 /// included in the request, the endpoint returns a 400 error").
 const FORBIDDEN_CR_FIELDS: [&str; 5] =
     ["impact", "number", "risk", "risk_impact_analysis", "sys_id"];
@@ -306,7 +306,7 @@ fn success(status: StatusCode, result: Value) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "result": result }))
 }
 
-/// The sn_devops error shape (seed, PUT changeControl: `details.errors[].message`).
+/// The sn_devops error shape (ServiceNow's DevOps API reference, PUT changeControl: `details.errors[].message`).
 pub(crate) fn sn_error(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({"result": {
         "status": "error",

@@ -30,7 +30,7 @@ pub(super) fn step_mapping_get(shared: &Arc<Shared>, query: &Query) -> Answer {
 }
 
 /// `POST …/stepMapping`: "If both are valid, it creates the orchestration task and makes the
-/// association" (seed). Valid means: the name is `<item>#<stage>` of the task URL (the plugin's
+/// association" (ServiceNow's DevOps API reference). Valid means: the name is `<item>#<stage>` of the task URL (the plugin's
 /// `jobName#stage`) and not declared invalid; then the task exists for changeControl.
 pub(super) fn step_mapping_post(
     shared: &Arc<Shared>,
@@ -40,7 +40,7 @@ pub(super) fn step_mapping_post(
     check_tool_type(query).map_err(ApiError::Invalid)?;
     let name = required_str(body, "orchestrationTaskName").map_err(ApiError::Invalid)?;
     let task_url = required_str(body, "orchestrationTaskURL").map_err(ApiError::Invalid)?;
-    // The seed's own example carries a leading space in both values.
+    // The API reference's own example carries a leading space in both values.
     let (name, task_url) = (name.trim(), task_url.trim());
     let consistent = split_task_url(task_url).is_some_and(|(job_url, stage)| {
         job_segments(&job_url)
@@ -75,11 +75,11 @@ pub(super) fn step_valid(shared: &Arc<Shared>, name: &str) -> bool {
     })
 }
 
-/// `POST …/devops/tool/{capability}` (seed "DevOps - POST /devops/tool/{capability}"): 201
+/// `POST …/devops/tool/{capability}` (ServiceNow's DevOps API reference "DevOps - POST /devops/tool/{capability}"): 201
 /// `{"status": "Success", "sysId"}`, or 400 `"Data Error"` for an unsupported capability.
 /// `orchestration` bodies must be the official plugin's `DevOpsRunStatusModel`
 /// (`plugin_forms::check_event`); a STARTED stage event creates the stage's orchestration task,
-/// as SPEC §2 "Stage events" has the plugin send one before the stage's changeControl POST.
+/// as the plugin sends one before the stage's changeControl POST.
 pub(super) fn tool_event(
     shared: &Arc<Shared>,
     query: &Query,
@@ -118,7 +118,7 @@ pub(super) fn tool_event(
     ))
 }
 
-/// Artifact and package registration name two tools (seed): `orchestrationToolId` (required,
+/// Artifact and package registration name two tools (ServiceNow's DevOps API reference): `orchestrationToolId` (required,
 /// the orchestration tool) and `toolId` (optional, an *artifact* tool, which must exist).
 pub(super) fn check_registration_tools(shared: &Arc<Shared>, query: &Query) -> Result<(), String> {
     match query.nonempty("orchestrationToolId") {

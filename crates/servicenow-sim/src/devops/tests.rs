@@ -27,7 +27,7 @@ fn the_plugin_registration_parses() {
     assert!(!reg.multibranch);
 }
 
-/// The seed's second POST changeControl example is not what the plugin sends
+/// The API reference's second POST changeControl example is not what the plugin sends
 /// (`orchestrationTaskName` `java_sample_tests#deploy`, no `stageName`, no parent fields).
 #[test]
 fn the_seeds_minimal_example_is_not_the_plugins_form() {

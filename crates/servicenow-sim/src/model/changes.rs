@@ -95,7 +95,7 @@ impl Model {
     /// scripted REST resource reads `branchName=` as no value). The query values arrive
     /// decoded once (`+` and `%20` both give a space, as in any form-encoded query); no second
     /// decoding, no short names, no case folding. Freestyle registrations are found by
-    /// `projectName` instead of `pipelineName` (seed, GET changeInfo).
+    /// `projectName` instead of `pipelineName` (ServiceNow's DevOps API reference, GET changeInfo).
     pub(crate) fn find_for_change_info(&self, query: &ChangeQuery) -> Option<&Change> {
         let branch = query.branch.as_deref().filter(|b| !b.is_empty());
         self.changes.iter().rev().find(|change| {
@@ -214,7 +214,7 @@ impl Model {
         Ok((change.number.clone(), parsed))
     }
 
-    /// `PUT …/changeInfo`: updates fields of a CR, with the seed's rules for `state` (only to
+    /// `PUT …/changeInfo`: updates fields of a CR, with the API reference's rules for `state` (only to
     /// canceled — from Implement, with `reason` — or closed — from Implement or Review, with
     /// `close_code` and `close_notes`).
     pub(crate) fn update_fields(
@@ -293,7 +293,7 @@ impl Model {
     }
 }
 
-/// The state a `PUT …/changeInfo` asks for, checked against the seed's rules: only canceled
+/// The state a `PUT …/changeInfo` asks for, checked against the API reference's rules: only canceled
 /// (from Implement, with `reason`) or closed (from Implement or Review, with `close_code` and
 /// `close_notes`); `None` when the body names no state.
 fn change_info_state(

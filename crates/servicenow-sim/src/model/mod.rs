@@ -24,7 +24,7 @@ pub use records::{CallbackAttempt, ChangeRecord};
 pub(crate) use records::{Change, Outbound, Registration};
 pub(crate) use states::{Approval, CrState, Decision};
 
-/// The approvers and group every simulated CR gets (seed, changeInfo example).
+/// The approvers and group every simulated CR gets (ServiceNow's DevOps API reference, changeInfo example).
 const APPROVERS: &str = "Ron Kettering, Christen Mitchell";
 const ASSIGNMENT_GROUP: &str = "Change Management";
 /// First CR is CHG0030001, like a fresh instance's demo data.

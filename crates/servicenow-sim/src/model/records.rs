@@ -51,7 +51,7 @@ impl Change {
         self.decision.map_or("pending", Decision::result)
     }
 
-    /// The seed's changeInfo `result` object for this CR.
+    /// The API reference's changeInfo `result` object for this CR.
     pub(crate) fn change_info(&self, base_url: &str, numeric_states: bool) -> Value {
         let (phase, phase_state) = self.state.phase();
         let state = if numeric_states {
@@ -63,7 +63,7 @@ impl Change {
             "changeFound": true,
             // The official plugin reads every changeInfo member through `parseResponseResult`,
             // which needs `result.status` "success" (any case), and logs `stateDisplayValue`
-            // (the state's name); the other DevOps answers of the seed spell it "Success".
+            // (the state's name); the other DevOps answers of the API reference spell it "Success".
             "status": "Success",
             "sys_id": self.sys_id,
             "number": self.number,

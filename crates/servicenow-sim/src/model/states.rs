@@ -66,7 +66,7 @@ impl CrState {
             .find(|s| s.name().eq_ignore_ascii_case(text) || s.value() == text)
     }
 
-    /// `phase` and `phase_state` as changeInfo reports them (seed example: a fresh CR is
+    /// `phase` and `phase_state` as changeInfo reports them (ServiceNow's DevOps API reference example: a fresh CR is
     /// `requested`/`open`).
     pub(crate) fn phase(self) -> (&'static str, &'static str) {
         match self {

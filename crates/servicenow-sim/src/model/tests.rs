@@ -113,7 +113,7 @@ fn change_info_matches_pipeline_stage_build_and_branch() {
 }
 
 #[test]
-fn change_info_updates_follow_the_seed_state_rules() {
+fn change_info_updates_follow_the_api_reference_state_rules() {
     let mut model = Model::default();
     model.register(registration("pipeline_a", "Deploy", "1"));
     let fields = |v: Value| v.as_object().unwrap().clone();

@@ -4,7 +4,7 @@
 //!
 //! Sources: the plugin's `DevOpsModel.registerPipelineAndNotify` (the changeControl POST),
 //! `DevOpsModel.sendBuildAndToken` (the acknowledgement PUT) and `DevOpsRunStatusModel` (stage
-//! events), plus the seed's "DevOps - POST /devops/orchestration/changeControl" and "DevOps -
+//! events), plus the API reference's "DevOps - POST /devops/orchestration/changeControl" and "DevOps -
 //! PUT /devops/orchestration/changeControl/{changeControlId}" sections where they add a rule.
 //!
 //! Modules: `registration` (the changeControl POST and its acknowledgement PUT) and `events`
@@ -158,7 +158,7 @@ fn stage_node_params(
     Ok(string(body, "parentStageExecutionURL", "")?.to_string())
 }
 
-/// `orchestrationTaskDetails` as the seed requires it (`triggerType` one of user, scm,
+/// `orchestrationTaskDetails` as the API reference requires it (`triggerType` one of user, scm,
 /// upstream; `upstreamTaskExecutionURL` "Required if triggerType is set to upstream").
 pub(crate) fn check_trigger(details: &Map<String, Value>) -> Result<(), String> {
     let at = "orchestrationTaskDetails.";

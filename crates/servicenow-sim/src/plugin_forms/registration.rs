@@ -30,7 +30,7 @@ pub(crate) struct PluginRegistration {
     pub(crate) task_execution_url: String,
 }
 
-/// The changeControl POST body exactly as the plugin builds it (SPEC §2 "Wire format of the
+/// The changeControl POST body exactly as the plugin builds it (the official plugin 6.2.0's "wire format of the
 /// official plugin"): every member named there, of the plugin's type, consistent with the task
 /// URL, and no `null` members. Unknown extra members are ignored, as ServiceNow ignores them.
 pub(crate) fn check_registration(body: &Map<String, Value>) -> Result<PluginRegistration, String> {
@@ -151,11 +151,11 @@ fn change_request_details_is_object(body: &Map<String, Value>) -> Result<(), Str
 
 /// The acknowledgement `PUT …/changeControl/{token}` as the plugin sends it
 /// (`sendBuildAndToken`), checked against what the token was registered with: `callbackURL`,
-/// `orchestrationTaskURL`, `taskExecutionURL` (the seed's required members), `isMultiBranch`,
+/// `orchestrationTaskURL`, `taskExecutionURL` (the API reference's required members), `isMultiBranch`,
 /// `branchName?`, `orchestrationTaskName` `<item>#<stage>`, `parentTaskExecutionURL` and the
 /// stage node params.
 ///
-/// The seed's table also marks `orchestrationTaskDetails` required, but the plugin never sends
+/// The API reference's table also marks `orchestrationTaskDetails` required, but the plugin never sends
 /// it in this PUT: it is checked when present and not demanded, so that the plugin's own form
 /// passes.
 pub(crate) fn check_acknowledgement(

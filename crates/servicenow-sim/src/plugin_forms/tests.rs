@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 
-/// SPEC §2's worked example (a): `https://ci/job/folder/job/app/`, stage `Deploy` after
+/// The plugin's worked example (a): `https://ci/job/folder/job/app/`, stage `Deploy` after
 /// `Build`, build 42 started by alice.
 fn worked_example() -> Value {
     json!({"callbackURL":"https://sg/sn-devops/pipeline_1b4e28ba-2fa1-41d2-883f-0016d3cca427",

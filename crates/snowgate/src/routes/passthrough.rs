@@ -1,4 +1,4 @@
-//! ServiceNow pass-throughs of the pipeline API (SPEC §3 "Pipeline endpoints"), what the
+//! ServiceNow pass-throughs of the pipeline API (README "HTTP API"), what the
 //! plugin-shim's `snDevOpsStep`, `snDevOpsGetChangeNumber`, `snDevOpsUpdateChangeInfo`,
 //! `snDevOpsArtifact` and `snDevOpsPackage` call. Any valid token may use them.
 //!

@@ -7,7 +7,7 @@ async fn rule1_no_change_control_without_an_orchestration_task() {
     let job = "https://ci.example.com/job/team/job/svc/";
     let sim = start(quiet(vec![])).await.unwrap();
 
-    // Unknown task: the seed's "not under change control", with the reason.
+    // Unknown task: the API reference's "not under change control", with the reason.
     let (status, body) = register(
         &sim,
         &plugin_registration(&callback("pipeline_r1a"), job, "Deploy", 1, None),

@@ -22,7 +22,7 @@ async fn rule5_change_info_put_applies_only_the_top_level_fields() {
     )
     .await;
     let query = "changeRequestNumber=CHG0030001";
-    // The `data` wrapper of the seed's table, holding a JSON string: nothing changes.
+    // The `data` wrapper of the API reference's table, holding a JSON string: nothing changes.
     let (status, body) = put(
         &sim,
         "orchestration/changeInfo",
@@ -35,7 +35,7 @@ async fn rule5_change_info_put_applies_only_the_top_level_fields() {
     assert_eq!(body["result"]["updateStatus"], json!("Error"));
     assert!(body["result"]["message"].as_str().unwrap().contains("data"));
     assert!(sim.changes()[0].fields.is_empty());
-    // The fields object itself, as the plugin and the seed's example send it.
+    // The fields object itself, as the plugin and the API reference's example send it.
     let (status, body) = put(
         &sim,
         "orchestration/changeInfo",
