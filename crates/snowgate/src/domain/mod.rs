@@ -1,5 +1,6 @@
 //! The gate, its states and the validated values it is made of.
 pub mod change;
+pub mod fields;
 pub mod gate;
 pub mod names;
 pub mod passthrough;
