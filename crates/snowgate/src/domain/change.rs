@@ -30,7 +30,7 @@ const STATES: [(CrState, &str, &str); 8] = [
 
 impl CrState {
     /// Accepts the display name (any case, also `Cancelled`) or the numeric value
-    /// (`"-1"`, `"0"` — the seed's changeInfo example answers `"state":"0"`).
+    /// (`"-1"`, `"0"` — ServiceNow's changeInfo example answers `"state":"0"`).
     pub fn parse(s: &str) -> Option<CrState> {
         let t = s.trim();
         let t = if t.eq_ignore_ascii_case("cancelled") {
@@ -105,7 +105,7 @@ pub enum Verdict {
     Fail(String),
 }
 
-/// Decide from a CR's state and planned window (seed 000, "Respecting change windows"):
+/// Decide from a CR's state and planned window (as Octopus Deploy does it, "Respecting change windows"):
 /// no dates → no window; start only → on or after it; end only → on or before it; both →
 /// between; the end passing while the CR is not approved fails the gate.
 pub fn verdict(

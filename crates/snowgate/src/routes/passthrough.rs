@@ -2,7 +2,7 @@
 //! plugin-shim's `snDevOpsStep`, `snDevOpsGetChangeNumber`, `snDevOpsUpdateChangeInfo`,
 //! `snDevOpsArtifact` and `snDevOpsPackage` call. Any valid token may use them.
 //!
-//! | endpoint | ServiceNow (seed 001) | answer |
+//! | endpoint | ServiceNow (DevOps API) | answer |
 //! |---|---|---|
 //! | `POST /api/v1/step-mappings` | `POST …/orchestration/stepMapping?toolId=&toolType=jenkins` | `{"stepValid": bool}` |
 //! | `GET /api/v1/change-info?…` | the gate's CR, else `GET …/orchestration/changeInfo?toolId=&toolType=jenkins&…` | [`change_info_view`] |

@@ -202,8 +202,8 @@ async fn step_mapping_validation_sends_the_task_url_encoded_as_the_seed_shows() 
         .into_iter()
         .find(|r| r.method == "GET" && r.path.ends_with("/orchestration/stepMapping"))
         .expect("a stepMapping check");
-    // The value is itself encoded, then encoded once more in the query string, as the seed's
-    // example shows; each time as Java's URLEncoder does (a space becomes `+`).
+    // The value is itself encoded, then encoded once more in the query string, as ServiceNow's
+    // documented example shows; each time as Java's URLEncoder does (a space becomes `+`).
     assert!(
         check.query.contains("orchestrationTaskURL=https%253A%252F%252Fci.example.com%252Fjob%252Fmy%252520app%2523Deploy%2BPROD%252F"),
         "{}",

@@ -70,7 +70,7 @@ async fn until_linked(app: &TestApp, id: &str, number: &str) {
     panic!("the notice never linked {number} to gate {id}");
 }
 
-/// The seed's artifact registration example, as a pipeline sends it to snowgate.
+/// ServiceNow's artifact registration example, as a pipeline sends it to snowgate.
 fn seed_artifacts() -> Value {
     json!({
         "artifacts": [
@@ -240,7 +240,7 @@ async fn change_info_asks_servicenow_when_snowgate_does_not_know_the_change() {
         "GET",
         "/api/sn_devops/v2/devops/orchestration/changeInfo",
     );
-    // Each value percent-encoded once, in the seed's parameter order.
+    // Each value percent-encoded once, in ServiceNow's documented parameter order.
     assert_eq!(
         r.query,
         format!(
@@ -301,7 +301,7 @@ async fn change_info_updates_send_the_fields_object_itself() {
         "/api/sn_devops/v2/devops/orchestration/changeInfo",
     );
     assert_eq!(r.query_pairs(), pairs(&[("changeRequestNumber", &number)]));
-    // The fields object itself, as the plugin and the seed's example send it.
+    // The fields object itself, as the plugin and ServiceNow's example send it.
     assert_eq!(r.json().unwrap(), fields);
     assert_eq!(
         app.sim.change(&number).unwrap().fields["short_description"],
@@ -388,7 +388,7 @@ async fn artifacts_are_registered_with_snowgates_orchestration_tool() {
         r.query_pairs(),
         pairs(&[("orchestrationToolId", &tool_id())])
     );
-    // The seed's fields exactly; snowgate's own stay home.
+    // ServiceNow's documented fields exactly; snowgate's own stay home.
     assert_eq!(r.json().unwrap(), seed_artifacts());
     let versions = app.sim.artifact_versions();
     assert_eq!(versions.len(), 2);
