@@ -1,18 +1,15 @@
 //! Change mode (the way Octopus Deploy gates on the Change Management API): decide
 //! whether a gate is change-controlled, then find the change request it is about — the one
 //! named by the gate, else an open one with the exact title, else a new one — and link it.
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
 
 use crate::configuration::ChangeSettings;
 use crate::domain::names::job_segments;
 use crate::domain::{Gate, GateSpec};
 use crate::servicenow::change::{ChangeClient, ChangeKind, ChangeRecord};
 use crate::servicenow::ServiceNowError;
+use crate::store::{GateStore, StoreError};
 
 #[derive(Debug)]
 pub enum Link {
@@ -32,11 +29,19 @@ pub enum LinkError {
     UnknownTemplate(String),
     #[error("{}", .0.describe())]
     ServiceNow(#[from] ServiceNowError),
+    /// The title's lock could not be taken (the store is unavailable or another gate held it
+    /// longer than `store.timeout`): retried.
+    #[error("cannot take the change request title's lock: {0}")]
+    TitleLock(#[from] StoreError),
 }
 
 impl LinkError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, LinkError::ServiceNow(e) if e.is_transient())
+        match self {
+            LinkError::ServiceNow(e) => e.is_transient(),
+            LinkError::TitleLock(_) => true,
+            LinkError::UnknownNumber(_) | LinkError::UnknownTemplate(_) => false,
+        }
     }
 }
 
@@ -45,11 +50,6 @@ pub struct ChangeMode {
     pub settings: ChangeSettings,
     jobs: GlobSet,
     environments: GlobSet,
-    /// One search-or-create at a time per title, so two gates racing for the same title
-    /// create one change request, not two. It holds only the titles being linked right now
-    /// (an entry goes when its last user is done), and it serialises within this process only:
-    /// two replicas on one PostgreSQL database can still race for a title.
-    title_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 fn globs(patterns: &[String], case_insensitive: bool) -> anyhow::Result<GlobSet> {
@@ -88,7 +88,6 @@ impl ChangeMode {
             environments: globs(&settings.environments, true)?,
             client,
             settings,
-            title_locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -158,8 +157,10 @@ impl ChangeMode {
         self.settings.auto_transition.is_some() && self.template_name(spec).is_some()
     }
 
-    /// Find or create the gate's change request.
-    pub async fn link(&self, gate: &Gate) -> Result<Link, LinkError> {
+    /// Find or create the gate's change request. The search-or-create of a title runs under
+    /// the store's title lock, so gates racing for one title (in this process or on other
+    /// replicas of a shared store) create one change request, not two.
+    pub async fn link(&self, gate: &Gate, store: &dyn GateStore) -> Result<Link, LinkError> {
         if let Err(why) = self.controlled(&gate.spec) {
             return Ok(Link::NotControlled(why));
         }
@@ -174,20 +175,8 @@ impl ChangeMode {
             };
         }
         let title = self.title(gate);
-        let lock = {
-            let mut locks = self.title_locks.lock().await;
-            locks.entry(title.clone()).or_default().clone()
-        };
-        let linked = {
-            let _held = lock.lock().await;
-            self.find_or_create(gate, &title).await
-        };
-        let mut locks = self.title_locks.lock().await;
-        // The map's copy and this one: nobody else waits for the title, so forget it.
-        if Arc::strong_count(&lock) == 2 {
-            locks.remove(&title);
-        }
-        linked
+        let _held = store.lock_title(&title).await?;
+        self.find_or_create(gate, &title).await
     }
 
     /// The open CR with `title`, else a new one (emergency, standard from a template, or normal).

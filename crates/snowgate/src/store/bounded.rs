@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     Completion, CrUpdate, Deadline, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem,
-    OutboxResult, StoreError, StoreSignal, Transition, TransitionOutcome,
+    OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
 };
 use crate::domain::gate::Actor;
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
@@ -59,6 +59,9 @@ impl GateStore for Bounded {
     }
     async fn gate(&self, id: Uuid) -> Result<Option<Gate>, StoreError> {
         self.within("gate", self.inner.gate(id)).await
+    }
+    async fn gates(&self, ids: &[Uuid]) -> Result<Vec<Gate>, StoreError> {
+        self.within("gates", self.inner.gates(ids)).await
     }
     async fn gate_by_token(&self, raw_token: &str) -> Result<Option<Gate>, StoreError> {
         self.within("gate_by_token", self.inner.gate_by_token(raw_token))
@@ -197,6 +200,12 @@ impl GateStore for Bounded {
     }
     async fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<StoreSignal>> {
         self.inner.listen().await
+    }
+    async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError> {
+        // Waiting for another gate's search-or-create is bounded too: a link attempt that
+        // runs out is retried by the outbox.
+        self.within("lock_title", self.inner.lock_title(title))
+            .await
     }
     async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         self.within("try_lease", self.inner.try_lease(name, holder, ttl))

@@ -281,6 +281,21 @@ pub enum TransitionOutcome {
     NotFound,
 }
 
+/// Held while one gate searches ServiceNow for the open change request of a title, and creates
+/// it when there is none; a gate of another process or replica wanting the same title waits
+/// until this is dropped. Two gates racing for a title so create one change request.
+pub struct TitleLock {
+    _held: Box<dyn Send>,
+}
+
+impl TitleLock {
+    pub fn new(held: impl Send + 'static) -> TitleLock {
+        TitleLock {
+            _held: Box::new(held),
+        }
+    }
+}
+
 /// What opening a gate produced.
 #[derive(Debug)]
 pub struct Opened {
@@ -302,6 +317,14 @@ pub trait GateStore: Send + Sync + 'static {
         claim: Duration,
     ) -> Result<Opened, StoreError>;
     async fn gate(&self, id: Uuid) -> Result<Option<Gate>, StoreError>;
+    /// The gates of `ids` that exist, in no particular order (one query where the backend can).
+    async fn gates(&self, ids: &[Uuid]) -> Result<Vec<Gate>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.gate(*id).await?);
+        }
+        Ok(found)
+    }
     async fn gate_by_token(&self, raw_token: &str) -> Result<Option<Gate>, StoreError>;
     async fn list_gates(
         &self,
@@ -388,6 +411,10 @@ pub trait GateStore: Send + Sync + 'static {
     async fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<StoreSignal>> {
         None
     }
+
+    /// Take the lock of a change-request title, waiting while another holds it (in this
+    /// process, or on a shared store in any replica).
+    async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError>;
 
     /// Take (or renew) a named lease for `ttl`; false while another holder's lease runs.
     /// A store used by one process always grants it.

@@ -16,9 +16,15 @@ macro_rules! gate_columns {
 /// `SELECT <gate columns> FROM gates <rest>`.
 macro_rules! select_gates {
     ($rest:literal) => {
-        concat!("SELECT ", gate_columns!(), " FROM gates ", $rest)
+        concat!(
+            "SELECT ",
+            $crate::store::sql::gate_columns!(),
+            " FROM gates ",
+            $rest
+        )
     };
 }
+pub(crate) use {gate_columns, select_gates};
 
 pub const GATE_COLUMNS: &str = gate_columns!();
 

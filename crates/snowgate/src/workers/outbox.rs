@@ -88,13 +88,24 @@ impl Outbox {
                 }
             };
             let busy = !claimed.is_empty();
+            // The claimed rows' gates, read in one query (one round trip, not one per row).
+            let ids: Vec<_> = claimed.iter().map(|i| i.gate_id).collect();
+            let gates: Result<std::collections::HashMap<_, _>, String> =
+                match self.store.gates(&ids).await {
+                    Ok(gates) => Ok(gates.into_iter().map(|g| (g.id, g)).collect()),
+                    Err(e) => Err(e.to_string()),
+                };
             for item in claimed {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
+                let gate = match &gates {
+                    Ok(found) => Ok(found.get(&item.gate_id).cloned()),
+                    Err(e) => Err(StoreError::unavailable(e.clone())),
+                };
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.attempt(item).await;
+                    me.attempt_on(item, gate).await;
                     drop(permit);
                 });
             }
@@ -129,9 +140,15 @@ impl Outbox {
     }
 
     /// One attempt at one row, with its result written back to the store.
-    #[tracing::instrument(skip_all, fields(gate_id = %item.gate_id, kind = item.kind.as_str(), attempt = item.attempts + 1))]
     pub async fn attempt(&self, item: OutboxItem) {
-        let result = match self.store.gate(item.gate_id).await {
+        let gate = self.store.gate(item.gate_id).await;
+        self.attempt_on(item, gate).await
+    }
+
+    /// One attempt at one row whose gate was read already (`None`: it no longer exists).
+    #[tracing::instrument(skip_all, fields(gate_id = %item.gate_id, kind = item.kind.as_str(), attempt = item.attempts + 1))]
+    async fn attempt_on(&self, item: OutboxItem, gate: Result<Option<Gate>, StoreError>) {
+        let result = match gate {
             Ok(Some(gate)) => match item.kind {
                 OutboxKind::Register => self.register(&item, &gate).await,
                 OutboxKind::Acknowledge => self.acknowledge(&item, &gate).await,

@@ -86,16 +86,31 @@ pub(crate) async fn wake_from_other_replicas(
                 (last_wake, owed_at) = (Some(Instant::now()), None);
             }
         }
-        let ids = match signal {
-            StoreSignal::Decided(id) if waiters.is_waited(id) => vec![id],
-            StoreSignal::Decided(_) => continue,
-            StoreSignal::Resync => waiters.waited_ids(),
-        };
-        for id in ids {
-            match store.gate(id).await {
-                Ok(Some(gate)) if gate.state.is_terminal() => waiters.notify(&gate),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(gate_id = %id, error = %e, "cannot read a decided gate"),
+        // Every notification already queued is read with this one: a burst's decided gates
+        // come back in one query rather than one each.
+        let mut ids = Vec::new();
+        let mut next = Some(signal);
+        while let Some(signal) = next {
+            match signal {
+                StoreSignal::Decided(id) if waiters.is_waited(id) => ids.push(id),
+                StoreSignal::Decided(_) => {}
+                StoreSignal::Resync => ids.extend(waiters.waited_ids()),
+            }
+            next = signals.try_recv().ok();
+        }
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            continue;
+        }
+        match store.gates(&ids).await {
+            Ok(gates) => {
+                for gate in gates.iter().filter(|g| g.state.is_terminal()) {
+                    waiters.notify(gate);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(gates = ids.len(), error = %e, "cannot read decided gates")
             }
         }
     }

@@ -1,21 +1,17 @@
-//! Gates in PostgreSQL: opening, deciding, change-request updates and completion, each in its
-//! own transaction; decisions lock the row, so replicas deciding together serialise.
+//! Gates in PostgreSQL: opening, change-request updates and completion, each in its own
+//! transaction (decisions are the writer's, in batches: `writer.rs`).
 use std::time::Duration;
 
 use chrono::Utc;
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
-use super::listen::CHANNEL;
 use super::rows::{gate_from_row, insert_event, insert_outbox, load_gate, now_ms, pg, reload_gate};
 use super::PostgresStore;
-use crate::domain::gate::{sources_of, timestamp, transition, Actor};
+use crate::domain::gate::{timestamp, Actor};
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
 use crate::store::sql::{self, GATE_COLUMNS};
-use crate::store::{
-    Completion, CrUpdate, FollowUps, NewOutbox, Opened, OutboxItem, OutboxKind, StoreError,
-    Transition, TransitionOutcome,
-};
+use crate::store::{Completion, CrUpdate, NewOutbox, Opened, OutboxItem, OutboxKind, StoreError};
 
 /// A new gate; `ON CONFLICT`: a concurrent open of the same stage on another replica keeps its
 /// gate, and this open returns it (SQLite's single writer looks first instead).
@@ -131,114 +127,6 @@ pub(super) async fn gate_by_token(
     let row = c.query_opt(&stmt, &[&hash]).await.map_err(pg)?;
     let gate = row.as_ref().map(gate_from_row).transpose()?;
     Ok(gate.filter(|g| g.callback_token.matches(raw_token)))
-}
-
-pub(super) async fn transition_gate(
-    store: &PostgresStore,
-    t: Transition,
-    follow_ups: FollowUps,
-) -> Result<TransitionOutcome, StoreError> {
-    let mut c = store.client().await?;
-    let tx = c.transaction().await.map_err(pg)?;
-    let id = t.gate_id.to_string();
-    // Lock the row: a concurrent decision on another replica waits, then sees ours (SQLite's
-    // single writer needs no lock).
-    let lock = tx
-        .prepare_cached(&format!(
-            "SELECT {GATE_COLUMNS} FROM gates WHERE id = $1 FOR UPDATE"
-        ))
-        .await
-        .map_err(pg)?;
-    let Some(row) = tx.query_opt(&lock, &[&id]).await.map_err(pg)? else {
-        return Ok(TransitionOutcome::NotFound);
-    };
-    let before = gate_from_row(&row)?;
-    if transition(before.state, t.to).is_err() {
-        tx.commit().await.map_err(pg)?;
-        return Ok(TransitionOutcome::Conflict(before));
-    }
-    let Some(after) = compare_and_set(&tx, &id, &t).await? else {
-        let current = reload_gate(&tx, &id).await?;
-        tx.commit().await.map_err(pg)?;
-        return Ok(TransitionOutcome::Conflict(current));
-    };
-    insert_event(
-        &tx,
-        &id,
-        &t.actor,
-        t.event_kind,
-        Some(before.state),
-        Some(t.to),
-        &t.message,
-    )
-    .await?;
-    for item in t.outbox.iter().chain(follow_ups(&before, &t).iter()) {
-        insert_outbox(&tx, &id, item, 0).await?;
-    }
-    notify(&tx, store, &id).await?;
-    tx.commit().await.map_err(pg)?;
-    Ok(TransitionOutcome::Applied(after))
-}
-
-/// The compare-and-set: the decided row, or none when the gate is no longer in a state the
-/// move admits. The admitted states, exactly those the domain's table allows, are bound as
-/// one array (`= ANY($12)`; SQLite, without array parameters, lists them as literals).
-async fn compare_and_set(
-    tx: &Transaction<'_>,
-    id: &str,
-    t: &Transition,
-) -> Result<Option<Gate>, StoreError> {
-    let sources: Vec<&str> = sources_of(t.to).iter().map(|s| s.as_str()).collect();
-    let actor = t.actor.to_string();
-    let now = timestamp(&Utc::now());
-    let terminal = t.to.is_terminal();
-    let cr_json = t
-        .change_request
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(StoreError::corrupt_from)?;
-    let update = tx
-        .prepare_cached(&format!(
-            "{}= ANY($12) RETURNING {GATE_COLUMNS}",
-            sql::TRANSITION_SET
-        ))
-        .await
-        .map_err(pg)?;
-    let updated = tx
-        .query_opt(
-            &update,
-            &[
-                &t.to.as_str(),
-                &t.proceed,
-                &t.message,
-                &now,
-                &terminal,
-                &actor,
-                &cr_json,
-                &id,
-                &t.timers.next_poll_ms,
-                &t.timers.creation_deadline_ms,
-                &t.timers.step_deadline_ms,
-                &sources,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    updated.as_ref().map(gate_from_row).transpose()
-}
-
-/// Tell every listening replica about the decision, when (and only if) `tx` commits.
-async fn notify(tx: &Transaction<'_>, store: &PostgresStore, id: &str) -> Result<(), StoreError> {
-    let notify = tx
-        .prepare_cached("SELECT pg_notify($1, $2)")
-        .await
-        .map_err(pg)?;
-    let payload = format!("{} {id}", store.origin);
-    tx.execute(&notify, &[&CHANNEL, &payload])
-        .await
-        .map_err(pg)?;
-    Ok(())
 }
 
 pub(super) async fn update_change_request(

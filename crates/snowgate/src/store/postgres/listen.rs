@@ -11,8 +11,32 @@ use uuid::Uuid;
 
 use crate::store::StoreSignal;
 
-/// The notification channel of decisions; a payload is `<origin> <gate id>`.
+/// The notification channel of decisions; a payload is `<origin> <gate id> <gate id> …`.
 pub(super) const CHANNEL: &str = "snowgate_gate";
+
+/// PostgreSQL refuses a `NOTIFY` payload of 8,000 bytes or more (its documentation of
+/// `NOTIFY`); a batch's ids are split into payloads below this.
+const PAYLOAD_LIMIT: usize = 7_900;
+
+/// The notifications of one batch's decided gates: as few payloads as the limit allows.
+pub(super) fn notify_payloads(origin: &str, ids: &[String]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::new();
+    for id in ids {
+        if !current.is_empty() && current.len() + 1 + id.len() > PAYLOAD_LIMIT {
+            payloads.push(std::mem::take(&mut current));
+        }
+        if current.is_empty() {
+            current.push_str(origin);
+        }
+        current.push(' ');
+        current.push_str(id);
+    }
+    if !current.is_empty() {
+        payloads.push(current);
+    }
+    payloads
+}
 
 /// Forwards every committed decision's gate id, and a `Resync` after each (re)connection so
 /// no long-poll hangs on a notification missed meanwhile.
@@ -86,15 +110,37 @@ async fn forward(
 ) -> Result<(), ()> {
     tx.send(StoreSignal::Resync).await.map_err(|_| ())?;
     while let Some(payload) = msg_rx.recv().await {
-        // `<origin> <gate id>`; a bare id from a replica of an older
+        // `<origin> <gate id> …`; a bare id from a replica of an older
         // version during a rolling upgrade.
-        let (from, id) = payload.split_once(' ').unwrap_or(("", &payload));
+        let (from, ids) = payload.split_once(' ').unwrap_or(("", &payload));
         if from == origin {
             continue;
         }
-        if let Ok(id) = Uuid::parse_str(id) {
+        for id in ids.split(' ').filter_map(|id| Uuid::parse_str(id).ok()) {
             tx.send(StoreSignal::Decided(id)).await.map_err(|_| ())?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_ids_is_split_into_payloads_postgresql_accepts() {
+        let origin = Uuid::new_v4().simple().to_string();
+        let ids: Vec<String> = (0..1000).map(|_| Uuid::new_v4().to_string()).collect();
+        let payloads = notify_payloads(&origin, &ids);
+        assert!(payloads.len() > 1);
+        let mut seen = Vec::new();
+        for p in &payloads {
+            assert!(p.len() < 8000, "{} bytes", p.len());
+            let (from, rest) = p.split_once(' ').unwrap();
+            assert_eq!(from, origin);
+            seen.extend(rest.split(' ').map(str::to_string));
+        }
+        assert_eq!(seen, ids);
+        assert!(notify_payloads(&origin, &[]).is_empty());
+    }
 }

@@ -1,21 +1,22 @@
 //! PostgreSQL backend, for several replicas on one database: migrations under an advisory
-//! lock, a bounded pool with connect and statement timeouts, compare-and-set transitions that
-//! `NOTIFY` the gate id on commit (other replicas wake their long-polls with it), and
-//! background work claimed with `FOR UPDATE SKIP LOCKED` and expiring leases.
+//! lock, a bounded pool with connect and statement timeouts, decisions group-committed by one
+//! writer task (compare-and-sets that `NOTIFY` the decided gate ids on commit; other replicas
+//! wake their long-polls with them), and background work claimed with `FOR UPDATE SKIP
+//! LOCKED` and expiring leases.
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::sql;
 use super::{
     Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
-    StoreError, StoreSignal, Transition, TransitionOutcome,
+    StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
 };
 use crate::domain::gate::Actor;
 use crate::domain::timers::Deadline;
@@ -27,7 +28,13 @@ mod lease;
 mod listen;
 mod rows;
 mod schema;
+mod titles;
 mod work;
+mod writer;
+
+/// Several gates by id, bound as one array (SQLite, without array parameters, reads them one
+/// by one).
+const GATES_BY_IDS: &str = sql::select_gates!("WHERE id = ANY($1)");
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -38,6 +45,8 @@ pub struct PostgresStore {
     /// them, since the process that decided a gate wakes its own long-polls itself (with the
     /// decision's timing) and its workers need no takeover wake for it.
     origin: Arc<str>,
+    /// The group-committing writer task (decisions and outbox results).
+    writer: mpsc::Sender<writer::Job>,
 }
 
 /// Connection settings for [`PostgresStore::connect`].
@@ -91,11 +100,15 @@ impl PostgresStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(pg)?;
+        let origin: Arc<str> = Uuid::new_v4().simple().to_string().into();
+        let (writer, jobs) = mpsc::channel(writer::QUEUE);
+        tokio::spawn(writer::run(pool.clone(), origin.clone(), jobs));
         let store = PostgresStore {
             pool,
             config: Arc::new(config),
             tls,
-            origin: Uuid::new_v4().simple().to_string().into(),
+            origin,
+            writer,
         };
         schema::migrate(&store).await?;
         Ok(store)
@@ -103,6 +116,21 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pg)
+    }
+
+    /// Hand `job` to the writer and wait for the commit of the batch that holds it.
+    async fn write<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::unavailable("the store writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::unavailable("the store writer dropped the request"))?
     }
 
     /// The gates one of the shared statements selects.
@@ -153,6 +181,11 @@ impl GateStore for PostgresStore {
         load_gate(&c, &id.to_string()).await
     }
 
+    async fn gates(&self, ids: &[Uuid]) -> Result<Vec<Gate>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        self.gates_by(GATES_BY_IDS, &[&ids]).await
+    }
+
     async fn gate_by_token(&self, raw_token: &str) -> Result<Option<Gate>, StoreError> {
         gates::gate_by_token(self, raw_token).await
     }
@@ -192,10 +225,8 @@ impl GateStore for PostgresStore {
 
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         let c = self.client().await?;
-        let rows = c
-            .query(sql::EVENTS_OF_GATE, &[&id.to_string()])
-            .await
-            .map_err(pg)?;
+        let stmt = c.prepare_cached(sql::EVENTS_OF_GATE).await.map_err(pg)?;
+        let rows = c.query(&stmt, &[&id.to_string()]).await.map_err(pg)?;
         Ok(rows.iter().map(event_from_row).collect())
     }
 
@@ -204,7 +235,12 @@ impl GateStore for PostgresStore {
         t: Transition,
         follow_ups: FollowUps,
     ) -> Result<TransitionOutcome, StoreError> {
-        gates::transition_gate(self, t, follow_ups).await
+        self.write(|reply| writer::Job::Transition {
+            t,
+            follow_ups,
+            reply,
+        })
+        .await
     }
 
     async fn update_change_request(
@@ -256,7 +292,13 @@ impl GateStore for PostgresStore {
         item: &OutboxItem,
         result: OutboxResult,
     ) -> Result<(), StoreError> {
-        work::finish_outbox(self, item, result).await
+        let item = item.clone();
+        self.write(|reply| writer::Job::Finish {
+            item,
+            result,
+            reply,
+        })
+        .await
     }
 
     async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -309,6 +351,10 @@ impl GateStore for PostgresStore {
             tx,
         ));
         Some(rx)
+    }
+
+    async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError> {
+        titles::lock_title(self, title).await
     }
 
     async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {

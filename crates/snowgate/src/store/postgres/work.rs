@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use super::rows::{gate_from_row, insert_event, now_ms, outbox_from_row, pg};
@@ -13,7 +12,7 @@ use crate::domain::gate::{timestamp, Actor};
 use crate::domain::timers::Deadline;
 use crate::domain::Gate;
 use crate::store::sql::{self, GATE_COLUMNS};
-use crate::store::{OutboxItem, OutboxResult, StoreError};
+use crate::store::{OutboxItem, StoreError};
 
 pub(super) async fn claim_polls(
     store: &PostgresStore,
@@ -112,12 +111,19 @@ pub(super) async fn claim_outbox(
 ) -> Result<Vec<OutboxItem>, StoreError> {
     let c = store.client().await?;
     let now = now_ms();
-    let rows = c
-        .query(
+    // Prepared once per connection: the worker claims after every batch of attempts.
+    let claim = c
+        .prepare_cached(
             "UPDATE outbox SET claimed_until = $1 \
              WHERE id IN (SELECT id FROM outbox WHERE due_ms <= $2 AND claimed_until <= $2 \
                           ORDER BY due_ms LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING id, gate_id, kind, payload, attempts, created_at",
+        )
+        .await
+        .map_err(pg)?;
+    let rows = c
+        .query(
+            &claim,
             &[&(now + lease.as_millis() as i64), &now, &(limit as i64)],
         )
         .await
@@ -125,76 +131,16 @@ pub(super) async fn claim_outbox(
     rows.iter().map(outbox_from_row).collect()
 }
 
-pub(super) async fn finish_outbox(
-    store: &PostgresStore,
-    item: &OutboxItem,
-    result: OutboxResult,
-) -> Result<(), StoreError> {
-    let mut c = store.client().await?;
-    let tx = c.transaction().await.map_err(pg)?;
-    let kind = item.kind.as_str();
-    let (event, message) = match &result {
-        OutboxResult::Done { message } => {
-            // Prepared once per connection: every acknowledgement ends here.
-            let delete = tx.prepare_cached(sql::DELETE_OUTBOX).await.map_err(pg)?;
-            tx.execute(&delete, &[&item.id]).await.map_err(pg)?;
-            (format!("{kind}_done"), message.clone())
-        }
-        OutboxResult::Retry { after, error } => {
-            retry_outbox(&tx, item, *after, error).await?;
-            (
-                format!("{kind}_retry"),
-                crate::store::retry_message(item, *after, error),
-            )
-        }
-        OutboxResult::GiveUp { error } => {
-            tx.execute(sql::DELETE_OUTBOX, &[&item.id])
-                .await
-                .map_err(pg)?;
-            (format!("{kind}_failed"), error.clone())
-        }
-    };
-    let gate_id = item.gate_id.to_string();
-    insert_event(
-        &tx,
-        &gate_id,
-        &Actor::Snowgate,
-        &event,
-        None,
-        None,
-        &message,
-    )
-    .await?;
-    tx.commit().await.map_err(pg)
-}
-
-async fn retry_outbox(
-    tx: &Transaction<'_>,
-    item: &OutboxItem,
-    after: Duration,
-    error: &str,
-) -> Result<(), StoreError> {
-    tx.execute(
-        sql::RETRY_OUTBOX,
-        &[&(now_ms() + after.as_millis() as i64), &error, &item.id],
-    )
-    .await
-    .map_err(pg)?;
-    Ok(())
-}
-
 pub(super) async fn next_outbox_due(
     store: &PostgresStore,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let c = store.client().await?;
     // GREATEST is SQLite's two-argument MAX.
-    let row = c
-        .query_one(
-            "SELECT MIN(GREATEST(due_ms, claimed_until)) FROM outbox",
-            &[],
-        )
+    let due = c
+        .prepare_cached("SELECT MIN(GREATEST(due_ms, claimed_until)) FROM outbox")
         .await
         .map_err(pg)?;
+    let row = c.query_one(&due, &[]).await.map_err(pg)?;
     let ms: Option<i64> = row.get(0);
     Ok(ms.and_then(|m| Utc.timestamp_millis_opt(m).single()))
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::sql;
 use super::{
     Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
-    StoreError, Transition, TransitionOutcome,
+    StoreError, TitleLock, Transition, TransitionOutcome,
 };
 use crate::domain::gate::Actor;
 use crate::domain::timers::Deadline;
@@ -50,6 +50,9 @@ struct Inner {
     readers: Mutex<mpsc::Sender<ReadJob>>,
     /// The exclusive lock on `<file>.lock`, held for the store's life.
     _lock: std::fs::File,
+    /// Change-request title searches, one at a time: one process owns a SQLite store, and
+    /// linking by title is rare enough that one lock for all titles costs nothing.
+    titles: Arc<tokio::sync::Mutex<()>>,
 }
 
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
@@ -110,6 +113,7 @@ impl SqliteStore {
                 writer: Mutex::new(tx),
                 readers: Mutex::new(read_tx),
                 _lock: lock,
+                titles: Arc::new(tokio::sync::Mutex::new(())),
             }),
         })
     }
@@ -356,6 +360,10 @@ impl GateStore for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn lock_title(&self, _title: &str) -> Result<TitleLock, StoreError> {
+        Ok(TitleLock::new(self.inner.titles.clone().lock_owned().await))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

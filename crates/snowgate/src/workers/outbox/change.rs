@@ -22,7 +22,7 @@ impl Outbox {
             self.fail(gate, why.clone()).await?;
             return Ok(OutboxResult::GiveUp { error: why });
         };
-        match change.link(gate).await {
+        match change.link(gate, &*self.store).await {
             Ok(Link::NotControlled(why)) => {
                 self.decide(
                     gate,
