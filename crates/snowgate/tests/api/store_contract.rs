@@ -242,6 +242,126 @@ async fn contract(store: Arc<dyn GateStore>) {
     store.ping().await.unwrap();
 }
 
+/// Decisions made at the same moment share commits (group commit): of two decisions on one
+/// gate exactly one applies and the other conflicts, each applied one has its one event and
+/// its acknowledgement, and `gates` reads many gates at once. With `refused`, one decision
+/// among them carries text the store refuses: it alone fails.
+async fn concurrent_decisions(store: Arc<dyn GateStore>, refused: Option<&str>) {
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let id = store
+            .open_gate(
+                spec(&format!("S{i}")),
+                CallbackToken::generate(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap()
+            .gate
+            .id;
+        let mut pending = decision(id, GateState::Pending);
+        pending.outbox.clear();
+        store.transition(pending, follow_ups).await.unwrap();
+        ids.push(id);
+    }
+    let mut racing = Vec::new();
+    for id in &ids {
+        for to in [GateState::Approved, GateState::Rejected] {
+            let store = store.clone();
+            let t = decision(*id, to);
+            racing.push(tokio::spawn(async move {
+                (t.gate_id, store.transition(t, follow_ups).await)
+            }));
+        }
+    }
+    let poisoned = refused.map(|text| {
+        let mut t = decision(ids[0], GateState::Canceled);
+        t.message = text.to_string();
+        let store = store.clone();
+        tokio::spawn(async move { store.transition(t, follow_ups).await })
+    });
+    let mut applied = std::collections::HashMap::new();
+    for r in racing {
+        let (id, outcome) = r.await.unwrap();
+        match outcome.unwrap() {
+            TransitionOutcome::Applied(g) => {
+                assert!(
+                    applied.insert(id, g.state).is_none(),
+                    "two decisions applied to {id}"
+                );
+            }
+            TransitionOutcome::Conflict(g) => assert!(g.state.is_terminal()),
+            TransitionOutcome::NotFound => panic!("{id} not found"),
+        }
+    }
+    if let Some(p) = poisoned {
+        let outcome = p.await.unwrap();
+        assert!(
+            outcome.is_err(),
+            "the refused decision failed alone: {outcome:?}"
+        );
+    }
+    assert_eq!(applied.len(), ids.len(), "one decision applied per gate");
+    let read = store.gates(&ids).await.unwrap();
+    assert_eq!(read.len(), ids.len());
+    for g in &read {
+        assert_eq!(
+            Some(&g.state),
+            applied.get(&g.id),
+            "the winner is what is stored"
+        );
+        let decided: Vec<_> = store
+            .events(g.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "decided" && e.to_state.is_some_and(|s| s.is_terminal()))
+            .collect();
+        assert_eq!(decided.len(), 1, "one decision event for {}", g.id);
+        assert_eq!(decided[0].to_state, Some(g.state));
+    }
+    assert!(store
+        .gates(&[uuid::Uuid::new_v4()])
+        .await
+        .unwrap()
+        .is_empty());
+    // One acknowledgement per gate: the registrations (claimed for 0 s) and the acks.
+    let due = store
+        .claim_outbox(1000, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let acks = due
+        .iter()
+        .filter(|i| i.kind == OutboxKind::Acknowledge)
+        .count();
+    assert_eq!(acks, ids.len());
+}
+
+#[tokio::test]
+async fn concurrent_decisions_on_sqlite_apply_once_per_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    concurrent_decisions(Arc::new(store), None).await;
+}
+
+#[tokio::test]
+async fn concurrent_decisions_on_postgres_apply_once_per_gate_and_a_refused_one_fails_alone() {
+    let pg = PgServer::start();
+    let url = pg.database("batches").await;
+    let store = PostgresStore::connect(PgOptions {
+        url,
+        password: None,
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .await
+    .unwrap();
+    // PostgreSQL's text type cannot hold a NUL character (SQLite's can).
+    concurrent_decisions(Arc::new(store), Some("refused \u{0}")).await;
+}
+
 /// The status page's and the pass-through's queries: open gates oldest first, decisions
 /// newest first, a build's gates newest first.
 async fn status_queries(store: Arc<dyn GateStore>) {
