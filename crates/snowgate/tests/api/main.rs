@@ -16,6 +16,7 @@ mod pg;
 mod registration;
 mod reliability;
 mod replicas;
+mod scale;
 mod security;
 mod shim;
 mod store_contract;
