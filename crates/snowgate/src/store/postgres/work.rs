@@ -153,6 +153,18 @@ pub(super) async fn acknowledge_late(
     let mut c = store.client().await?;
     let tx = c.transaction().await.map_err(pg)?;
     let id_s = id.to_string();
+    // Under READ COMMITTED the insert's `NOT EXISTS` reads a snapshot from the statement's
+    // start: an acknowledgement finishing meanwhile (its row deleted, its `acknowledge_done`
+    // event written) would be missed, and a second acknowledgement queued. Locking the
+    // queued row first waits for such a finish to commit; the insert, a new statement, then
+    // sees its event.
+    let wait = tx
+        .prepare_cached(
+            "SELECT 1 FROM outbox WHERE gate_id = $1 AND kind = 'acknowledge' FOR UPDATE",
+        )
+        .await
+        .map_err(pg)?;
+    tx.query(&wait, &[&id_s]).await.map_err(pg)?;
     let added = tx
         .execute(
             sql::QUEUE_LATE_ACKNOWLEDGEMENT,
