@@ -18,6 +18,8 @@
 //   message                       sent to ServiceNow as the task's message (default: the build cause)
 //   mode                          'devops' | 'change' (default: snowgate's servicenow.default_mode)
 //   environment, changeRequestNumber, emergency, standardChangeTemplate   change mode (SPEC §6)
+//   supersede                     true: this build's gate decides older builds' waiting gates of the
+//                                 same job, branch and stage `superseded` (default: snowgate's supersede.jobs)
 //
 // snDevOpsChange(…) returns the decided gate (a Map: state, proceed, message, changeRequest…)
 // or null when the step did nothing (disabled, or an ignored error); the plugin returns a
@@ -35,6 +37,7 @@ static final List KNOWN = [
     'snowgateUrl', 'credentialsId', 'waitMode', 'inputId', 'inputSubmitter',
     'stageName', 'parentStageName', 'message', 'jobUrl', 'buildNumber', 'buildUrl', 'branchName', 'pipelineName',
     'mode', 'environment', 'changeRequestNumber', 'emergency', 'standardChangeTemplate',
+    'supersede',
 ]
 
 def call(Map args = [:], Closure body = null) {
@@ -169,6 +172,9 @@ Map changeControl(api, Map args) {
     }
     if (args.emergency != null) {
         body.emergency = api.flag(args.emergency, false)
+    }
+    if (args.supersede != null) {
+        body.supersede = api.flag(args.supersede, false)
     }
 
     return api.withAuth(cfg) { List headers ->

@@ -786,6 +786,11 @@ Map finish(Map gate) {
             log('Aborted by hand in snowgate: ' + message)
             error('Aborted in snowgate: ' + message)
             return gate
+        case 'superseded':
+            // A newer build of this job, branch and stage opened its gate with `supersede`.
+            log('Superseded in snowgate: ' + message)
+            error('Superseded by a newer build: ' + message)
+            return gate
         default:
             if (proceed) {
                 log("Change control ended in state ${state}: ${message}".toString())

@@ -52,7 +52,7 @@ pub struct ChangeMode {
     environments: GlobSet,
 }
 
-fn globs(patterns: &[String], case_insensitive: bool) -> anyhow::Result<GlobSet> {
+pub(crate) fn globs(patterns: &[String], case_insensitive: bool) -> anyhow::Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         b.add(

@@ -243,6 +243,56 @@ pub fn operator_decision(
     (verb, t)
 }
 
+/// The decision a newer build's gate makes for an older, still open one of the same job,
+/// branch and stage. In change mode the older gate's CR is told why, in a work note (also
+/// without `change.work_notes`: the CR's history must say why its deployment never came),
+/// and with `change.cancel_superseded` a CR snowgate created for it is canceled, unless the
+/// newer gate's title is the same (it would link, and need, that very CR).
+pub fn superseded_decision(older: &Gate, newer: &Gate, change: Option<&ChangeMode>) -> Transition {
+    let message = format!(
+        "superseded by build {} (gate {}) of the same job, branch and stage",
+        newer.spec.build_number, newer.id
+    );
+    let note = format!("snowgate gate {}: superseded: {message}", older.id);
+    let cr = older.change_request.as_ref();
+    let cancel = change.is_some_and(|c| {
+        c.settings.cancel_superseded
+            && cr.is_some_and(|cr| cr.created_by_snowgate && cr.sys_id.is_some())
+            && cr
+                .and_then(|cr| cr.state.as_deref())
+                .and_then(crate::domain::change::CrState::parse)
+                .is_none_or(|s| s.is_open())
+            && c.title(older) != c.title(newer)
+    });
+    let mut outbox = Vec::new();
+    if cancel {
+        outbox.push(NewOutbox {
+            kind: OutboxKind::ChangeUpdate,
+            payload: json!({
+                "fields": {"state": "canceled", "work_notes": note},
+                "what": "cancellation (superseded)",
+            }),
+        });
+    } else if older.spec.mode == GateMode::Change && !older.spec.work_notes && cr.is_some() {
+        // `follow_ups` writes the note when work notes are on.
+        outbox.push(NewOutbox {
+            kind: OutboxKind::ChangeUpdate,
+            payload: json!({"fields": {"work_notes": note}, "what": "work note"}),
+        });
+    }
+    Transition {
+        gate_id: older.id,
+        to: GateState::Superseded,
+        proceed: Some(false),
+        message,
+        actor: Actor::Snowgate,
+        event_kind: "superseded",
+        change_request: None,
+        outbox,
+        timers: Default::default(),
+    }
+}
+
 /// What `POST /gates/{id}/complete` queues with the recorded result: the stage's COMPLETED
 /// event (`servicenow.stage_events`), a work note, and for a CR snowgate created with
 /// `change.auto_transition` the moves to Review (and Closed).

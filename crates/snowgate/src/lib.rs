@@ -13,6 +13,7 @@ pub mod servicenow;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod supersede;
 pub mod telemetry;
 pub mod waiters;
 pub mod workers;

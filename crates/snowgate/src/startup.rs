@@ -111,7 +111,7 @@ impl Application {
         let workers =
             workers::spawn_all(worker_deps(&settings, &core, &outbox), shutdown.clone()).await;
         log_gate_counts(core.store.as_ref()).await?;
-        let state = app_state(&settings, core, outbox);
+        let state = app_state(&settings, core, outbox)?;
         let server = http_server(&settings, state, listener)?;
         Ok(Application {
             port: local.port(),
@@ -263,8 +263,12 @@ async fn log_gate_counts(store: &dyn GateStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn app_state(settings: &Settings, core: Core, outbox: Outbox) -> web::Data<AppState> {
-    web::Data::new(AppState {
+fn app_state(
+    settings: &Settings,
+    core: Core,
+    outbox: Outbox,
+) -> anyhow::Result<web::Data<AppState>> {
+    Ok(web::Data::new(AppState {
         store: core.store,
         decider: core.decider,
         waiters: core.waiters,
@@ -282,7 +286,8 @@ fn app_state(settings: &Settings, core: Core, outbox: Outbox) -> web::Data<AppSt
         default_mode: settings.servicenow.default_mode,
         limiter: core.limiter,
         ui: routes::ui::UiState::new(&settings.ui),
-    })
+        supersede: crate::supersede::Supersede::new(&settings.supersede)?,
+    }))
 }
 
 fn http_server(

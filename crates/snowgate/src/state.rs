@@ -29,4 +29,6 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// The status page's sessions and failed-login limiter (in memory).
     pub ui: routes::ui::UiState,
+    /// Which gates supersede older runs of their stage.
+    pub supersede: crate::supersede::Supersede,
 }

@@ -89,6 +89,16 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub log: LogSettings,
     pub ui: UiSettings,
+    pub supersede: SupersedeSettings,
+}
+
+/// `supersede`: jobs whose newer builds replace older ones still waiting.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupersedeSettings {
+    /// Glob patterns on the full job name (`folder/job`): a gate of such a job is opened as
+    /// if its request said `"supersede": true`. Default: none.
+    pub jobs: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -219,6 +229,8 @@ pub struct ChangeSettings {
     pub work_notes: bool,
     /// With a standard template: move new CRs to Implement, and after `complete` to this state.
     pub auto_transition: Option<AutoTransition>,
+    /// Cancel the still-open CR snowgate created for a gate that a newer build superseded.
+    pub cancel_superseded: bool,
 }
 
 pub const DEFAULT_TITLE_TEMPLATE: &str =
@@ -234,6 +246,7 @@ impl Default for ChangeSettings {
             fields: Default::default(),
             work_notes: false,
             auto_transition: None,
+            cancel_superseded: false,
         }
     }
 }

@@ -100,6 +100,13 @@ impl Settings {
                 ));
             }
         }
+        for (i, p) in self.supersede.jobs.iter().enumerate() {
+            if globset::Glob::new(p).is_err() {
+                out.push(format!(
+                    "supersede.jobs entry {i} `{p}` is not a valid glob pattern (SNOWGATE__SUPERSEDE__JOBS)"
+                ));
+            }
+        }
         if self.change.auto_transition.is_some() && self.change.standard_template.is_none() {
             out.push(key_problem(
                 "change.auto_transition",

@@ -66,6 +66,11 @@ impl CrState {
         }
     }
 
+    /// Not yet closed or canceled.
+    pub fn is_open(self) -> bool {
+        !matches!(self, CrState::Closed | CrState::Canceled)
+    }
+
     /// States in which the CR still waits for approval or scheduling.
     pub fn is_waiting(self) -> bool {
         matches!(

@@ -19,9 +19,11 @@ pub enum GateState {
     TimedOut,
     Resumed,
     Aborted,
+    /// A newer build's gate for the same job, branch and stage opened with `supersede`.
+    Superseded,
 }
 
-pub const ALL_STATES: [GateState; 10] = [
+pub const ALL_STATES: [GateState; 11] = [
     GateState::Registering,
     GateState::Pending,
     GateState::Approved,
@@ -32,6 +34,7 @@ pub const ALL_STATES: [GateState; 10] = [
     GateState::TimedOut,
     GateState::Resumed,
     GateState::Aborted,
+    GateState::Superseded,
 ];
 
 /// The states a gate can still leave.
@@ -50,6 +53,7 @@ impl GateState {
             GateState::TimedOut => "timed_out",
             GateState::Resumed => "resumed",
             GateState::Aborted => "aborted",
+            GateState::Superseded => "superseded",
         }
     }
 

@@ -115,9 +115,24 @@ pub struct GateSpec {
     /// Change mode: write work notes on the CR (`change.work_notes` when the gate was opened).
     #[serde(default)]
     pub work_notes: bool,
+    /// Opening this gate decides older builds' open gates of the same job, branch and stage
+    /// `superseded` (the request's `supersede`, or `supersede.jobs` when the gate was opened).
+    #[serde(default)]
+    pub supersede: bool,
 }
 
 impl GateSpec {
+    /// Whether `self` is an older build of the same job, branch and stage as `newer`: what a
+    /// gate opened with `supersede` replaces. Build numbers (digits) compare as numbers, as
+    /// Jenkins counts builds.
+    pub fn is_older_run_of(&self, newer: &GateSpec) -> bool {
+        let number = |s: &GateSpec| s.build_number.parse::<u64>().ok();
+        self.job_url == newer.job_url
+            && self.stage_name == newer.stage_name
+            && self.branch_name == newer.branch_name
+            && matches!((number(self), number(newer)), (Some(old), Some(new)) if old < new)
+    }
+
     /// The stage path used in task URLs and names: nested stages are joined with `/`.
     pub fn stage_path(&self) -> String {
         match &self.parent_stage_name {
@@ -262,6 +277,7 @@ impl GateSpec {
             emergency: f.boolean("emergency")?.unwrap_or(false),
             standard_change_template: f.string("standardChangeTemplate", MAX_NAME)?,
             work_notes: false,
+            supersede: f.boolean("supersede")?.unwrap_or(false),
         })
     }
 }
@@ -360,6 +376,33 @@ mod tests {
     }
 
     #[test]
+    fn an_older_build_of_the_same_job_branch_and_stage_is_an_older_run() {
+        let spec = |build: Value, stage: &str, branch: Option<&str>| {
+            let mut b = with("buildNumber", build);
+            b["stageName"] = json!(stage);
+            if let Some(branch) = branch {
+                b["branchName"] = json!(branch);
+            }
+            GateSpec::parse(&b).unwrap()
+        };
+        let newer = spec(json!(10), "Deploy", Some("main"));
+        assert!(spec(json!(9), "Deploy", Some("main")).is_older_run_of(&newer));
+        assert!(spec(json!("2"), "Deploy", Some("main")).is_older_run_of(&newer));
+        // Not older: the same or a later build, another stage or branch.
+        assert!(!spec(json!(10), "Deploy", Some("main")).is_older_run_of(&newer));
+        assert!(!spec(json!(11), "Deploy", Some("main")).is_older_run_of(&newer));
+        assert!(!spec(json!(9), "Test", Some("main")).is_older_run_of(&newer));
+        assert!(!spec(json!(9), "Deploy", Some("dev")).is_older_run_of(&newer));
+        assert!(!spec(json!(9), "Deploy", None).is_older_run_of(&newer));
+        assert!(!GateSpec::parse(&base()).unwrap().supersede);
+        assert!(
+            GateSpec::parse(&with("supersede", json!(true)))
+                .unwrap()
+                .supersede
+        );
+    }
+
+    #[test]
     fn a_minimal_request_parses_with_the_plugin_defaults() {
         let s = GateSpec::parse(&base()).unwrap();
         assert_eq!(s.build_number, "42");
@@ -391,6 +434,7 @@ mod tests {
                 "pollingIntervalSecs",
             ),
             (with("ignoreErrors", json!("yes")), "ignoreErrors"),
+            (with("supersede", json!("yes")), "supersede"),
             (with("input", json!({"id": "has space"})), "input.id"),
             (with("mode", json!("other")), "mode"),
             (with("mode", json!("change")), "environment"),

@@ -64,6 +64,7 @@ fn checked_spec(body: &serde_json::Value, state: &AppState) -> Result<GateSpec, 
         })?;
         spec.work_notes = change.settings.work_notes;
     }
+    spec.supersede = state.supersede.applies(&spec);
     if spec.input_id.is_some() {
         // snowgate will call Jenkins for this gate: only where its credentials may go.
         let jenkins = state.jenkins.as_ref().ok_or_else(|| {
@@ -101,6 +102,16 @@ pub async fn open(
         )
         .await?;
     let mut gate = opened.gate;
+    if gate.spec.supersede {
+        // Also when the gate existed: a retried open finishes what a failed one began.
+        crate::supersede::supersede_older(
+            &*state.store,
+            &state.decider,
+            state.change.as_deref(),
+            &gate,
+        )
+        .await?;
+    }
     if let Some(item) = opened.register_item {
         tracing::info!(gate_id = %gate.id, job = %gate.spec.job_url, build = %gate.spec.build_number, stage = %gate.spec.stage_name, "gate opened");
         // The first registration attempt runs now, so the answer usually already says

@@ -94,6 +94,18 @@ impl GateStore for Bounded {
         )
         .await
     }
+    async fn open_gates_of_stage(
+        &self,
+        job_url: &str,
+        stage_name: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        self.within(
+            "open_gates_of_stage",
+            self.inner.open_gates_of_stage(job_url, stage_name, limit),
+        )
+        .await
+    }
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         self.within("events", self.inner.events(id)).await
     }

@@ -340,6 +340,14 @@ pub trait GateStore: Send + Sync + 'static {
     /// Jenkins name rather than by the job URL the store keeps.
     async fn gates_of_build(&self, build_number: &str, limit: u32)
         -> Result<Vec<Gate>, StoreError>;
+    /// Open gates of `stage_name` in the job at `job_url` (any build and branch), the oldest
+    /// first: what a newer build's gate may supersede.
+    async fn open_gates_of_stage(
+        &self,
+        job_url: &str,
+        stage_name: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError>;
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError>;
     /// Apply `t` as one compare-and-set, with its event row, `t.outbox` and the rows
     /// `follow_ups` returns for the decided gate, in one transaction.

@@ -41,6 +41,13 @@ pub const RECENT_DECISIONS: &str =
 pub const GATES_OF_BUILD: &str =
     select_gates!("WHERE build_number = $1 ORDER BY created_ms DESC, id LIMIT $2");
 
+/// The open gates of one job's stage (all branches and builds), the oldest first (the
+/// unique index on job_url, build_number, stage_name serves the job_url prefix).
+pub const OPEN_GATES_OF_STAGE: &str = select_gates!(
+    "WHERE job_url = $1 AND stage_name = $2 AND state IN ('registering', 'pending') \
+     ORDER BY created_ms, id LIMIT $3"
+);
+
 /// Gate counts per state.
 pub const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM gates GROUP BY state";
 
@@ -200,6 +207,7 @@ mod tests {
             GATES_IN_STATE,
             ALL_GATES,
             OPEN_GATES_AFTER,
+            OPEN_GATES_OF_STAGE,
             insert_gate!(),
             TRANSITION_SET,
             UPDATE_CHANGE_REQUEST,

@@ -23,7 +23,10 @@ async fn change_app() -> TestApp {
     change_app_with(SimSettings::default(), |_| {}).await
 }
 
-async fn change_app_with(sim: SimSettings, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub(crate) async fn change_app_with(
+    sim: SimSettings,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let sim_for = sim.clone();
     spawn_app_with(sim, move |s| {
         change_settings(s, &sim_for);
@@ -42,7 +45,7 @@ fn change_gate(stage: &str, extra: Value) -> Value {
     b
 }
 
-async fn open_change(app: &TestApp, stage: &str, extra: Value) -> GateView {
+pub(crate) async fn open_change(app: &TestApp, stage: &str, extra: Value) -> GateView {
     let resp = app.open_gate(&change_gate(stage, extra)).await;
     assert_eq!(resp.status(), 201);
     resp.json().await.unwrap()
@@ -365,7 +368,7 @@ async fn change_windows_hold_and_close() {
     assert!(g.message.starts_with("change window closed"), "{g:?}");
 }
 
-fn notes(app: &TestApp, number: &str) -> Vec<String> {
+pub(crate) fn notes(app: &TestApp, number: &str) -> Vec<String> {
     app.sim
         .chg_work_notes(number)
         .unwrap()
@@ -374,7 +377,7 @@ fn notes(app: &TestApp, number: &str) -> Vec<String> {
         .collect()
 }
 
-async fn until_notes(app: &TestApp, number: &str, n: usize) -> Vec<String> {
+pub(crate) async fn until_notes(app: &TestApp, number: &str, n: usize) -> Vec<String> {
     for _ in 0..200 {
         let got = notes(app, number);
         if got.len() >= n {

@@ -21,4 +21,5 @@ mod security;
 mod shim;
 mod store_contract;
 mod store_faults;
+mod supersede;
 mod ui;

@@ -223,6 +223,19 @@ impl GateStore for PostgresStore {
             .await
     }
 
+    async fn open_gates_of_stage(
+        &self,
+        job_url: &str,
+        stage_name: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        self.gates_by(
+            sql::OPEN_GATES_OF_STAGE,
+            &[&job_url, &stage_name, &(limit as i64)],
+        )
+        .await
+    }
+
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         let c = self.client().await?;
         let stmt = c.prepare_cached(sql::EVENTS_OF_GATE).await.map_err(pg)?;

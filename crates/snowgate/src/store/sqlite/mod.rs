@@ -245,6 +245,17 @@ impl GateStore for SqliteStore {
             .await
     }
 
+    async fn open_gates_of_stage(
+        &self,
+        job_url: &str,
+        stage_name: &str,
+        limit: u32,
+    ) -> Result<Vec<Gate>, StoreError> {
+        let (job, stage) = (job_url.to_string(), stage_name.to_string());
+        self.read(move |conn| gates_by(conn, sql::OPEN_GATES_OF_STAGE, params![job, stage, limit]))
+            .await
+    }
+
     async fn events(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql::sqlite(sql::EVENTS_OF_GATE))?;
