@@ -1,6 +1,7 @@
 //! The gate, its states and the validated values it is made of.
 pub mod change;
 pub mod fields;
+pub mod freeze;
 pub mod gate;
 pub mod names;
 pub mod passthrough;

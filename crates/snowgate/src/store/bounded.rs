@@ -16,8 +16,9 @@ use uuid::Uuid;
 
 use super::{
     Completion, CrUpdate, Deadline, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem,
-    OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
+    Hold, OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
 };
+use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
 
@@ -212,6 +213,41 @@ impl GateStore for Bounded {
     }
     async fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<StoreSignal>> {
         self.inner.listen().await
+    }
+    async fn add_freeze(&self, freeze: &Freeze) -> Result<(), StoreError> {
+        self.within("add_freeze", self.inner.add_freeze(freeze))
+            .await
+    }
+    async fn freezes(&self, now_ms: i64) -> Result<Vec<Freeze>, StoreError> {
+        self.within("freezes", self.inner.freezes(now_ms)).await
+    }
+    async fn delete_freeze(&self, id: &str) -> Result<bool, StoreError> {
+        self.within("delete_freeze", self.inner.delete_freeze(id))
+            .await
+    }
+    async fn hold_approval(
+        &self,
+        hold: Hold,
+        message: String,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.within(
+            "hold_approval",
+            self.inner.hold_approval(hold, message, outbox),
+        )
+        .await
+    }
+    async fn holds(&self, before_ms: i64, limit: u32) -> Result<Vec<Hold>, StoreError> {
+        self.within("holds", self.inner.holds(before_ms, limit))
+            .await
+    }
+    async fn extend_hold(&self, hold: &Hold) -> Result<(), StoreError> {
+        self.within("extend_hold", self.inner.extend_hold(hold))
+            .await
+    }
+    async fn clear_hold(&self, gate_id: Uuid) -> Result<(), StoreError> {
+        self.within("clear_hold", self.inner.clear_hold(gate_id))
+            .await
     }
     async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError> {
         // Waiting for another gate's search-or-create is bounded too: a link attempt that

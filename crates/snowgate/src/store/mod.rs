@@ -9,6 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::gate::Actor;
+use crate::domain::freeze::Freeze;
 use crate::domain::timers::{Deadline, Timers};
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 
@@ -281,6 +282,19 @@ pub enum TransitionOutcome {
     NotFound,
 }
 
+/// A ServiceNow approval that a change freeze holds back until `until_ms` (the freeze's end):
+/// the decision to apply then.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hold {
+    pub gate_id: Uuid,
+    pub freeze_id: String,
+    pub freeze_name: String,
+    pub until_ms: i64,
+    pub to: GateState,
+    pub proceed: Option<bool>,
+    pub message: String,
+}
+
 /// Held while one gate searches ServiceNow for the open change request of a title, and creates
 /// it when there is none; a gate of another process or replica wanting the same title waits
 /// until this is dropped. Two gates racing for a title so create one change request.
@@ -373,7 +387,7 @@ pub trait GateStore: Send + Sync + 'static {
     async fn next_poll_due(&self) -> Result<Option<i64>, StoreError>;
     /// Open gates whose creation or step deadline has passed.
     async fn due_deadlines(&self, limit: u32) -> Result<Vec<(Gate, Deadline)>, StoreError>;
-    /// Epoch ms of the earliest deadline of an open gate.
+    /// Epoch ms of the earliest deadline of an open gate, or of a held approval's recheck.
     async fn next_deadline(&self) -> Result<Option<i64>, StoreError>;
     /// Open gates, oldest first, after the `(created_ms, id)` cursor (for reconciliation).
     async fn open_gates_after(
@@ -419,6 +433,29 @@ pub trait GateStore: Send + Sync + 'static {
     async fn listen(&self) -> Option<tokio::sync::mpsc::Receiver<StoreSignal>> {
         None
     }
+
+    /// Store a change freeze declared through the API.
+    async fn add_freeze(&self, freeze: &Freeze) -> Result<(), StoreError>;
+    /// Stored freezes not over at `now_ms`, the earliest first.
+    async fn freezes(&self, now_ms: i64) -> Result<Vec<Freeze>, StoreError>;
+    /// Delete a stored freeze; the approvals it held fall due at once. False when unknown.
+    async fn delete_freeze(&self, id: &str) -> Result<bool, StoreError>;
+    /// Hold ServiceNow's approval of an open gate back, in one transaction: the gate stays
+    /// (or becomes) pending with `message` and no timers, the hold is stored (replacing an
+    /// earlier one), a `freeze_hold` event and `outbox` (the callback's acknowledgement) are
+    /// written. `Conflict` when the gate is decided already.
+    async fn hold_approval(
+        &self,
+        hold: Hold,
+        message: String,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<TransitionOutcome, StoreError>;
+    /// Held approvals of pending gates due by `before_ms` (`i64::MAX`: all), the earliest first.
+    async fn holds(&self, before_ms: i64, limit: u32) -> Result<Vec<Hold>, StoreError>;
+    /// Carry a hold on under another (or a longer) freeze.
+    async fn extend_hold(&self, hold: &Hold) -> Result<(), StoreError>;
+    /// Forget a gate's hold (it was released, or the gate decided otherwise).
+    async fn clear_hold(&self, gate_id: Uuid) -> Result<(), StoreError>;
 
     /// Take the lock of a change-request title, waiting while another holds it (in this
     /// process, or on a shared store in any replica).

@@ -157,6 +157,54 @@ pub const QUEUE_LATE_ACKNOWLEDGEMENT: &str =
 /// Outbox items not yet finished.
 pub const OUTBOX_BACKLOG: &str = "SELECT COUNT(*) FROM outbox";
 
+/// A freeze declared through the API: its window as epoch ms (for the queries), the whole
+/// freeze as JSON.
+pub const INSERT_FREEZE: &str =
+    "INSERT INTO freezes (id, name, start_ms, end_ms, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Freezes not over at `$1`, the earliest first.
+pub const FREEZES_NOT_OVER: &str =
+    "SELECT body FROM freezes WHERE end_ms > $1 ORDER BY start_ms, id";
+
+pub const DELETE_FREEZE: &str = "DELETE FROM freezes WHERE id = $1";
+
+/// A deleted freeze's held approvals are due at once (the timers worker releases them).
+pub const RELEASE_HOLDS_OF_FREEZE: &str =
+    "UPDATE held_approvals SET until_ms = 0 WHERE freeze_id = $1";
+
+/// A gate whose approval a freeze holds: pending, with the freeze's message and no timers (no
+/// polls, no timeouts: ServiceNow has decided; only the freeze's end is awaited).
+pub const HOLD_GATE: &str =
+    "UPDATE gates SET state = 'pending', message = $1, updated_at = $2, next_poll_ms = NULL, \
+     creation_deadline_ms = NULL, step_deadline_ms = NULL \
+     WHERE id = $3 AND state IN ('registering', 'pending')";
+
+/// The approval held, or the newer one replacing it.
+pub const UPSERT_HOLD: &str =
+    "INSERT INTO held_approvals (gate_id, freeze_id, freeze_name, until_ms, to_state, proceed, message, held_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (gate_id) DO UPDATE SET freeze_id = excluded.freeze_id, \
+     freeze_name = excluded.freeze_name, until_ms = excluded.until_ms, \
+     to_state = excluded.to_state, proceed = excluded.proceed, message = excluded.message, \
+     held_at = excluded.held_at";
+
+/// Held approvals of pending gates due by `$1`, the earliest first.
+pub const DUE_HOLDS: &str =
+    "SELECT h.gate_id, h.freeze_id, h.freeze_name, h.until_ms, h.to_state, h.proceed, h.message \
+     FROM held_approvals h JOIN gates g ON g.id = h.gate_id \
+     WHERE g.state = 'pending' AND h.until_ms <= $1 ORDER BY h.until_ms, h.gate_id LIMIT $2";
+
+/// When the next held approval is due.
+pub const NEXT_HOLD_DUE: &str =
+    "SELECT MIN(h.until_ms) FROM held_approvals h JOIN gates g ON g.id = h.gate_id \
+     WHERE g.state = 'pending'";
+
+/// A hold that another freeze now carries on.
+pub const EXTEND_HOLD: &str =
+    "UPDATE held_approvals SET freeze_id = $1, freeze_name = $2, until_ms = $3 WHERE gate_id = $4";
+
+pub const CLEAR_HOLD: &str = "DELETE FROM held_approvals WHERE gate_id = $1";
+
 /// The table of applied schema versions.
 pub const CREATE_SCHEMA_MIGRATIONS: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)";
@@ -220,6 +268,12 @@ mod tests {
             RETRY_OUTBOX,
             QUEUE_LATE_ACKNOWLEDGEMENT,
             RECORD_MIGRATION,
+            INSERT_FREEZE,
+            FREEZES_NOT_OVER,
+            HOLD_GATE,
+            UPSERT_HOLD,
+            DUE_HOLDS,
+            EXTEND_HOLD,
         ] {
             assert!(!sqlite(statement).contains('$'), "{statement}");
         }

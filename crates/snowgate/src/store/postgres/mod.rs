@@ -16,13 +16,15 @@ use uuid::Uuid;
 use super::sql;
 use super::{
     Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
-    StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
+    Hold, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
 };
+use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;
 use crate::domain::timers::Deadline;
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
 use rows::{event_from_row, gate_from_row, load_gate, pg};
 
+mod freezes;
 mod gates;
 mod lease;
 mod listen;
@@ -281,7 +283,9 @@ impl GateStore for PostgresStore {
     }
 
     async fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
-        work::next_deadline(self).await
+        let deadline = work::next_deadline(self).await?;
+        let hold = freezes::next_hold_due(self).await?;
+        Ok(deadline.into_iter().chain(hold).min())
     }
 
     async fn open_gates_after(
@@ -364,6 +368,39 @@ impl GateStore for PostgresStore {
             tx,
         ));
         Some(rx)
+    }
+
+    async fn add_freeze(&self, freeze: &Freeze) -> Result<(), StoreError> {
+        freezes::add_freeze(self, freeze).await
+    }
+
+    async fn freezes(&self, now_ms: i64) -> Result<Vec<Freeze>, StoreError> {
+        freezes::freezes(self, now_ms).await
+    }
+
+    async fn delete_freeze(&self, id: &str) -> Result<bool, StoreError> {
+        freezes::delete_freeze(self, id).await
+    }
+
+    async fn hold_approval(
+        &self,
+        hold: Hold,
+        message: String,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<TransitionOutcome, StoreError> {
+        freezes::hold_approval(self, &hold, &message, &outbox).await
+    }
+
+    async fn holds(&self, before_ms: i64, limit: u32) -> Result<Vec<Hold>, StoreError> {
+        freezes::holds(self, before_ms, limit).await
+    }
+
+    async fn extend_hold(&self, hold: &Hold) -> Result<(), StoreError> {
+        freezes::extend_hold(self, hold).await
+    }
+
+    async fn clear_hold(&self, gate_id: Uuid) -> Result<(), StoreError> {
+        freezes::clear_hold(self, gate_id).await
     }
 
     async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError> {

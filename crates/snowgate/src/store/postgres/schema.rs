@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../../migrations/postgres/001_init.sql"),
     include_str!("../../../../../migrations/postgres/002_one_acknowledgement.sql"),
     include_str!("../../../../../migrations/postgres/003_status_and_lookup.sql"),
+    include_str!("../../../../../migrations/postgres/004_freezes.sql"),
 ];
 
 pub(super) async fn migrate(store: &PostgresStore) -> Result<(), StoreError> {

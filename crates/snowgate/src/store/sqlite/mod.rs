@@ -18,8 +18,9 @@ use uuid::Uuid;
 use super::sql;
 use super::{
     Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
-    StoreError, TitleLock, Transition, TransitionOutcome,
+    Hold, StoreError, TitleLock, Transition, TransitionOutcome,
 };
+use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;
 use crate::domain::timers::Deadline;
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
@@ -30,6 +31,7 @@ use conn::{
 use rows::{event_from_row, gates_by, load_gate};
 
 mod conn;
+mod freezes;
 mod gates;
 mod rows;
 mod work;
@@ -302,7 +304,12 @@ impl GateStore for SqliteStore {
     }
 
     async fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
-        self.read(work::next_deadline).await
+        self.read(|conn| {
+            let deadline = work::next_deadline(conn)?;
+            let hold = freezes::next_hold_due(conn)?;
+            Ok(deadline.into_iter().chain(hold).min())
+        })
+        .await
     }
 
     async fn open_gates_after(
@@ -371,6 +378,48 @@ impl GateStore for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn add_freeze(&self, freeze: &Freeze) -> Result<(), StoreError> {
+        let freeze = freeze.clone();
+        self.write(move |conn| freezes::add_freeze(conn, &freeze))
+            .await
+    }
+
+    async fn freezes(&self, now_ms: i64) -> Result<Vec<Freeze>, StoreError> {
+        self.read(move |conn| freezes::freezes(conn, now_ms)).await
+    }
+
+    async fn delete_freeze(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| freezes::delete_freeze(conn, &id))
+            .await
+    }
+
+    async fn hold_approval(
+        &self,
+        hold: Hold,
+        message: String,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.write(move |conn| freezes::hold_approval(conn, &hold, &message, &outbox))
+            .await
+    }
+
+    async fn holds(&self, before_ms: i64, limit: u32) -> Result<Vec<Hold>, StoreError> {
+        self.read(move |conn| freezes::holds(conn, before_ms, limit))
+            .await
+    }
+
+    async fn extend_hold(&self, hold: &Hold) -> Result<(), StoreError> {
+        let hold = hold.clone();
+        self.write(move |conn| freezes::extend_hold(conn, &hold))
+            .await
+    }
+
+    async fn clear_hold(&self, gate_id: Uuid) -> Result<(), StoreError> {
+        self.write(move |conn| freezes::clear_hold(conn, gate_id))
+            .await
     }
 
     async fn lock_title(&self, _title: &str) -> Result<TitleLock, StoreError> {
