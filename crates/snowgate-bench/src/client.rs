@@ -42,16 +42,21 @@ async fn open_one(
     Ok(g["id"].as_str().unwrap_or_default().to_string())
 }
 
-/// Open `n` gates of stage `stage`, 64 at a time; returns (gate id, callback URL) pairs.
+/// Open `n` gates of stage `stage`, 64 at a time, gate `i` at `servers[i % servers.len()]`;
+/// returns (gate id, callback URL) pairs in the order of `i`.
 pub async fn open_gates(
     http: &reqwest::Client,
-    server: &str,
+    servers: &[&str],
     sim: &SimHandle,
     stage: &str,
     n: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    anyhow::ensure!(!servers.is_empty(), "no server to open gates at");
     let ids: Vec<anyhow::Result<(usize, String)>> = stream::iter(0..n)
-        .map(|i| async move { Ok((i, open_one(http, server, stage, i).await?)) })
+        .map(|i| async move {
+            let server = servers[i % servers.len()];
+            Ok((i, open_one(http, server, stage, i).await?))
+        })
         .buffer_unordered(64)
         .collect()
         .await;

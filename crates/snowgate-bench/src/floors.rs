@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[derive(Clone, Copy)]
 pub struct Percentiles {
     pub p50: Duration,
     pub p90: Duration,

@@ -10,6 +10,7 @@ use crate::client::TOKEN;
 
 /// A running `snowgate serve`; killed when dropped.
 pub struct Server {
+    pub name: String,
     pub child: Child,
     pub url: String,
 }
@@ -59,7 +60,8 @@ pub fn redact_url_password(u: &str) -> String {
 pub struct Placement<'a> {
     pub binary: &'a Path,
     pub dir: &'a Path,
-    pub postgres: Option<&'a str>,
+    /// `sqlite://…` or `postgres://…`; replicas share one.
+    pub store_url: &'a str,
 }
 
 fn config_text(port: u16, sim: &SimHandle, sim_cfg: &SimSettings, store_url: &str) -> String {
@@ -97,11 +99,7 @@ pub async fn start(
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
     let config = at.dir.join(format!("{name}.yaml"));
-    let store_url = match at.postgres {
-        Some(u) => u.to_string(),
-        None => format!("sqlite://{}", at.dir.join("bench.db").display()),
-    };
-    std::fs::write(&config, config_text(port, sim, sim_cfg, &store_url))?;
+    std::fs::write(&config, config_text(port, sim, sim_cfg, at.store_url))?;
     // Measured at the default log level; the log goes to a file beside the store.
     let log = std::fs::File::create(at.dir.join(format!("{name}.log")))?;
     let child = Command::new(at.binary)
@@ -112,6 +110,7 @@ pub async fn start(
         .spawn()
         .with_context(|| format!("cannot start `{} serve`", at.binary.display()))?;
     let server = Server {
+        name: name.to_string(),
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
@@ -127,5 +126,8 @@ pub async fn start(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!("snowgate serve did not start; see {name}.log in the bench directory")
+    anyhow::bail!(
+        "snowgate serve did not start; see {}",
+        at.dir.join(format!("{name}.log")).display()
+    )
 }
