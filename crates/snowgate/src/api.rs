@@ -141,6 +141,27 @@ impl From<&Event> for EventView {
     }
 }
 
+/// A change freeze as `GET /api/v1/freezes` lists it: the freeze, whether it is active now,
+/// and the gates whose ServiceNow approval it holds back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeView {
+    #[serde(flatten)]
+    pub freeze: crate::domain::freeze::Freeze,
+    pub active: bool,
+    #[serde(default)]
+    pub held_gates: Vec<Uuid>,
+}
+
+/// `GET /api/v1/freezes`: the freezes not over (active and upcoming), the earliest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FreezeList {
+    pub freezes: Vec<FreezeView>,
+}
+
+/// Where freezes are declared and listed.
+pub const FREEZES_PATH: &str = "/api/v1/freezes";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use crate::configuration::{AutoTransition, GateMode};
 use crate::domain::gate::Actor;
 use crate::domain::timers::{on_change_known, Timers};
 use crate::domain::{ChangeRequest, Gate, GateState};
+use crate::freezes::{FreezeVerdict, Freezes};
 use crate::metrics::{Metrics, SourceLabel};
 use crate::store::{
     CrUpdate, GateStore, NewOutbox, OutboxKind, StoreError, Transition, TransitionOutcome,
@@ -30,6 +31,8 @@ pub struct Decider {
     waiters: Arc<Waiters>,
     wakeups: Arc<Wakeups>,
     metrics: Arc<Metrics>,
+    /// The change freezes, which hold back (or fail) ServiceNow's approvals while active.
+    freezes: Arc<Freezes>,
 }
 
 impl Decider {
@@ -38,13 +41,48 @@ impl Decider {
         waiters: Arc<Waiters>,
         wakeups: Arc<Wakeups>,
         metrics: Arc<Metrics>,
+        freezes: Arc<Freezes>,
     ) -> Self {
         Decider {
             store,
             waiters,
             wakeups,
             metrics,
+            freezes,
         }
+    }
+
+    pub fn freezes(&self) -> &Freezes {
+        &self.freezes
+    }
+
+    /// An operator's decision by hand; a resume while a freeze covers the gate is a
+    /// break-glass override of that freeze, recorded as such (event `freeze_override`, the
+    /// freeze named, and in change mode a note on the CR).
+    pub async fn operator_decision(
+        &self,
+        id: uuid::Uuid,
+        to: GateState,
+        operator: &str,
+        reason: &str,
+    ) -> Result<(&'static str, Transition), StoreError> {
+        let (verb, mut t) = operator_decision(id, to, operator, reason);
+        if to != GateState::Resumed || !self.freezes.any_active().await? {
+            return Ok((verb, t));
+        }
+        let Some(gate) = self.store.gate(id).await? else {
+            return Ok((verb, t));
+        };
+        if let Some(freeze) = self.freezes.covering(&gate.spec, false).await? {
+            t.event_kind = "freeze_override";
+            t.message = format!(
+                "resumed by {operator} during {}, overriding the freeze: {reason}",
+                freeze.describe()
+            );
+            t.outbox.extend(audit_note(&gate, &t.message));
+            tracing::warn!(gate_id = %id, %operator, freeze = %freeze.name, "a change freeze was overridden");
+        }
+        Ok((verb, t))
     }
 
     pub fn wakeups(&self) -> &Wakeups {
@@ -63,6 +101,15 @@ impl Decider {
         t: Transition,
         received: Option<std::time::Instant>,
     ) -> Result<TransitionOutcome, StoreError> {
+        let t = match self.freezes.apply(&*self.store, t).await? {
+            FreezeVerdict::Decide(t) => t,
+            FreezeVerdict::Held(outcome) => {
+                // The callback's acknowledgement is queued; the freeze's end is a deadline.
+                self.wakeups.outbox.notify_one();
+                self.wakeups.timers.notify_one();
+                return Ok(outcome);
+            }
+        };
         // Terminal transitions may carry follow-ups the store adds (e.g. a Jenkins release).
         let has_outbox = !t.outbox.is_empty() || t.to.is_terminal();
         let has_timers = t.timers != Timers::default();
@@ -107,6 +154,23 @@ impl Decider {
 /// A work note for the gate's change request (change mode, `change.work_notes: true`).
 pub fn work_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
     if !gate.spec.work_notes {
+        return None;
+    }
+    Some(NewOutbox {
+        kind: OutboxKind::ChangeUpdate,
+        payload: json!({
+            "fields": {"work_notes": format!("snowgate gate {}: {text}", gate.id)},
+            "what": "work note",
+        }),
+    })
+}
+
+/// A note for a change-mode gate's CR that its history must carry whatever
+/// `change.work_notes` says (why a deployment never came, or came during a freeze); `None`
+/// without a CR, and when work notes are on (`follow_ups` writes the decision's note then).
+pub fn audit_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
+    if gate.spec.mode != GateMode::Change || gate.spec.work_notes || gate.change_request.is_none()
+    {
         return None;
     }
     Some(NewOutbox {
@@ -253,7 +317,6 @@ pub fn superseded_decision(older: &Gate, newer: &Gate, change: Option<&ChangeMod
         "superseded by build {} (gate {}) of the same job, branch and stage",
         newer.spec.build_number, newer.id
     );
-    let note = format!("snowgate gate {}: superseded: {message}", older.id);
     let cr = older.change_request.as_ref();
     let cancel = change.is_some_and(|c| {
         c.settings.cancel_superseded
@@ -264,20 +327,16 @@ pub fn superseded_decision(older: &Gate, newer: &Gate, change: Option<&ChangeMod
                 .is_none_or(|s| s.is_open())
             && c.title(older) != c.title(newer)
     });
-    let mut outbox = Vec::new();
+    let mut outbox: Vec<NewOutbox> = audit_note(older, &format!("superseded: {message}"))
+        .into_iter()
+        .collect();
     if cancel {
         outbox.push(NewOutbox {
             kind: OutboxKind::ChangeUpdate,
             payload: json!({
-                "fields": {"state": "canceled", "work_notes": note},
+                "fields": {"state": "canceled"},
                 "what": "cancellation (superseded)",
             }),
-        });
-    } else if older.spec.mode == GateMode::Change && !older.spec.work_notes && cr.is_some() {
-        // `follow_ups` writes the note when work notes are on.
-        outbox.push(NewOutbox {
-            kind: OutboxKind::ChangeUpdate,
-            payload: json!({"fields": {"work_notes": note}, "what": "work note"}),
         });
     }
     Transition {

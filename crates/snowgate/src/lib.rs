@@ -6,6 +6,7 @@ pub mod cli;
 pub mod configuration;
 pub mod decisions;
 pub mod domain;
+pub mod freezes;
 pub mod jenkins;
 pub mod metrics;
 pub mod routes;

@@ -93,6 +93,9 @@ enum Command {
     /// Operator client: list, show, wait for, resume or abort gates on a running snowgate.
     #[command(after_help = snowgate::cli::EXIT_CODES)]
     Gates(snowgate::cli::GatesArgs),
+    /// Operator client: list, declare or delete change freezes on a running snowgate.
+    #[command(after_help = snowgate::cli::EXIT_CODES)]
+    Freezes(snowgate::cli::FreezesArgs),
     /// Check the configuration, the ServiceNow connection and the callback URL; exits 1 on any failure.
     Check {
         /// YAML configuration file (see config.example.yaml).
@@ -151,6 +154,10 @@ fn main() -> ExitCode {
             }
             Command::Gates(args) => {
                 exit = ExitCode::from(snowgate::cli::run_gates(args).await);
+                Ok(())
+            }
+            Command::Freezes(args) => {
+                exit = ExitCode::from(snowgate::cli::run_freezes(args).await);
                 Ok(())
             }
             Command::Check { config } => {

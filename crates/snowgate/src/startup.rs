@@ -164,11 +164,13 @@ impl Core {
             Arc::new(crate::store::Bounded::new(store, settings.store.timeout.0));
         let waiters = Waiters::new();
         let metrics = Arc::new(Metrics::new());
+        let freezes = Arc::new(crate::freezes::Freezes::new(settings, store.clone())?);
         let decider = Decider::new(
             store.clone(),
             waiters.clone(),
             Arc::new(Wakeups::default()),
             metrics.clone(),
+            freezes,
         );
         let servicenow = DevOpsClient::new(&settings.servicenow)?.with_metrics(metrics.clone());
         // The Change API takes Basic or OAuth, not the DevOps tool token.

@@ -183,7 +183,9 @@ impl Api {
         if !status.is_success() {
             return Err(api_error(status, serde_json::from_slice(&bytes).ok()));
         }
-        serde_json::from_slice(&bytes).map_err(|e| CallError::Api {
+        // 204 No Content (a deletion) reads as `null`, i.e. `()`.
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(body).map_err(|e| CallError::Api {
             status: status.as_u16(),
             code: "not_json".into(),
             message: format!(

@@ -13,9 +13,11 @@ use crate::configuration::{parse_duration, Secret};
 use crate::routes::gates::MAX_WAIT_SECS;
 
 mod client;
+mod freezes;
 mod render;
 
 use client::{display_url, Api, CallError};
+pub use freezes::{freeze_table, run_freezes, FreezesArgs, FreezesCommand};
 pub use render::{age, event_table, gate_details, gate_table};
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";

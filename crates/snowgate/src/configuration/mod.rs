@@ -90,6 +90,40 @@ pub struct Settings {
     pub log: LogSettings,
     pub ui: UiSettings,
     pub supersede: SupersedeSettings,
+    /// Change freezes declared in the configuration (more come through the API).
+    pub freezes: Vec<FreezeSettings>,
+    pub freeze: FreezePolicy,
+}
+
+/// One entry of `freezes`: a blackout window. Times are RFC 3339.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FreezeSettings {
+    pub name: String,
+    pub start: String,
+    pub end: String,
+    pub reason: String,
+    /// Glob patterns on the full job name; none: every job.
+    pub jobs: Vec<String>,
+    /// Environments (change mode); none: every environment.
+    pub environments: Vec<String>,
+}
+
+/// `freeze`: what a freeze does to a gate ServiceNow approves while it is active.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FreezePolicy {
+    pub action: FreezeAction,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FreezeAction {
+    /// The gate stays pending, the approval recorded, and proceeds when the freeze ends.
+    #[default]
+    Hold,
+    /// The gate is decided `failed` (proceed false), naming the freeze.
+    Fail,
 }
 
 /// `supersede`: jobs whose newer builds replace older ones still waiting.

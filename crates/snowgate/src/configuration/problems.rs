@@ -19,7 +19,47 @@ impl Settings {
         self.store_problems(&mut out);
         self.auth_problems(&mut out);
         self.server_problems(&mut out);
+        self.freeze_problems(&mut out);
         out
+    }
+
+    /// `freezes[i]`: each a window that ends after it starts, with glob job patterns.
+    fn freeze_problems(&self, out: &mut Vec<String>) {
+        for i in 0..self.freezes.len() {
+            if let Err(e) = self.configured_freeze(i) {
+                out.push(e);
+            }
+        }
+    }
+
+    /// The `i`th configured freeze, checked like one declared through the API.
+    pub fn configured_freeze(&self, i: usize) -> Result<crate::domain::freeze::Freeze, String> {
+        use crate::domain::freeze::{Freeze, FreezeSource};
+        let f = &self.freezes[i];
+        let key = |field: &str| format!("freezes[{i}].{field} (SNOWGATE__FREEZES__{i}__{})", field.to_uppercase());
+        let time = |field: &str, text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| format!("{}: `{text}` is not an RFC 3339 time, e.g. 2026-12-24T00:00:00Z", key(field)))
+        };
+        if f.name.trim().is_empty() {
+            return Err(format!("{}: is missing", key("name")));
+        }
+        let freeze = Freeze {
+            id: format!("config-{i}"),
+            name: f.name.clone(),
+            start: time("start", &f.start)?,
+            end: time("end", &f.end)?,
+            reason: f.reason.clone(),
+            jobs: f.jobs.clone(),
+            environments: f.environments.clone(),
+            source: FreezeSource::Configuration,
+            created_by: None,
+        };
+        freeze
+            .check()
+            .map_err(|e| format!("{}: {}", key(&e.field), e.problem))?;
+        Ok(freeze)
     }
 
     /// `servicenow.*`: where the instance is and how snowgate signs in.

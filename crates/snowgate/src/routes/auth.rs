@@ -146,6 +146,13 @@ fn tokens(req: &HttpRequest) -> Result<&Tokens, ApiError> {
 
 /// What an operator endpoint does, for the 403 answer (`/gates/{id}/resume` → "resume gates").
 fn action(req: &HttpRequest) -> &'static str {
+    if req.path().starts_with(crate::api::FREEZES_PATH) {
+        return if req.method() == actix_web::http::Method::DELETE {
+            "delete change freezes"
+        } else {
+            "declare change freezes"
+        };
+    }
     match req.path().rsplit('/').next() {
         Some("resume") => "resume gates",
         Some("abort") => "abort gates",

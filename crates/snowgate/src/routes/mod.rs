@@ -3,6 +3,7 @@ pub mod auth;
 pub mod body;
 pub mod callbacks;
 pub mod error;
+pub mod freezes;
 pub mod gates;
 pub mod health;
 pub mod operator;
@@ -39,7 +40,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/packages", web::post().to(passthrough::packages))
                 .route("/gates/{id}/resume", web::post().to(operator::resume))
                 .route("/gates/{id}/abort", web::post().to(operator::abort))
-                .route("/gates/{id}/complete", web::post().to(operator::complete)),
+                .route("/gates/{id}/complete", web::post().to(operator::complete))
+                .route("/freezes", web::post().to(freezes::declare))
+                .route("/freezes", web::get().to(freezes::list))
+                .route("/freezes/{id}", web::delete().to(freezes::delete)),
         )
         // Any method, like the plugin's root action.
         .route("/sn-devops/{token}", web::route().to(callbacks::callback));

@@ -5,7 +5,7 @@ use super::auth::{Operator, Pipeline, Principal};
 use super::body::json_body;
 use super::gates::{gate_json, parse_gate_id};
 use super::ApiError;
-use crate::decisions::{completion_actions, operator_decision};
+use crate::decisions::completion_actions;
 use crate::domain::gate::Actor;
 use crate::domain::request::Fields;
 use crate::domain::{FieldError, GateState};
@@ -34,7 +34,10 @@ async fn act(
             "is required: say why the stage is released or stopped",
         )
     })?;
-    let (verb, transition) = operator_decision(id, to, &who.name, &reason);
+    let (verb, transition) = state
+        .decider
+        .operator_decision(id, to, &who.name, &reason)
+        .await?;
     let outcome = state
         .decider
         .decide_received(transition, Some(received))

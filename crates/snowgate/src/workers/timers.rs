@@ -53,6 +53,9 @@ impl TimeoutWorker {
             if let Err(e) = self.fire_due().await {
                 tracing::error!(error = %e, "timers: cannot read deadlines");
             }
+            if let Err(e) = self.release_holds().await {
+                tracing::error!(error = %e, "timers: cannot release approvals held by freezes");
+            }
             let next = self.store.next_deadline().await.unwrap_or(None);
             tokio::select! {
                 _ = tokio::time::sleep(super::until(next, super::RECHECK)) => {}
@@ -61,6 +64,52 @@ impl TimeoutWorker {
             }
         }
         tracing::info!("timers stopped");
+    }
+
+    /// Approvals held by a freeze that has ended (or was deleted) are applied now, unless
+    /// another freeze covers the gate, which then carries the hold on until its own end.
+    async fn release_holds(&self) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let due = self.store.holds(now, 100).await?;
+        for hold in due {
+            let Some(gate) = self.store.gate(hold.gate_id).await? else {
+                continue;
+            };
+            // Read the stored freezes now: one deleted at another replica must not extend the
+            // hold from a stale copy.
+            let freezes = self.decider.freezes();
+            if let Some(f) = freezes.covering(&gate.spec, true).await? {
+                let until_ms = f.end.timestamp_millis();
+                self.store
+                    .extend_hold(&crate::store::Hold {
+                        freeze_id: f.id,
+                        freeze_name: f.name,
+                        until_ms,
+                        ..hold
+                    })
+                    .await?;
+                continue;
+            }
+            tracing::info!(gate_id = %gate.id, freeze = %hold.freeze_name, "a change freeze is over: the held approval is applied");
+            self.decider
+                .decide(Transition {
+                    gate_id: gate.id,
+                    to: hold.to,
+                    proceed: hold.proceed,
+                    message: format!(
+                        "{} (held by change freeze `{}` until it was over)",
+                        hold.message, hold.freeze_name
+                    ),
+                    actor: Actor::ServiceNow,
+                    event_kind: "freeze_released",
+                    change_request: None,
+                    outbox: Vec::new(),
+                    timers: Timers::default(),
+                })
+                .await?;
+            self.store.clear_hold(gate.id).await?;
+        }
+        Ok(())
     }
 
     async fn fire_due(&self) -> Result<(), StoreError> {

@@ -52,7 +52,10 @@ async fn act(
         Err(why) => return refused(why, StatusCode::BAD_REQUEST).await,
     };
     let who = &session.operator;
-    let (verb, transition) = crate::decisions::operator_decision(id, to, who, &reason);
+    let (verb, transition) = state
+        .decider
+        .operator_decision(id, to, who, &reason)
+        .await?;
     match state.decider.decide(transition).await? {
         TransitionOutcome::Applied(gate) => {
             tracing::info!(gate_id = %gate.id, operator = %who, %reason, "gate {verb} by an operator on the status page");

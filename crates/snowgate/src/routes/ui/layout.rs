@@ -44,6 +44,7 @@ dt{font-weight:600}dd{margin:0}
 .state{padding:.1em .45em;border-radius:.3em;background:#e3e6ea;white-space:nowrap}
 .pending,.registering{background:#fff1c2}
 .approved,.resumed,.not_controlled{background:#d4f3d9}
+.frozen{background:#dfe8f7}
 .rejected,.canceled,.failed,.timed_out,.aborted,.superseded{background:#f8d3d3}
 .error{color:#8a1010;background:#fde8e8;padding:.6em;border:1px solid #f1b5b5}
 .notice{background:#e6f2ff;padding:.6em;border:1px solid #b7d6f5}

@@ -27,12 +27,15 @@ struct OverviewData {
     open: Vec<Gate>,
     /// At most `RECENT_DECISIONS` decided gates, the latest decision first.
     decided: Vec<Gate>,
+    /// Change freezes active and upcoming, with the gates each holds.
+    freezes: crate::api::FreezeList,
 }
 
 async fn overview_data(state: &AppState) -> Result<OverviewData, UiError> {
     Ok(OverviewData {
         open: state.store.open_gates(OPEN_LIMIT).await?,
         decided: state.store.recent_decisions(RECENT_DECISIONS).await?,
+        freezes: crate::routes::freezes::freeze_list(state).await?,
     })
 }
 
@@ -52,6 +55,8 @@ pub(super) async fn overview(
             " · reloads every " (REFRESH_SECS) "s"
         }
         (open_table(&data.open, now))
+        h2 { "Change freezes" }
+        (freezes_table(&data.freezes, now))
         h2 { "Recent decisions" }
         (decided_table(&data.decided))
     };
@@ -88,6 +93,48 @@ fn open_table(open: &[Gate], now: DateTime<Utc>) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// Active and upcoming freezes, and the gates whose approval each holds back.
+fn freezes_table(list: &crate::api::FreezeList, now: DateTime<Utc>) -> Markup {
+    html! {
+        table id="freezes" {
+            thead { tr {
+                th { "Freeze" } th { "Status" } th { "From" } th { "Until" } th { "Jobs" }
+                th { "Environments" } th { "Reason" } th { "Holds" }
+            } }
+            tbody {
+                @if list.freezes.is_empty() {
+                    tr { td colspan="8" class="muted" { "No change freeze is active or upcoming." } }
+                }
+                @for f in &list.freezes {
+                    tr id={ "freeze-" (f.freeze.id) } class=(if f.active { "frozen" } else { "" }) {
+                        td { (Text(&f.freeze.name)) }
+                        td { @if f.active { "active" } @else { "starts in " (human(f.freeze.start - now)) } }
+                        td { (utc(&f.freeze.start)) }
+                        td { (utc(&f.freeze.end)) }
+                        td { (Text(&all_or(&f.freeze.jobs))) }
+                        td { (Text(&all_or(&f.freeze.environments))) }
+                        td { (Text(&f.freeze.reason)) }
+                        td {
+                            @if f.held_gates.is_empty() { span class="muted" { "—" } }
+                            @for id in &f.held_gates {
+                                a href=(super::layout::gate_href(*id)) class="held" { (id.to_string()[..8]) } " "
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn all_or(items: &[String]) -> String {
+    if items.is_empty() {
+        "all".into()
+    } else {
+        items.join(", ")
     }
 }
 

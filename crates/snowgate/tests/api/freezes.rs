@@ -1,0 +1,336 @@
+//! Change freezes: ServiceNow's approval of a gate a freeze covers is held until the freeze
+//! ends (or fails the gate), an operator's resume overrides it on the record, and the
+//! freezes are declared, listed and deleted through the API.
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{json, Value};
+use servicenow_sim::SimSettings;
+use snowgate::api::{FreezeList, FreezeView, GateView};
+use snowgate::configuration::{FreezeAction, FreezeSettings};
+use snowgate::domain::GateState;
+
+use crate::change::{change_app_with, open_change, until_notes};
+use crate::helpers::*;
+
+/// RFC 3339, `secs` from now.
+fn at(secs: i64) -> String {
+    (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn freeze(name: &str, from: i64, until: i64, jobs: &[&str]) -> Value {
+    json!({"name": name, "start": at(from), "end": at(until),
+           "reason": "year-end: no production changes", "jobs": jobs})
+}
+
+async fn declare(app: &TestApp, body: &Value) -> FreezeView {
+    let resp = app
+        .post_json("/api/v1/freezes", Some(OPERATOR_TOKEN), body)
+        .await;
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
+
+async fn freezes(app: &TestApp) -> FreezeList {
+    let resp = app.get("/api/v1/freezes", Some(PIPELINE_TOKEN)).await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn approve(app: &TestApp, stage: &str) {
+    let status = app
+        .sim
+        .approve(&app.change_of(stage), "approved by the CAB")
+        .await
+        .unwrap();
+    assert_eq!(status, Some(200), "the callback is answered 200 (stored)");
+}
+
+/// Until the gate's events hold one of `kind`.
+async fn until_event(app: &TestApp, id: impl std::fmt::Display + Copy, kind: &str) {
+    for _ in 0..200 {
+        if app.events(id).await.iter().any(|e| e.kind == kind) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} event: {:?}", app.events(id).await);
+}
+
+#[tokio::test]
+async fn an_approval_during_a_freeze_is_held_and_proceeds_by_itself_when_the_freeze_ends() {
+    let app = spawn_app().await;
+    let f = declare(&app, &freeze("Year end", -60, 3, &["shop/*"])).await;
+    assert!(f.active);
+    let gate = app.open("Deploy").await;
+    approve(&app, "Deploy").await;
+    until_event(&app, gate.id, "freeze_hold").await;
+    let held = app.gate(gate.id).await;
+    assert_eq!(held.state, GateState::Pending, "{held:?}");
+    assert_eq!(held.proceed, None);
+    assert!(
+        held.message.contains("ServiceNow approved") && held.message.contains("`Year end`"),
+        "{held:?}"
+    );
+    assert!(held.message.contains(&f.freeze.end.to_rfc3339_opts(SecondsFormat::Secs, true)));
+    let listed = freezes(&app).await;
+    assert_eq!(listed.freezes.len(), 1);
+    assert_eq!(listed.freezes[0].held_gates, vec![gate.id]);
+    // ServiceNow's callback was acknowledged as usual.
+    let acks = || {
+        app.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.contains("changeControl"))
+            .count()
+    };
+    for _ in 0..100 {
+        if acks() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(acks(), 1);
+
+    let approved = app.until_state(gate.id, GateState::Approved).await;
+    assert_eq!(approved.proceed, Some(true));
+    assert!(approved.message.contains("held by change freeze `Year end`"), "{approved:?}");
+    let kinds: Vec<String> = app.events(gate.id).await.into_iter().map(|e| e.kind).collect();
+    assert!(kinds.ends_with(&["freeze_hold".into(), "freeze_released".into()]) || kinds.contains(&"freeze_released".to_string()), "{kinds:?}");
+    assert!(freezes(&app).await.freezes.is_empty(), "an ended freeze is not listed");
+}
+
+#[tokio::test]
+async fn deleting_a_freeze_early_releases_the_approvals_it_held() {
+    let app = spawn_app().await;
+    let f = declare(&app, &freeze("Incident 4711", -60, 3600, &[])).await;
+    let gate = app.open("Deploy").await;
+    approve(&app, "Deploy").await;
+    until_event(&app, gate.id, "freeze_hold").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.gate(gate.id).await.state, GateState::Pending);
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/v1/freezes/{}", f.freeze.id)))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let g = app.until_state(gate.id, GateState::Approved).await;
+    assert_eq!(g.proceed, Some(true));
+    assert!(freezes(&app).await.freezes.is_empty());
+}
+
+#[tokio::test]
+async fn with_freeze_action_fail_an_approval_during_a_freeze_fails_the_gate_naming_it() {
+    let app = spawn_app_with(sim_settings(), |s| s.freeze.action = FreezeAction::Fail).await;
+    declare(&app, &freeze("Black Friday", -60, 3600, &["shop/app"])).await;
+    let gate = app.open("Deploy").await;
+    approve(&app, "Deploy").await;
+    let g = app.until_state(gate.id, GateState::Failed).await;
+    assert_eq!(g.proceed, Some(false));
+    assert!(
+        g.message.contains("`Black Friday`") && g.message.contains("freeze.action: fail"),
+        "{g:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_freeze_that_does_not_cover_the_job_or_is_upcoming_leaves_the_gate_alone() {
+    let app = spawn_app().await;
+    declare(&app, &freeze("Billing only", -60, 3600, &["billing/*"])).await;
+    let upcoming = declare(&app, &freeze("Next week", 7 * 86400, 8 * 86400, &[])).await;
+    assert!(!upcoming.active);
+    let gate = app.open("Deploy").await;
+    approve(&app, "Deploy").await;
+    let g = app.until_state(gate.id, GateState::Approved).await;
+    assert_eq!(g.proceed, Some(true));
+    let listed = freezes(&app).await;
+    assert_eq!(listed.freezes.len(), 2, "active and upcoming are listed");
+    assert_eq!(listed.freezes[0].freeze.name, "Billing only");
+    assert!(listed.freezes.iter().all(|f| f.held_gates.is_empty()));
+}
+
+#[tokio::test]
+async fn an_operator_resume_during_a_freeze_is_a_recorded_break_glass_override() {
+    let app = spawn_app().await;
+    declare(&app, &freeze("Year end", -60, 3600, &[])).await;
+    let gate = app.open("Deploy").await;
+    approve(&app, "Deploy").await;
+    until_event(&app, gate.id, "freeze_hold").await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/gates/{}/resume", gate.id),
+            Some(OPERATOR_TOKEN),
+            &json!({"reason": "hotfix for INC0012345"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let g: GateView = resp.json().await.unwrap();
+    assert_eq!(g.state, GateState::Resumed);
+    assert_eq!(g.proceed, Some(true));
+    let last = app.events(gate.id).await.pop().unwrap();
+    assert_eq!(last.kind, "freeze_override");
+    assert_eq!(last.actor, "operator:alice");
+    assert!(
+        last.message.contains("`Year end`") && last.message.contains("INC0012345"),
+        "{last:?}"
+    );
+    assert!(freezes(&app).await.freezes[0].held_gates.is_empty());
+}
+
+#[tokio::test]
+async fn in_change_mode_a_freeze_covers_its_environments_and_an_override_is_noted_on_the_cr() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    let mut staging_only = freeze("Staging freeze", -60, 3600, &[]);
+    staging_only["environments"] = json!(["Staging"]);
+    declare(&app, &staging_only).await;
+    let mut production = freeze("Production freeze", -60, 3600, &[]);
+    production["environments"] = json!(["production"]);
+    declare(&app, &production).await;
+    let g = open_change(&app, "Deploy", json!({})).await;
+    let number = cr_number(&g).unwrap().to_string();
+    app.sim.chg_set_state(&number, "Implement", None, None).unwrap();
+    until_event(&app, g.id, "freeze_hold").await;
+    let held = app.gate(g.id).await;
+    assert_eq!(held.state, GateState::Pending);
+    assert!(held.message.contains("`Production freeze`"), "{held:?}");
+    let resp = app
+        .post_json(
+            &format!("/api/v1/gates/{}/resume", g.id),
+            Some(OPERATOR_TOKEN),
+            &json!({"reason": "CAB chair by phone"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let notes = until_notes(&app, &number, 1).await;
+    assert!(
+        notes.iter().any(|n| n.contains("overriding the freeze") && n.contains("CAB chair")),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_configured_freeze_is_listed_and_cannot_be_deleted_through_the_api() {
+    let app = spawn_app_with(sim_settings(), |s| {
+        s.freezes = vec![FreezeSettings {
+            name: "Configured".into(),
+            start: at(-60),
+            end: at(3600),
+            reason: "declared in the file".into(),
+            jobs: vec!["shop/*".into()],
+            environments: vec![],
+        }];
+    })
+    .await;
+    let listed = freezes(&app).await;
+    assert_eq!(listed.freezes.len(), 1);
+    let f = &listed.freezes[0];
+    assert_eq!(f.freeze.source, snowgate::domain::freeze::FreezeSource::Configuration);
+    assert!(f.active);
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/v1/freezes/{}", f.freeze.id)))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 409, "conflict").await;
+    let gate = app.open("Deploy").await;
+    approve(&app, "Deploy").await;
+    until_event(&app, gate.id, "freeze_hold").await;
+}
+
+#[tokio::test]
+async fn bad_freeze_requests_are_refused_by_field_and_store_nothing() {
+    let app = spawn_app().await;
+    let good = freeze("Year end", -60, 3600, &[]);
+    let with = |k: &str, v: Value| {
+        let mut b = good.clone();
+        b[k] = v;
+        b
+    };
+    for (body, field) in [
+        (with("name", Value::Null), "name"),
+        (with("name", json!("n".repeat(161))), "name"),
+        (with("start", json!("tomorrow")), "start"),
+        (with("end", json!(at(-120))), "end"),
+        (with("reason", json!(42)), "reason"),
+        (with("jobs", json!({"a": 1})), "jobs"),
+        (with("environments", json!([7])), "environments[0]"),
+    ] {
+        let resp = app
+            .post_json("/api/v1/freezes", Some(OPERATOR_TOKEN), &body)
+            .await;
+        let err = assert_error(resp, 400, "invalid_field").await;
+        assert_eq!(err.error.field.as_deref(), Some(field), "{body}");
+    }
+    let resp = app
+        .post_json("/api/v1/freezes", Some(PIPELINE_TOKEN), &good)
+        .await;
+    assert_error(resp, 403, "forbidden").await;
+    let resp = app.post_json("/api/v1/freezes", None, &good).await;
+    assert_error(resp, 401, "unauthorized").await;
+    let resp = app
+        .client
+        .delete(app.url("/api/v1/freezes/no-such-freeze"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 404, "not_found").await;
+    let resp = app
+        .client
+        .delete(app.url("/api/v1/freezes/no-such-freeze"))
+        .bearer_auth(PIPELINE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, "forbidden").await;
+    assert!(freezes(&app).await.freezes.is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_held_approval_survives_a_restart_and_proceeds_after_the_freeze() {
+    use crate::durability::{free_port, gate, start_binary, write_config};
+    let sim_cfg = SimSettings::default();
+    let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &sim, &sim_cfg, "1h");
+    let log = dir.path().join("snowgate.log");
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut bin = start_binary(&config, &address, &log).await;
+    let resp = client
+        .post(format!("{address}/api/v1/freezes"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&freeze("Short", -60, 4, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let g = open_at(&client, &address, &gate_body("Deploy"), &[201]).await;
+    let id = g.id.to_string();
+    let number = sim.changes().into_iter().find(|c| c.stage_name == "Deploy").unwrap().number;
+    assert_eq!(sim.approve(&number, "ok").await.unwrap(), Some(200));
+    assert_eq!(gate(&client, &address, &id).await.state, GateState::Pending);
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+    // The freeze ends while snowgate is down.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut bin = start_binary(&config, &address, &log).await;
+    let mut last = gate(&client, &address, &id).await;
+    for _ in 0..200 {
+        if last.state == GateState::Approved {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = gate(&client, &address, &id).await;
+    }
+    assert_eq!(last.state, GateState::Approved, "{last:?}");
+    assert_eq!(last.proceed, Some(true));
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+}
