@@ -2,6 +2,8 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use servicenow_sim::SimSettings;
@@ -20,6 +22,14 @@ pub fn free_port() -> u16 {
 
 pub struct Binary {
     pub child: Child,
+}
+
+impl Binary {
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
 
 /// Start `snowgate serve` with `config` and wait until it answers /healthz.
@@ -103,6 +113,27 @@ pub async fn post(client: &reqwest::Client, url: &str, body: &str) -> u16 {
         .as_u16()
 }
 
+/// Send ServiceNow's `succeeded` callback to `url`, counting a 200 in `answered`; the reply's
+/// status, `None` for a connection error or a timeout.
+pub async fn succeed_counted(
+    client: &reqwest::Client,
+    url: &str,
+    answered: &AtomicUsize,
+) -> Option<u16> {
+    let status = client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(r#"{"result":"succeeded"}"#)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok();
+    if status == Some(200) {
+        answered.fetch_add(1, Ordering::SeqCst);
+    }
+    status
+}
+
 pub async fn gate(client: &reqwest::Client, address: &str, id: &str) -> GateView {
     client
         .get(format!("{address}/api/v1/gates/{id}"))
@@ -129,24 +160,9 @@ async fn gates_and_decisions_survive_sigkill() {
 
     let mut ids = Vec::new();
     for stage in ["A", "B", "C", "D"] {
-        let resp = client
-            .post(format!("{address}/api/v1/gates"))
-            .bearer_auth(PIPELINE_TOKEN)
-            .header("Content-Type", "application/json")
-            .body(gate_body(stage).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        let g: GateView = resp.json().await.unwrap();
-        ids.push(g.id.to_string());
+        ids.push(open_on(&client, &address, stage).await);
     }
-    let cb = |stage: &str| {
-        registration_in(&sim, stage).json().unwrap()["callbackURL"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let cb = |stage: &str| callback_url_in(&sim, stage);
     assert_eq!(
         post(&client, &cb("A"), r#"{"result":"succeeded"}"#).await,
         200
@@ -161,8 +177,7 @@ async fn gates_and_decisions_survive_sigkill() {
         200
     );
 
-    bin.child.kill().unwrap(); // SIGKILL
-    bin.child.wait().unwrap();
+    bin.kill(); // SIGKILL
 
     let mut bin = start_binary(&config, &address, &log).await;
     let states: Vec<GateState> = {
@@ -200,8 +215,7 @@ async fn gates_and_decisions_survive_sigkill() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
 }
 
 async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> String {
@@ -260,8 +274,7 @@ async fn a_decision_made_while_snowgate_was_down_is_applied_after_restart() {
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     let id = open_on(&client, &s.address, "Deploy").await;
     until_state_on(&client, &s.address, &id, GateState::Pending).await;
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
 
     let number = s
         .sim
@@ -291,8 +304,7 @@ async fn a_decision_made_while_snowgate_was_down_is_applied_after_restart() {
         "taskExecutionURL".into(),
         "https://ci.example.com/job/shop/job/app/42/".into()
     )));
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
 }
 
 #[tokio::test]
@@ -308,10 +320,7 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
         status: 503,
         latency_ms: 0,
     });
-    let url = registration_in(&s.sim, "Deploy").json().unwrap()["callbackURL"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = callback_url_in(&s.sim, "Deploy");
     assert_eq!(post(&client, &url, r#"{"result":"succeeded"}"#).await, 200);
     // Let it fail a few times, then kill it.
     for _ in 0..200 {
@@ -326,8 +335,7 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
     s.sim.clear_faults();
 
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
@@ -341,14 +349,12 @@ async fn an_unacknowledged_decision_is_acknowledged_after_a_restart() {
             .acknowledgements;
         if acks >= 1 {
             assert_eq!(acks, 1);
-            bin.child.kill().unwrap();
-            bin.child.wait().unwrap();
+            bin.kill();
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
     panic!("the acknowledgement was not retried after the restart");
 }
 
@@ -364,43 +370,26 @@ async fn sigkill_during_a_burst_of_callbacks_loses_no_answered_decision() {
     }
     let urls: Vec<String> = stages
         .iter()
-        .map(|st| {
-            registration_in(&s.sim, st).json().unwrap()["callbackURL"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|st| callback_url_in(&s.sim, st))
         .collect();
-    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let client = client.clone();
         let url = url.clone();
         let answered = answered.clone();
         tasks.push(tokio::spawn(async move {
-            let status = client
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .body(r#"{"result":"succeeded"}"#)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .ok();
-            if status == Some(200) {
-                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            (i, status)
+            (i, succeed_counted(&client, &url, &answered).await)
         }));
     }
     // Kill it in the middle of the burst.
     for _ in 0..2000 {
-        if answered.load(std::sync::atomic::Ordering::SeqCst) >= 40 {
+        if answered.load(Ordering::SeqCst) >= 40 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
     let mut ok = Vec::new();
     for t in tasks {
         let (i, status) = t.await.unwrap();
@@ -420,8 +409,7 @@ async fn sigkill_during_a_burst_of_callbacks_loses_no_answered_decision() {
             g.state
         );
     }
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
 }
 
 #[tokio::test]
@@ -467,8 +455,7 @@ async fn sigterm_answers_open_long_polls_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let Some(status) = exited else {
-        bin.child.kill().unwrap();
-        bin.child.wait().unwrap();
+        bin.kill();
         panic!("snowgate did not exit after SIGTERM");
     };
     assert!(status.success(), "{status:?}");
@@ -494,12 +481,10 @@ async fn a_timeout_that_passed_while_snowgate_was_down_fires_after_restart() {
     let g: GateView = resp.json().await.unwrap();
     let id = g.id.to_string();
     assert_eq!(g.state, GateState::Pending);
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut bin = start_binary(&s.config, &s.address, &s.log).await;
     let g = until_state_on(&client, &s.address, &id, GateState::TimedOut).await;
     assert_eq!(g.proceed, Some(false));
-    bin.child.kill().unwrap();
-    bin.child.wait().unwrap();
+    bin.kill();
 }

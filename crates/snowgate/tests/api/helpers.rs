@@ -87,6 +87,35 @@ pub async fn spawn_app_seeded(
     tweak: impl FnOnce(&mut Settings),
     seed: &[Value],
 ) -> TestApp {
+    spawn_app_on(TestStore::FromEnv, sim_cfg, tweak, seed).await
+}
+
+/// Which store a test application runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestStore {
+    /// SNOWGATE_TEST_STORE=postgres runs the same tests on a real PostgreSQL (scripts/test.sh
+    /// does a second pass so); otherwise each test has its own SQLite file.
+    FromEnv,
+    /// A PostgreSQL cluster of the test's own, whatever SNOWGATE_TEST_STORE says.
+    Postgres,
+}
+
+impl TestStore {
+    fn is_postgres(self) -> bool {
+        match self {
+            TestStore::FromEnv => std::env::var("SNOWGATE_TEST_STORE").as_deref() == Ok("postgres"),
+            TestStore::Postgres => true,
+        }
+    }
+}
+
+/// `spawn_app_seeded` on the store `on`.
+pub async fn spawn_app_on(
+    on: TestStore,
+    sim_cfg: SimSettings,
+    tweak: impl FnOnce(&mut Settings),
+    seed: &[Value],
+) -> TestApp {
     let sim = servicenow_sim::start(sim_cfg.clone())
         .await
         .expect("simulator starts");
@@ -95,9 +124,7 @@ pub async fn spawn_app_seeded(
     let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let mut settings = settings_for(&sim, &sim_cfg, dir.path(), &format!("{address}/"));
     tweak(&mut settings);
-    // SNOWGATE_TEST_STORE=postgres runs the same tests on a real PostgreSQL (scripts/test.sh
-    // does a second pass so); otherwise each test has its own SQLite file.
-    let pg = if std::env::var("SNOWGATE_TEST_STORE").as_deref() == Ok("postgres") {
+    let pg = if on.is_postgres() {
         let server = crate::pg::PgServer::start();
         settings.store.url = server.database("snowgate").await;
         Some(server)
@@ -206,12 +233,17 @@ impl TestApp {
 
     /// The audit trail of gate `id`, oldest first, asserting 200.
     pub async fn events(&self, id: impl Display) -> Vec<EventView> {
+        let list: EventList = self.events_response(id).await.json().await.unwrap();
+        list.events
+    }
+
+    /// GET the audit trail of gate `id`, asserting 200.
+    async fn events_response(&self, id: impl Display) -> reqwest::Response {
         let resp = self
             .get(&format!("/api/v1/gates/{id}/events"), Some(PIPELINE_TOKEN))
             .await;
         assert_eq!(resp.status(), 200);
-        let list: EventList = resp.json().await.unwrap();
-        list.events
+        resp
     }
 
     /// Poll (test side) until the gate is in `state`, failing after a generous bound.
@@ -236,10 +268,7 @@ impl TestApp {
 
     /// The callback URL snowgate registered for `stage`.
     pub fn callback_url_of(&self, stage: &str) -> String {
-        self.registration_of(stage).json().unwrap()["callbackURL"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        callback_url_in(&self.sim, stage)
     }
 
     pub async fn send_callback(&self, url: &str, body: &str) -> reqwest::Response {
@@ -272,6 +301,14 @@ pub fn registration_in(sim: &SimHandle, stage: &str) -> RecordedRequest {
                 && r.json().is_some_and(|b| b["stageName"] == stage)
         })
         .unwrap_or_else(|| panic!("no registration for stage {stage}"))
+}
+
+/// The callback URL registered at `sim` for `stage` (by whichever snowgate process).
+pub fn callback_url_in(sim: &SimHandle, stage: &str) -> String {
+    registration_in(sim, stage).json().unwrap()["callbackURL"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Open a gate with `body` on the snowgate at `address` (any process); the status must be one
@@ -323,11 +360,7 @@ pub fn cr_number(gate: &GateView) -> Option<&str> {
 /// show anywhere in it).
 impl TestApp {
     pub async fn events_json(&self, id: impl Display) -> Vec<Value> {
-        let resp = self
-            .get(&format!("/api/v1/gates/{id}/events"), Some(PIPELINE_TOKEN))
-            .await;
-        assert_eq!(resp.status(), 200);
-        let v: Value = resp.json().await.unwrap();
+        let v: Value = self.events_response(id).await.json().await.unwrap();
         v["events"].as_array().unwrap().clone()
     }
 }

@@ -1,6 +1,5 @@
-//! Two real `snowgate serve` processes on one PostgreSQL database.
-use std::path::{Path, PathBuf};
-
+//! Two real `snowgate serve` processes on one PostgreSQL database, and the replica fixture
+//! scale.rs shares.
 use std::time::{Duration, Instant};
 
 use servicenow_sim::{SimHandle, SimSettings};
@@ -11,39 +10,64 @@ use crate::durability::{free_port, gate, post, start_binary, Binary};
 use crate::helpers::*;
 use crate::pg::PgServer;
 
-struct Cluster {
-    sim: SimHandle,
-    pg: PgServer,
-    dir: tempfile::TempDir,
-    a: Option<Binary>,
-    b: Option<Binary>,
-    a_url: String,
-    b_url: String,
+/// Replicas of `snowgate serve` on one PostgreSQL database, ended by pid when dropped.
+pub(crate) struct Replicas {
+    pub sim: SimHandle,
+    pub pg: PgServer,
+    _dir: tempfile::TempDir,
+    bins: Vec<Option<Binary>>,
+    /// Replica `n` listens at `urls[n]`.
+    pub urls: Vec<String>,
 }
 
-impl Drop for Cluster {
+impl Replicas {
+    /// SIGKILL replica `n`.
+    pub fn kill(&mut self, n: usize) {
+        self.bins[n].take().expect("replica is running").kill();
+    }
+}
+
+impl Drop for Replicas {
     fn drop(&mut self) {
-        for bin in [self.a.take(), self.b.take()].into_iter().flatten() {
-            let mut child = bin.child;
-            let _ = child.kill();
-            let _ = child.wait();
+        for mut bin in self.bins.drain(..).flatten() {
+            let _ = bin.child.kill();
+            let _ = bin.child.wait();
         }
     }
 }
 
-// Each argument is one line of the YAML; a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
-fn config(
-    dir: &Path,
-    name: &str,
+/// What differs between the replica sets of the tests.
+#[derive(Clone, Copy)]
+pub(crate) struct ReplicaSetup {
+    pub count: usize,
+    /// `servicenow.poll_interval`.
+    pub poll: &'static str,
+    /// Basic auth and change mode for Production (title "Deploy {job} to {environment}"),
+    /// instead of token auth and gates of their own.
+    pub change: bool,
+    /// Every callback URL names replica 0, as one public URL behind a load balancer would;
+    /// otherwise each replica names itself, so ServiceNow calls back the one that registered.
+    pub callbacks_to_first: bool,
+}
+
+/// A replica's YAML.
+fn replica_yaml(
     port: u16,
     public: &str,
     sim: &SimHandle,
-    sim_cfg: &SimSettings,
+    cfg: &SimSettings,
     db: &str,
-    poll: &str,
-) -> PathBuf {
-    let yaml = format!(
+    setup: ReplicaSetup,
+) -> String {
+    let (auth, change_yaml) = if setup.change {
+        (
+            format!("auth: basic\n  user: \"{}\"\n  password: \"{}\"", cfg.user, cfg.password),
+            "change:\n  environments: [ \"Production\" ]\n  title_template: \"Deploy {job} to {environment}\"\n",
+        )
+    } else {
+        (format!("auth: token\n  token: \"{}\"", cfg.token), "")
+    };
+    format!(
         r#"server:
   bind: "127.0.0.1:{port}"
 callback:
@@ -51,8 +75,7 @@ callback:
 servicenow:
   instance_url: "{instance}"
   tool_id: "{tool}"
-  auth: token
-  token: "{token}"
+  {auth}
   timeout: 2s
   poll_interval: {poll}
 store:
@@ -65,41 +88,58 @@ outbox:
 auth:
   pipeline_tokens: [ {{ name: jenkins, token: "{pipeline}" }} ]
   operator_tokens: [ {{ name: alice, token: "{operator}" }} ]
-"#,
+{change_yaml}"#,
         instance = sim.url(),
-        tool = sim_cfg.tool_id,
-        token = sim_cfg.token,
+        tool = cfg.tool_id,
+        poll = setup.poll,
         pipeline = PIPELINE_TOKEN,
         operator = OPERATOR_TOKEN,
-    );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path
+    )
 }
 
-async fn cluster(sim_cfg: SimSettings, poll: &str) -> Cluster {
+/// `setup.count` replicas on a fresh PostgreSQL cluster, talking to a simulator started with
+/// `sim_cfg`.
+pub(crate) async fn replicas(sim_cfg: SimSettings, setup: ReplicaSetup) -> Replicas {
     let sim = servicenow_sim::start(sim_cfg.clone()).await.unwrap();
     let pg = PgServer::start();
     let db = pg.database("snowgate").await;
     let dir = tempfile::tempdir().unwrap();
-    let (pa, pb) = (free_port(), free_port());
-    let a_url = format!("http://127.0.0.1:{pa}");
-    let b_url = format!("http://127.0.0.1:{pb}");
-    // Behind a load balancer both would have one public URL; here callbacks name replica A,
-    // and the tests send them to either replica by hand.
-    let ca = config(dir.path(), "a", pa, &a_url, &sim, &sim_cfg, &db, poll);
-    let cb = config(dir.path(), "b", pb, &a_url, &sim, &sim_cfg, &db, poll);
-    let a = start_binary(&ca, &a_url, &dir.path().join("a.log")).await;
-    let b = start_binary(&cb, &b_url, &dir.path().join("b.log")).await;
-    Cluster {
+    let ports: Vec<u16> = (0..setup.count).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .collect();
+    let mut bins = Vec::new();
+    for (n, port) in ports.into_iter().enumerate() {
+        let public = &urls[if setup.callbacks_to_first { 0 } else { n }];
+        let config = dir.path().join(format!("replica-{n}.yaml"));
+        std::fs::write(
+            &config,
+            replica_yaml(port, public, &sim, &sim_cfg, &db, setup),
+        )
+        .unwrap();
+        let log = dir.path().join(format!("replica-{n}.log"));
+        bins.push(Some(start_binary(&config, &urls[n], &log).await));
+    }
+    Replicas {
         sim,
         pg,
-        dir,
-        a: Some(a),
-        b: Some(b),
-        a_url,
-        b_url,
+        _dir: dir,
+        bins,
+        urls,
     }
+}
+
+/// Two replicas polling every `poll`; callbacks name replica A (`urls[0]`), and the tests send
+/// them to either replica by hand.
+async fn cluster(sim_cfg: SimSettings, poll: &'static str) -> Replicas {
+    let setup = ReplicaSetup {
+        count: 2,
+        poll,
+        change: false,
+        callbacks_to_first: true,
+    };
+    replicas(sim_cfg, setup).await
 }
 
 async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> GateView {
@@ -108,22 +148,78 @@ async fn open_on(client: &reqwest::Client, address: &str, stage: &str) -> GateVi
 
 /// The callback path of `stage`, to send to whichever replica.
 fn callback_path(sim: &SimHandle, stage: &str) -> String {
-    let url = registration_in(sim, stage).json().unwrap()["callbackURL"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = callback_url_in(sim, stage);
     url[url.find("/sn-devops/").unwrap()..].to_string()
+}
+
+/// Send ServiceNow's `succeeded` callback for `stage` to the replica at `base`; its status.
+async fn succeed_at(client: &reqwest::Client, base: &str, sim: &SimHandle, stage: &str) -> u16 {
+    let path = callback_path(sim, stage);
+    post(
+        client,
+        &format!("{base}{path}"),
+        r#"{"result":"succeeded"}"#,
+    )
+    .await
+}
+
+/// Open `stages`, alternating replicas A and B; their ids in order.
+async fn open_alternating(
+    c: &Replicas,
+    client: &reqwest::Client,
+    stages: &[String],
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (i, st) in stages.iter().enumerate() {
+        ids.push(open_on(client, &c.urls[i % 2], st).await.id.to_string());
+    }
+    ids
+}
+
+/// A callback in flight: the stage's index, and the reply's status (`None` for no answer).
+type Sent = tokio::task::JoinHandle<(usize, Option<u16>)>;
+
+/// Send every stage's `succeeded` callback at once, alternating replicas A and B.
+fn callbacks_alternating(c: &Replicas, client: &reqwest::Client, stages: &[String]) -> Vec<Sent> {
+    let mut tasks = Vec::new();
+    for (i, st) in stages.iter().enumerate() {
+        let url = format!("{}{}", c.urls[i % 2], callback_path(&c.sim, st));
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = client
+                .post(url)
+                .body(r#"{"result":"succeeded"}"#)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok();
+            (i, s)
+        }));
+    }
+    tasks
+}
+
+/// The indexes of the callbacks answered 200.
+async fn answered_200(tasks: Vec<Sent>) -> Vec<usize> {
+    let mut ok = Vec::new();
+    for t in tasks {
+        let (i, s) = t.await.unwrap();
+        if s == Some(200) {
+            ok.push(i);
+        }
+    }
+    ok
 }
 
 #[tokio::test]
 async fn a_decision_at_one_replica_wakes_the_long_poll_held_by_the_other() {
     let c = cluster(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
-    let g = open_on(&client, &c.a_url, "Deploy").await;
+    let g = open_on(&client, &c.urls[0], "Deploy").await;
     let id = g.id.to_string();
     let waiter = {
         let client = client.clone();
-        let url = format!("{}/api/v1/gates/{id}/wait?timeout=120", c.a_url);
+        let url = format!("{}/api/v1/gates/{id}/wait?timeout=120", c.urls[0]);
         tokio::spawn(async move {
             let r = client
                 .get(url)
@@ -136,16 +232,7 @@ async fn a_decision_at_one_replica_wakes_the_long_poll_held_by_the_other() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = Instant::now();
-    let path = callback_path(&c.sim, "Deploy");
-    assert_eq!(
-        post(
-            &client,
-            &format!("{}{path}", c.b_url),
-            r#"{"result":"succeeded"}"#
-        )
-        .await,
-        200
-    );
+    assert_eq!(succeed_at(&client, &c.urls[1], &c.sim, "Deploy").await, 200);
     let (body, at) = tokio::time::timeout(Duration::from_secs(30), waiter)
         .await
         .unwrap()
@@ -155,12 +242,12 @@ async fn a_decision_at_one_replica_wakes_the_long_poll_held_by_the_other() {
     assert!(at.duration_since(sent) < Duration::from_secs(10));
     // Either replica answers any request about the gate, the operator endpoints included.
     assert_eq!(
-        gate(&client, &c.b_url, &id).await.state,
+        gate(&client, &c.urls[1], &id).await.state,
         GateState::Approved
     );
-    let other = open_on(&client, &c.b_url, "Verify").await;
+    let other = open_on(&client, &c.urls[1], "Verify").await;
     let resp = client
-        .post(format!("{}/api/v1/gates/{}/abort", c.a_url, other.id))
+        .post(format!("{}/api/v1/gates/{}/abort", c.urls[0], other.id))
         .bearer_auth(OPERATOR_TOKEN)
         .header("Content-Type", "application/json")
         .body(r#"{"reason":"wrong build"}"#)
@@ -175,7 +262,7 @@ async fn polling_is_done_by_one_replica_at_a_time() {
     let c = cluster(SimSettings::default(), "300ms").await;
     c.sim.set_drop_callbacks(true);
     let client = reqwest::Client::new();
-    open_on(&client, &c.a_url, "Deploy").await;
+    open_on(&client, &c.urls[0], "Deploy").await;
     c.sim.clear_requests();
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -195,39 +282,10 @@ async fn polling_is_done_by_one_replica_at_a_time() {
     );
 }
 
-async fn burst(c: &Cluster, client: &reqwest::Client, n: usize) -> (Vec<String>, Vec<usize>) {
+async fn burst(c: &Replicas, client: &reqwest::Client, n: usize) -> (Vec<String>, Vec<usize>) {
     let stages: Vec<String> = (0..n).map(|i| format!("Stage {i}")).collect();
-    let mut ids = Vec::new();
-    for (i, st) in stages.iter().enumerate() {
-        let at = if i % 2 == 0 { &c.a_url } else { &c.b_url };
-        ids.push(open_on(client, at, st).await.id.to_string());
-    }
-    let mut tasks = Vec::new();
-    for (i, st) in stages.iter().enumerate() {
-        let url = format!(
-            "{}{}",
-            if i % 2 == 0 { &c.a_url } else { &c.b_url },
-            callback_path(&c.sim, st)
-        );
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let s = client
-                .post(url)
-                .body(r#"{"result":"succeeded"}"#)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .ok();
-            (i, s)
-        }));
-    }
-    let mut ok = Vec::new();
-    for t in tasks {
-        let (i, s) = t.await.unwrap();
-        if s == Some(200) {
-            ok.push(i);
-        }
-    }
+    let ids = open_alternating(c, client, &stages).await;
+    let ok = answered_200(callbacks_alternating(c, client, &stages)).await;
     (ids, ok)
 }
 
@@ -268,7 +326,10 @@ async fn a_burst_split_across_replicas_is_acknowledged_exactly_once_per_gate() {
     let (ids, ok) = burst(&c, &client, 60).await;
     assert_eq!(ok.len(), 60);
     for id in &ids {
-        assert_eq!(gate(&client, &c.b_url, id).await.state, GateState::Approved);
+        assert_eq!(
+            gate(&client, &c.urls[1], id).await.state,
+            GateState::Approved
+        );
     }
     let stages: Vec<String> = (0..60).map(|i| format!("Stage {i}")).collect();
     until_acknowledged_once(&c.sim, &stages).await;
@@ -287,53 +348,21 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
     });
     let n = 40;
     let stages: Vec<String> = (0..n).map(|i| format!("Stage {i}")).collect();
-    let mut ids = Vec::new();
-    for (i, st) in stages.iter().enumerate() {
-        let at = if i % 2 == 0 { &c.a_url } else { &c.b_url };
-        ids.push(open_on(&client, at, st).await.id.to_string());
-    }
+    let ids = open_alternating(&c, &client, &stages).await;
     // Opened at A: a gate whose step timeout runs, and one decided only by polling.
     let mut timed = gate_body("Timer");
     timed["changeStepTimeoutSecs"] = 2.into();
-    let timed = open_at(&client, &c.a_url, &timed, &[201]).await;
+    let timed = open_at(&client, &c.urls[0], &timed, &[201]).await;
     let mut polled = gate_body("Polled");
     polled["pollingIntervalSecs"] = 1.into();
-    let polled = open_at(&client, &c.a_url, &polled, &[201]).await;
-    let mut tasks = Vec::new();
-    for (i, st) in stages.iter().enumerate() {
-        let url = format!(
-            "{}{}",
-            if i % 2 == 0 { &c.a_url } else { &c.b_url },
-            callback_path(&c.sim, st)
-        );
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            (
-                i,
-                client
-                    .post(url)
-                    .body(r#"{"result":"succeeded"}"#)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .ok(),
-            )
-        }));
-    }
+    let polled = open_at(&client, &c.urls[0], &polled, &[201]).await;
+    let tasks = callbacks_alternating(&c, &client, &stages);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let mut a = c.a.take().unwrap();
-    a.child.kill().unwrap(); // SIGKILL, mid-burst
-    a.child.wait().unwrap();
-    let mut answered = Vec::new();
-    for t in tasks {
-        let (i, s) = t.await.unwrap();
-        if s == Some(200) {
-            answered.push(i);
-        }
-    }
+    c.kill(0); // mid-burst
+    let answered = answered_200(tasks).await;
     for i in &answered {
         assert_eq!(
-            gate(&client, &c.b_url, &ids[*i]).await.state,
+            gate(&client, &c.urls[1], &ids[*i]).await.state,
             GateState::Approved,
             "stage {i}"
         );
@@ -357,8 +386,8 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
     let mut states = (GateState::Pending, GateState::Pending);
     for _ in 0..200 {
         states = (
-            gate(&client, &c.b_url, &timed).await.state,
-            gate(&client, &c.b_url, &polled).await.state,
+            gate(&client, &c.urls[1], &timed).await.state,
+            gate(&client, &c.urls[1], &polled).await.state,
         );
         if states == (GateState::TimedOut, GateState::Approved) {
             return;
@@ -375,16 +404,16 @@ async fn killing_a_replica_loses_no_answered_decision_and_the_other_carries_on()
 async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
     let c = cluster(quiet_sim(), "1h").await;
     let client = reqwest::Client::new();
-    open_on(&client, &c.a_url, "Before").await;
+    open_on(&client, &c.urls[0], "Before").await;
     c.pg.stop();
     let ready = client
-        .get(format!("{}/readyz", c.a_url))
+        .get(format!("{}/readyz", c.urls[0]))
         .send()
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
     let resp = client
-        .post(format!("{}/api/v1/gates", c.a_url))
+        .post(format!("{}/api/v1/gates", c.urls[0]))
         .bearer_auth(PIPELINE_TOKEN)
         .header("Content-Type", "application/json")
         .body(gate_body("During").to_string())
@@ -395,7 +424,7 @@ async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
     c.pg.restart();
     for _ in 0..100 {
         if client
-            .get(format!("{}/readyz", c.a_url))
+            .get(format!("{}/readyz", c.urls[0]))
             .send()
             .await
             .unwrap()
@@ -408,20 +437,20 @@ async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
     }
     assert_eq!(
         client
-            .get(format!("{}/readyz", c.b_url))
+            .get(format!("{}/readyz", c.urls[1]))
             .send()
             .await
             .unwrap()
             .status(),
         200
     );
-    let g = open_on(&client, &c.b_url, "After").await;
+    let g = open_on(&client, &c.urls[1], "After").await;
     assert_eq!(g.state, GateState::Pending);
     // Cross-replica wake-ups work again after the listening connection reconnected.
     let id = g.id.to_string();
     let waiter = {
         let client = client.clone();
-        let url = format!("{}/api/v1/gates/{id}/wait?timeout=60", c.b_url);
+        let url = format!("{}/api/v1/gates/{id}/wait?timeout=60", c.urls[1]);
         tokio::spawn(async move {
             client
                 .get(url)
@@ -435,20 +464,10 @@ async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let path = callback_path(&c.sim, "After");
-    assert_eq!(
-        post(
-            &client,
-            &format!("{}{path}", c.a_url),
-            r#"{"result":"succeeded"}"#
-        )
-        .await,
-        200
-    );
+    assert_eq!(succeed_at(&client, &c.urls[0], &c.sim, "After").await, 200);
     let body = tokio::time::timeout(Duration::from_secs(30), waiter)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(body.state, GateState::Approved);
-    let _ = &c.dir;
 }

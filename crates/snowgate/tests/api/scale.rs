@@ -1,8 +1,6 @@
 //! Many decisions at once: races settled inside one batch of commits, PostgreSQL killed in the
 //! middle of a burst, and two replicas racing for one change request title.
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +10,11 @@ use servicenow_sim::{Fault, SimHandle, SimSettings};
 use snowgate::api::{EventView, GateView};
 use snowgate::configuration::{NamedToken, Secret, Settings};
 use snowgate::domain::GateState;
-use snowgate::startup::Application;
 use tokio::sync::{Barrier, Semaphore};
 
-use crate::durability::{free_port, gate, start_binary, Binary};
+use crate::durability::{gate, succeed_counted};
 use crate::helpers::*;
-use crate::pg::PgServer;
+use crate::replicas::{replicas, ReplicaSetup, Replicas};
 
 const BOB_TOKEN: &str = "operator-token-bob-0123456789abcdef";
 
@@ -28,41 +25,6 @@ fn two_operators(s: &mut Settings) {
         token: Secret::new(BOB_TOKEN),
         token_file: None,
     });
-}
-
-/// `spawn_app_with` on a PostgreSQL cluster of its own, whatever `SNOWGATE_TEST_STORE` says
-/// (helpers.rs picks the store from that variable; these tests need PostgreSQL every time).
-async fn spawn_app_on_postgres(sim_cfg: SimSettings, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let sim = servicenow_sim::start(sim_cfg.clone())
-        .await
-        .expect("simulator starts");
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let mut settings = settings_for(&sim, &sim_cfg, dir.path(), &format!("{address}/"));
-    tweak(&mut settings);
-    let pg = PgServer::start();
-    settings.store.url = pg.database("snowgate").await;
-    let store = snowgate::startup::open_store(&settings)
-        .await
-        .expect("PostgreSQL store");
-    let app = Application::build_with(settings.clone(), store, listener)
-        .await
-        .expect("application builds");
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        sim,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-        _dir: dir,
-        handle,
-        settings,
-        _pg: Some(pg),
-    }
 }
 
 /// One of the two decisions sent for a gate.
@@ -247,7 +209,7 @@ async fn decision_race(app: &TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_decision_batch_where_some_lose_their_race_answers_409_to_exactly_those() {
-    let app = spawn_app_on_postgres(quiet_sim(), two_operators).await;
+    let app = spawn_app_on(TestStore::Postgres, quiet_sim(), two_operators, &[]).await;
     decision_race(&app).await;
 }
 
@@ -258,100 +220,19 @@ async fn the_same_racing_batch_on_the_test_pass_store_answers_409_to_exactly_the
     decision_race(&app).await;
 }
 
-/// Replicas of `snowgate serve` on one PostgreSQL database, ended by pid when dropped.
-struct Replicas {
-    sim: SimHandle,
-    pg: PgServer,
-    _dir: tempfile::TempDir,
-    bins: Vec<Binary>,
-    urls: Vec<String>,
-}
-
-impl Drop for Replicas {
-    fn drop(&mut self) {
-        for bin in &mut self.bins {
-            let _ = bin.child.kill();
-            let _ = bin.child.wait();
-        }
-    }
-}
-
 /// Change mode: every gate of one job and environment gets the same title, whatever its build.
 const CHANGE_TITLE: &str = "Deploy shop/app to Production";
 
-/// A replica's YAML (as replicas.rs writes it, with change mode as an option). Each replica
-/// names itself in its callback URL, so ServiceNow calls back the replica that registered.
-fn replica_config(
-    dir: &Path,
-    n: usize,
-    port: u16,
-    sim: &SimHandle,
-    db: &str,
-    change: bool,
-) -> PathBuf {
-    let cfg = SimSettings::default();
-    let (auth, change_yaml) = if change {
-        (
-            format!("auth: basic\n  user: \"{}\"\n  password: \"{}\"", cfg.user, cfg.password),
-            "change:\n  environments: [ \"Production\" ]\n  title_template: \"Deploy {job} to {environment}\"\n",
-        )
-    } else {
-        (format!("auth: token\n  token: \"{}\"", cfg.token), "")
+/// Two replicas, each naming itself in its callback URL, so ServiceNow calls back the replica
+/// that registered.
+async fn two_replicas(sim_cfg: SimSettings, change: bool) -> Replicas {
+    let setup = ReplicaSetup {
+        count: 2,
+        poll: "1h",
+        change,
+        callbacks_to_first: false,
     };
-    let yaml = format!(
-        r#"server:
-  bind: "127.0.0.1:{port}"
-callback:
-  public_base_url: "http://127.0.0.1:{port}/"
-servicenow:
-  instance_url: "{instance}"
-  tool_id: "{tool}"
-  {auth}
-  timeout: 2s
-  poll_interval: 1h
-store:
-  url: "{db}"
-  lease_ttl: 1s
-  pool_size: 8
-outbox:
-  initial_backoff: 50ms
-  max_backoff: 300ms
-auth:
-  pipeline_tokens: [ {{ name: jenkins, token: "{pipeline}" }} ]
-  operator_tokens: [ {{ name: alice, token: "{operator}" }} ]
-{change_yaml}"#,
-        instance = sim.url(),
-        tool = cfg.tool_id,
-        pipeline = PIPELINE_TOKEN,
-        operator = OPERATOR_TOKEN,
-    );
-    let path = dir.join(format!("replica-{n}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-async fn replicas(sim_cfg: SimSettings, count: usize, change: bool) -> Replicas {
-    let sim = servicenow_sim::start(sim_cfg).await.unwrap();
-    let pg = PgServer::start();
-    let db = pg.database("snowgate").await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut bins = Vec::new();
-    let mut urls = Vec::new();
-    for n in 0..count {
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let config = replica_config(dir.path(), n, port, &sim, &db, change);
-        let log = dir.path().join(format!("replica-{n}.log"));
-        bins.push(start_binary(&config, &url, &log).await);
-        urls.push(url);
-    }
-    Replicas {
-        sim,
-        pg,
-        _dir: dir,
-        bins,
-        urls,
-    }
+    replicas(sim_cfg, setup).await
 }
 
 /// Every registered callback URL, by stage (one pass over the simulator's requests).
@@ -407,18 +288,7 @@ async fn burst_with_a_kill(
             (client.clone(), limit.clone(), answered.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await.unwrap();
-            let status = client
-                .post(url)
-                .header("Content-Type", "application/json")
-                .body(r#"{"result":"succeeded"}"#)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .ok();
-            if status == Some(200) {
-                answered.fetch_add(1, Ordering::SeqCst);
-            }
-            status
+            succeed_counted(&client, &url, &answered).await
         }));
     }
     for _ in 0..60_000 {
@@ -496,7 +366,7 @@ async fn check_recovered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_database_mid_commit_loses_no_decision_answered_200() {
     const GATES: usize = 400;
-    let c = replicas(quiet_sim(), 2, false).await;
+    let c = two_replicas(quiet_sim(), false).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -556,7 +426,7 @@ async fn until_linked(client: &reqwest::Client, address: &str, id: &str) -> Gate
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_racing_for_one_change_request_title_create_one_change_request() {
     const PER_REPLICA: u32 = 3;
-    let c = replicas(SimSettings::default(), 2, true).await;
+    let c = two_replicas(SimSettings::default(), true).await;
     let client = reqwest::Client::new();
     // A slow search and a slow create, as a busy instance answers: each replica's first gate
     // searches before either has created, which only a lock both replicas share prevents

@@ -35,6 +35,27 @@ fn decision(id: uuid::Uuid, to: GateState) -> Transition {
     }
 }
 
+/// A SQLite store in a directory of its own (deleted when the directory is dropped).
+fn sqlite_store() -> (tempfile::TempDir, Arc<dyn GateStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    (dir, Arc::new(store))
+}
+
+/// A store (one process's pool of `pool` connections) on the existing database `db` of `pg`.
+async fn pg_store(pg: &PgServer, db: &str, pool: usize) -> PostgresStore {
+    PostgresStore::connect(PgOptions {
+        url: pg.url(db),
+        password: None,
+        pool_size: pool,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        ca_file: None,
+    })
+    .await
+    .unwrap()
+}
+
 async fn contract(store: Arc<dyn GateStore>) {
     // Opening is idempotent on (jobUrl, buildNumber, stageName), and claims its registration.
     let token = CallbackToken::generate();
@@ -339,25 +360,15 @@ async fn concurrent_decisions(store: Arc<dyn GateStore>, refused: Option<&str>) 
 
 #[tokio::test]
 async fn concurrent_decisions_on_sqlite_apply_once_per_gate() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-    concurrent_decisions(Arc::new(store), None).await;
+    let (_dir, store) = sqlite_store();
+    concurrent_decisions(store, None).await;
 }
 
 #[tokio::test]
 async fn concurrent_decisions_on_postgres_apply_once_per_gate_and_a_refused_one_fails_alone() {
     let pg = PgServer::start();
-    let url = pg.database("batches").await;
-    let store = PostgresStore::connect(PgOptions {
-        url,
-        password: None,
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(5),
-        ca_file: None,
-    })
-    .await
-    .unwrap();
+    pg.database("batches").await;
+    let store = pg_store(&pg, "batches", 4).await;
     // PostgreSQL's text type cannot hold a NUL character (SQLite's can).
     concurrent_decisions(Arc::new(store), Some("refused \u{0}")).await;
 }
@@ -430,61 +441,32 @@ async fn status_queries(store: Arc<dyn GateStore>) {
 
 #[tokio::test]
 async fn the_sqlite_store_answers_the_status_queries() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-    status_queries(Arc::new(store)).await;
+    let (_dir, store) = sqlite_store();
+    status_queries(store).await;
 }
 
 #[tokio::test]
 async fn the_postgres_store_answers_the_status_queries() {
     let pg = PgServer::start();
-    let url = pg.database("status").await;
-    let store = PostgresStore::connect(PgOptions {
-        url,
-        password: None,
-        pool_size: 2,
-        connect_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(5),
-        ca_file: None,
-    })
-    .await
-    .unwrap();
+    pg.database("status").await;
+    let store = pg_store(&pg, "status", 2).await;
     status_queries(Arc::new(store)).await;
 }
 
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-    contract(Arc::new(store)).await;
+    let (_dir, store) = sqlite_store();
+    contract(store).await;
 }
 
 #[tokio::test]
 async fn the_postgres_store_keeps_the_contract() {
     let pg = PgServer::start();
-    let url = pg.database("contract").await;
-    let store = PostgresStore::connect(PgOptions {
-        url,
-        password: None,
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(5),
-        ca_file: None,
-    })
-    .await
-    .unwrap();
+    pg.database("contract").await;
+    let store = pg_store(&pg, "contract", 4).await;
     contract(Arc::new(store.clone())).await;
     // Migrations applied by a second process are a no-op (and never race: advisory lock).
-    let second = PostgresStore::connect(PgOptions {
-        url: pg.url("contract"),
-        password: None,
-        pool_size: 2,
-        connect_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(5),
-        ca_file: None,
-    })
-    .await
-    .unwrap();
+    let second = pg_store(&pg, "contract", 2).await;
     second.ping().await.unwrap();
     // Replicas count each other (to share servicenow.max_requests_per_second).
     assert_eq!(
