@@ -169,8 +169,7 @@ pub fn work_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
 /// `change.work_notes` says (why a deployment never came, or came during a freeze); `None`
 /// without a CR, and when work notes are on (`follow_ups` writes the decision's note then).
 pub fn audit_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
-    if gate.spec.mode != GateMode::Change || gate.spec.work_notes || gate.change_request.is_none()
-    {
+    if gate.spec.mode != GateMode::Change || gate.spec.work_notes || gate.change_request.is_none() {
         return None;
     }
     Some(NewOutbox {

@@ -36,9 +36,7 @@ impl Freezes {
     pub fn new(settings: &Settings, store: Arc<dyn GateStore>) -> anyhow::Result<Freezes> {
         let mut configured = Vec::new();
         for i in 0..settings.freezes.len() {
-            let freeze = settings
-                .configured_freeze(i)
-                .map_err(anyhow::Error::msg)?;
+            let freeze = settings.configured_freeze(i).map_err(anyhow::Error::msg)?;
             configured.push(FreezeRule::new(freeze).map_err(|e| anyhow::anyhow!("{e:?}"))?);
         }
         Ok(Freezes {
@@ -156,7 +154,8 @@ impl Freezes {
         store: &dyn GateStore,
         t: Transition,
     ) -> Result<FreezeVerdict, StoreError> {
-        if t.to != GateState::Approved || t.actor != Actor::ServiceNow || !self.any_active().await? {
+        if t.to != GateState::Approved || t.actor != Actor::ServiceNow || !self.any_active().await?
+        {
             return Ok(FreezeVerdict::Decide(t));
         }
         let Some(gate) = store.gate(t.gate_id).await? else {

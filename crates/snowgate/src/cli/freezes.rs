@@ -135,7 +135,16 @@ pub fn freeze_table(freezes: &[FreezeView], now: DateTime<Utc>) -> String {
         })
         .collect();
     table(
-        &["ID", "NAME", "STATUS", "START", "END", "JOBS", "ENVIRONMENTS", "HELD"],
+        &[
+            "ID",
+            "NAME",
+            "STATUS",
+            "START",
+            "END",
+            "JOBS",
+            "ENVIRONMENTS",
+            "HELD",
+        ],
         &rows,
     )
 }

@@ -36,11 +36,21 @@ impl Settings {
     pub fn configured_freeze(&self, i: usize) -> Result<crate::domain::freeze::Freeze, String> {
         use crate::domain::freeze::{Freeze, FreezeSource};
         let f = &self.freezes[i];
-        let key = |field: &str| format!("freezes[{i}].{field} (SNOWGATE__FREEZES__{i}__{})", field.to_uppercase());
+        let key = |field: &str| {
+            format!(
+                "freezes[{i}].{field} (SNOWGATE__FREEZES__{i}__{})",
+                field.to_uppercase()
+            )
+        };
         let time = |field: &str, text: &str| {
             chrono::DateTime::parse_from_rfc3339(text)
                 .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| format!("{}: `{text}` is not an RFC 3339 time, e.g. 2026-12-24T00:00:00Z", key(field)))
+                .map_err(|_| {
+                    format!(
+                        "{}: `{text}` is not an RFC 3339 time, e.g. 2026-12-24T00:00:00Z",
+                        key(field)
+                    )
+                })
         };
         if f.name.trim().is_empty() {
             return Err(format!("{}: is missing", key("name")));

@@ -132,7 +132,10 @@ fn names(value: Option<&Value>, field: &str) -> Result<Vec<String>, FieldError> 
     if items.len() > MAX_ENTRIES {
         return Err(FieldError::new(
             field,
-            format!("lists {} entries; at most {MAX_ENTRIES} are allowed", items.len()),
+            format!(
+                "lists {} entries; at most {MAX_ENTRIES} are allowed",
+                items.len()
+            ),
         ));
     }
     items
@@ -214,7 +217,10 @@ mod tests {
         assert_eq!(f.jobs, vec!["shop/*"]);
         assert_eq!(f.created_by.as_deref(), Some("alice"));
         assert!(f.is_active("2026-12-24T12:00:00Z".parse().unwrap()));
-        assert!(!f.is_active("2027-01-03T23:00:00Z".parse().unwrap()), "the end is not in it");
+        assert!(
+            !f.is_active("2027-01-03T23:00:00Z".parse().unwrap()),
+            "the end is not in it"
+        );
         assert!(!f.is_active("2026-12-19T23:59:59Z".parse().unwrap()));
     }
 
@@ -255,7 +261,10 @@ mod tests {
         let mut spec = GateSpec::parse(&json!({"jobUrl": "https://ci/job/shop/job/app/",
             "buildNumber": 1, "stageName": "Deploy"}))
         .unwrap();
-        assert!(rule.covers(&spec, "shop/app"), "DevOps gates: the job alone");
+        assert!(
+            rule.covers(&spec, "shop/app"),
+            "DevOps gates: the job alone"
+        );
         assert!(!rule.covers(&spec, "billing/app"));
         spec.mode = GateMode::Change;
         spec.environment = Some("production".into());

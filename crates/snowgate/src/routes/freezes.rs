@@ -35,10 +35,7 @@ pub async fn declare(
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn list(
-    _caller: Pipeline,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(_caller: Pipeline, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(freeze_list(&state).await?))
 }
 

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Completion, CrUpdate, Deadline, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem,
-    Hold, OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
+    Completion, CrUpdate, Deadline, Event, FollowUps, GateStore, Hold, NewOutbox, Opened,
+    OutboxItem, OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
 };
 use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;

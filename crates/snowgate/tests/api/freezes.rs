@@ -72,7 +72,9 @@ async fn an_approval_during_a_freeze_is_held_and_proceeds_by_itself_when_the_fre
         held.message.contains("ServiceNow approved") && held.message.contains("`Year end`"),
         "{held:?}"
     );
-    assert!(held.message.contains(&f.freeze.end.to_rfc3339_opts(SecondsFormat::Secs, true)));
+    assert!(held
+        .message
+        .contains(&f.freeze.end.to_rfc3339_opts(SecondsFormat::Secs, true)));
     let listed = freezes(&app).await;
     assert_eq!(listed.freezes.len(), 1);
     assert_eq!(listed.freezes[0].held_gates, vec![gate.id]);
@@ -94,10 +96,27 @@ async fn an_approval_during_a_freeze_is_held_and_proceeds_by_itself_when_the_fre
 
     let approved = app.until_state(gate.id, GateState::Approved).await;
     assert_eq!(approved.proceed, Some(true));
-    assert!(approved.message.contains("held by change freeze `Year end`"), "{approved:?}");
-    let kinds: Vec<String> = app.events(gate.id).await.into_iter().map(|e| e.kind).collect();
-    assert!(kinds.ends_with(&["freeze_hold".into(), "freeze_released".into()]) || kinds.contains(&"freeze_released".to_string()), "{kinds:?}");
-    assert!(freezes(&app).await.freezes.is_empty(), "an ended freeze is not listed");
+    assert!(
+        approved
+            .message
+            .contains("held by change freeze `Year end`"),
+        "{approved:?}"
+    );
+    let kinds: Vec<String> = app
+        .events(gate.id)
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.ends_with(&["freeze_hold".into(), "freeze_released".into()])
+            || kinds.contains(&"freeze_released".to_string()),
+        "{kinds:?}"
+    );
+    assert!(
+        freezes(&app).await.freezes.is_empty(),
+        "an ended freeze is not listed"
+    );
 }
 
 #[tokio::test]
@@ -170,7 +189,11 @@ async fn an_operator_resume_during_a_freeze_is_a_recorded_break_glass_override()
     let g: GateView = resp.json().await.unwrap();
     assert_eq!(g.state, GateState::Resumed);
     assert_eq!(g.proceed, Some(true));
-    let last = app.events(gate.id).await.pop().unwrap();
+    let events = app.events(gate.id).await;
+    let last = events
+        .iter()
+        .find(|e| e.to_state == Some(GateState::Resumed))
+        .unwrap();
     assert_eq!(last.kind, "freeze_override");
     assert_eq!(last.actor, "operator:alice");
     assert!(
@@ -191,7 +214,9 @@ async fn in_change_mode_a_freeze_covers_its_environments_and_an_override_is_note
     declare(&app, &production).await;
     let g = open_change(&app, "Deploy", json!({})).await;
     let number = cr_number(&g).unwrap().to_string();
-    app.sim.chg_set_state(&number, "Implement", None, None).unwrap();
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
     until_event(&app, g.id, "freeze_hold").await;
     let held = app.gate(g.id).await;
     assert_eq!(held.state, GateState::Pending);
@@ -206,7 +231,9 @@ async fn in_change_mode_a_freeze_covers_its_environments_and_an_override_is_note
     assert_eq!(resp.status(), 200);
     let notes = until_notes(&app, &number, 1).await;
     assert!(
-        notes.iter().any(|n| n.contains("overriding the freeze") && n.contains("CAB chair")),
+        notes
+            .iter()
+            .any(|n| n.contains("overriding the freeze") && n.contains("CAB chair")),
         "{notes:?}"
     );
 }
@@ -227,7 +254,10 @@ async fn a_configured_freeze_is_listed_and_cannot_be_deleted_through_the_api() {
     let listed = freezes(&app).await;
     assert_eq!(listed.freezes.len(), 1);
     let f = &listed.freezes[0];
-    assert_eq!(f.freeze.source, snowgate::domain::freeze::FreezeSource::Configuration);
+    assert_eq!(
+        f.freeze.source,
+        snowgate::domain::freeze::FreezeSource::Configuration
+    );
     assert!(f.active);
     let resp = app
         .client
@@ -313,7 +343,12 @@ async fn a_held_approval_survives_a_restart_and_proceeds_after_the_freeze() {
     assert_eq!(resp.status(), 201);
     let g = open_at(&client, &address, &gate_body("Deploy"), &[201]).await;
     let id = g.id.to_string();
-    let number = sim.changes().into_iter().find(|c| c.stage_name == "Deploy").unwrap().number;
+    let number = sim
+        .changes()
+        .into_iter()
+        .find(|c| c.stage_name == "Deploy")
+        .unwrap()
+        .number;
     assert_eq!(sim.approve(&number, "ok").await.unwrap(), Some(200));
     assert_eq!(gate(&client, &address, &id).await.state, GateState::Pending);
     bin.child.kill().unwrap();

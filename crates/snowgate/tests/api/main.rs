@@ -5,6 +5,7 @@ mod change;
 mod cli;
 mod durability;
 mod fidelity;
+mod freezes;
 mod gates;
 mod helpers;
 mod jenkins;

@@ -66,10 +66,7 @@ pub(super) async fn hold_approval(
     let now = timestamp(&Utc::now());
     // The row lock orders this hold after a decision of another replica on the same gate.
     let before = match tx
-        .query_opt(
-            &format!("{} FOR UPDATE", sql::GATE_BY_ID),
-            &[&id],
-        )
+        .query_opt(&format!("{} FOR UPDATE", sql::GATE_BY_ID), &[&id])
         .await
         .map_err(pg)?
     {
@@ -128,7 +125,8 @@ fn hold_from_row(r: &Row) -> Result<Hold, StoreError> {
         freeze_id: r.get(1),
         freeze_name: r.get(2),
         until_ms: r.get(3),
-        to: GateState::parse(&to).ok_or_else(|| StoreError::corrupt(format!("held state `{to}`")))?,
+        to: GateState::parse(&to)
+            .ok_or_else(|| StoreError::corrupt(format!("held state `{to}`")))?,
         proceed: r.get(5),
         message: r.get(6),
     })

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::sql;
 use super::{
-    Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
-    Hold, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
+    Completion, CrUpdate, Event, FollowUps, GateStore, Hold, NewOutbox, Opened, OutboxItem,
+    OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
 };
 use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;

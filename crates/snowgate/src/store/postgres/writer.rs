@@ -34,6 +34,9 @@ const MAX_BATCH: usize = 256;
 /// Jobs waiting for the writer; callers beyond it wait to queue (back-pressure).
 pub(super) const QUEUE: usize = 4096;
 
+// A job lives in the writer's queue for a batch's time; boxing the decision would cost an
+// allocation per decision for no gain.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Job {
     Transition {
         t: Transition,
@@ -48,6 +51,7 @@ pub(super) enum Job {
 }
 
 /// What a job's commit produced, for its caller.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Transition(TransitionOutcome),
     Finished,

@@ -108,7 +108,11 @@ fn hold_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Hold, StoreError>> {
     Ok(hold())
 }
 
-pub(super) fn holds(conn: &Connection, before_ms: i64, limit: u32) -> Result<Vec<Hold>, StoreError> {
+pub(super) fn holds(
+    conn: &Connection,
+    before_ms: i64,
+    limit: u32,
+) -> Result<Vec<Hold>, StoreError> {
     let mut stmt = conn.prepare_cached(&sql::sqlite(sql::DUE_HOLDS))?;
     let rows = stmt
         .query_map(params![before_ms, limit], hold_from_row)?

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::sql;
 use super::{
-    Completion, CrUpdate, Event, FollowUps, GateStore, NewOutbox, Opened, OutboxItem, OutboxResult,
-    Hold, StoreError, TitleLock, Transition, TransitionOutcome,
+    Completion, CrUpdate, Event, FollowUps, GateStore, Hold, NewOutbox, Opened, OutboxItem,
+    OutboxResult, StoreError, TitleLock, Transition, TransitionOutcome,
 };
 use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;
