@@ -6,14 +6,14 @@
 //! Within a batch every compare-and-set still touches exactly one row, with its event and
 //! outbox rows; the gates are locked first, in id order, so batches of two replicas never
 //! deadlock. Statements go out pipelined (tokio-postgres sends the requests of futures polled
-//! together without waiting for each answer), so a batch costs five round trips and one WAL
+//! together without waiting for each answer), so a batch costs three round trips and one WAL
 //! flush however many decisions it holds. Each caller is answered only after its batch
 //! committed.
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{ClientWrapper, Object, Pool};
 use futures::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
@@ -125,12 +125,29 @@ fn answer(job: Job, outcome: Result<Outcome, StoreError>) {
     }
 }
 
-/// Commit `jobs` in one transaction; their outcomes, in order.
+/// Commit `jobs` in one transaction; their outcomes, in order. A batch that fails leaves no
+/// transaction open on the pooled connection.
 async fn commit(pool: &Pool, origin: &str, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
-    let mut c = pool.get().await.map_err(pg)?;
-    let tx = c.transaction().await.map_err(pg)?;
+    let c = pool.get().await.map_err(pg)?;
+    let committed = run_batch(&c, origin, jobs).await;
+    if committed.is_err() && c.batch_execute("ROLLBACK").await.is_err() {
+        // Never return a connection mid-transaction to the pool: close it.
+        drop(Object::take(c));
+    }
+    committed
+}
+
+/// The batch's statements in three pipelined round trips: `BEGIN` with the row locks, the
+/// compare-and-sets, then every insert, deletion and notification with the `COMMIT` (which
+/// PostgreSQL turns into a rollback if any statement before it failed; that failure is
+/// what the batch then reports).
+async fn run_batch(
+    c: &ClientWrapper,
+    origin: &str,
+    jobs: &[Job],
+) -> Result<Vec<Outcome>, StoreError> {
     let mut writes = Writes::new(timestamp(&Utc::now()));
-    let decided = decide(&tx, jobs, &mut writes).await?;
+    let decided = decide(c, jobs, &mut writes).await?;
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut decided = decided.into_iter();
     for job in jobs {
@@ -146,8 +163,7 @@ async fn commit(pool: &Pool, origin: &str, jobs: &[Job]) -> Result<Vec<Outcome>,
             }
         });
     }
-    writes.flush(&tx, origin).await?;
-    tx.commit().await.map_err(pg)?;
+    writes.flush(c, origin).await?;
     Ok(outcomes)
 }
 
@@ -163,7 +179,7 @@ struct CasParams<'a> {
 impl CasParams<'_> {
     async fn run(
         &self,
-        tx: &Transaction<'_>,
+        tx: &ClientWrapper,
         stmt: &tokio_postgres::Statement,
         now: &str,
     ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
@@ -189,7 +205,7 @@ impl CasParams<'_> {
 /// Lock the batch's gates, run every compare-and-set, and note the event, outbox and
 /// notification each applied one implies.
 async fn decide(
-    tx: &Transaction<'_>,
+    tx: &ClientWrapper,
     jobs: &[Job],
     writes: &mut Writes,
 ) -> Result<Vec<TransitionOutcome>, StoreError> {
@@ -200,10 +216,10 @@ async fn decide(
             Job::Finish { .. } => None,
         })
         .collect();
+    let mut current = begin_and_lock(tx, &transitions).await?;
     if transitions.is_empty() {
         return Ok(Vec::new());
     }
-    let mut current = lock_gates(tx, &transitions).await?;
     let planned: Vec<CasParams> = transitions
         .iter()
         .filter(|(t, _)| current.contains_key(&t.gate_id.to_string()))
@@ -272,10 +288,10 @@ fn cas_params(t: &Transition) -> Result<CasParams<'_>, StoreError> {
     })
 }
 
-/// The batch's gates, locked in id order (batches of two replicas take their locks in the
-/// same order, so neither waits for the other in a cycle).
-async fn lock_gates(
-    tx: &Transaction<'_>,
+/// `BEGIN`, and the batch's gates locked in id order (batches of two replicas take their locks
+/// in the same order, so neither waits for the other in a cycle), in one round trip.
+async fn begin_and_lock(
+    c: &ClientWrapper,
     transitions: &[(&Transition, FollowUps)],
 ) -> Result<HashMap<String, Gate>, StoreError> {
     let mut ids: Vec<String> = transitions
@@ -284,14 +300,22 @@ async fn lock_gates(
         .collect();
     ids.sort();
     ids.dedup();
-    let lock = tx
+    let lock = c
         .prepare_cached(&format!(
             "SELECT {GATE_COLUMNS} FROM gates WHERE id = ANY($1) ORDER BY id FOR UPDATE"
         ))
         .await
         .map_err(pg)?;
-    let rows = tx.query(&lock, &[&ids]).await.map_err(pg)?;
-    rows.iter()
+    let (begun, rows) = futures::join!(c.batch_execute("BEGIN"), async {
+        if ids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            c.query(&lock, &[&ids]).await
+        }
+    });
+    begun.map_err(pg)?;
+    rows.map_err(pg)?
+        .iter()
         .map(|r| gate_from_row(r).map(|g| (g.id.to_string(), g)))
         .collect()
 }
@@ -408,8 +432,9 @@ impl Writes {
         self.event(&gate_id, &Actor::Snowgate, &event, None, None, &message);
     }
 
-    /// Every noted write, pipelined: events, outbox rows, deletions, retries, notifications.
-    async fn flush(&self, tx: &Transaction<'_>, origin: &str) -> Result<(), StoreError> {
+    /// Every noted write, pipelined with the `COMMIT`: events, outbox rows, deletions, retries,
+    /// notifications.
+    async fn flush(&self, tx: &ClientWrapper, origin: &str) -> Result<(), StoreError> {
         let mut pending: Vec<futures::future::BoxFuture<'_, Result<u64, tokio_postgres::Error>>> =
             Vec::new();
         let e = &self.events;
@@ -472,6 +497,9 @@ impl Writes {
                 }));
             }
         }
+        pending.push(Box::pin(async move {
+            tx.batch_execute("COMMIT").await.map(|()| 0)
+        }));
         try_join_all(pending).await.map_err(pg)?;
         Ok(())
     }
