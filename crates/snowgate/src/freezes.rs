@@ -138,7 +138,9 @@ impl Freezes {
     }
 }
 
-/// What a freeze makes of a decision.
+/// What a freeze makes of a decision (returned once per decision and matched at once: boxing
+/// either side would only add an allocation).
+#[allow(clippy::large_enum_variant)]
 pub enum FreezeVerdict {
     /// Apply this transition (the one given, or `failed` with `freeze.action: fail`).
     Decide(Transition),

@@ -629,3 +629,61 @@ async fn check_tests_the_jenkins_credentials_when_configured() {
         .iter()
         .all(|r| r.path == "/whoAmI/api/json" && r.authorization.is_some()));
 }
+
+#[tokio::test]
+async fn freezes_are_declared_listed_and_deleted_from_the_command_line() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now();
+    let (start, end) = (
+        (now - chrono::Duration::minutes(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    let add = [
+        "freezes", "add", "--name", "Year end", "--start", &start, "--end", &end, "--reason",
+        "holidays", "--job", "shop/*", "--json",
+    ];
+    // Declaring needs an operator token.
+    let run = cli(&app, Some(PIPELINE_TOKEN), &add).await;
+    assert_eq!(run.code, 3, "{}", run.output());
+    assert!(
+        run.output().contains("declare change freezes"),
+        "{}",
+        run.output()
+    );
+    let run = cli(&app, Some(OPERATOR_TOKEN), &add).await;
+    assert_eq!(run.code, 0, "{}", run.output());
+    let f: snowgate::api::FreezeView = json_of(&run);
+    assert!(f.active);
+    assert_eq!(f.freeze.jobs, vec!["shop/*"]);
+
+    let run = cli(&app, Some(PIPELINE_TOKEN), &["freezes", "list"]).await;
+    assert_eq!(run.code, 0, "{}", run.output());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    for cell in [f.freeze.id.as_str(), "Year end", "active", "shop/*", "all"] {
+        assert!(lines[1].contains(cell), "{cell} missing: {}", lines[1]);
+    }
+    // A bad end is the API's 400, naming the field.
+    let run = cli(
+        &app,
+        Some(OPERATOR_TOKEN),
+        &[
+            "freezes", "add", "--name", "x", "--start", &end, "--end", &start, "--reason", "r",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 3, "{}", run.output());
+    assert!(run.output().contains("end"), "{}", run.output());
+
+    let run = cli(
+        &app,
+        Some(OPERATOR_TOKEN),
+        &["freezes", "delete", &f.freeze.id],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stdout.contains("deleted"), "{}", run.stdout);
+    let run = cli(&app, Some(PIPELINE_TOKEN), &["freezes", "list", "--json"]).await;
+    let list: snowgate::api::FreezeList = json_of(&run);
+    assert!(list.freezes.is_empty());
+}

@@ -1063,3 +1063,53 @@ async fn in_a_real_browser_an_operator_logs_in_sees_the_pending_gate_and_aborts_
         "aborted by alice: wrong artifact, seen in the browser"
     );
 }
+
+#[tokio::test]
+async fn in_a_real_browser_the_status_page_shows_an_active_freeze_and_the_gate_it_holds() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now();
+    let freeze = json!({"name": "Year-end freeze", "reason": "no production changes",
+        "start": (now - chrono::Duration::minutes(5)).to_rfc3339(),
+        "end": (now + chrono::Duration::hours(2)).to_rfc3339(), "jobs": ["shop/*"]});
+    let resp = app
+        .post_json("/api/v1/freezes", Some(OPERATOR_TOKEN), &freeze)
+        .await;
+    assert_eq!(resp.status(), 201);
+    let f: snowgate::api::FreezeView = resp.json().await.unwrap();
+    let gate = app.open("Deploy").await;
+    let number = app.change_of("Deploy");
+    assert_eq!(app.sim.approve(&number, "ok").await.unwrap(), Some(200));
+    let id = gate.id.to_string();
+    let cookie = login(&app).await;
+    let mut browser = chromium::Browser::launch().await;
+    browser.page.navigate(&app.url("/ui/login")).await;
+    // The session cookie is set through the login form, as a person would.
+    let typed = browser
+        .page
+        .eval(&format!(
+            "document.querySelector('#token').value = {}; \
+             document.querySelector('#login-form button[type=submit]').click(); true",
+            serde_json::to_string(OPERATOR_TOKEN).unwrap()
+        ))
+        .await;
+    assert_eq!(typed, Ok(json!(true)));
+    let fid = &f.freeze.id;
+    let shown = browser
+        .page
+        .wait_for(&format!(
+            "location.pathname === '/ui' && !!document.querySelector('#freeze-{fid}.frozen') && \
+             document.querySelector('#freeze-{fid}').innerText.includes('Year-end freeze') && \
+             document.querySelector('#freeze-{fid}').innerText.includes('active') && \
+             !!document.querySelector('#freeze-{fid} a.held[href=\"/ui/gates/{id}\"]')"
+        ))
+        .await;
+    let text = browser.page.eval("document.body.innerText").await;
+    assert!(
+        shown,
+        "the freeze and its held gate are not shown: {text:?}"
+    );
+    // The same over HTTP, for the record: the held gate's message names the freeze.
+    let page = html(get_page(&app, "/ui", Some(&cookie)).await, 200).await;
+    assert!(page.contains("Year-end freeze"), "{page}");
+    assert_eq!(app.gate(&id).await.state, GateState::Pending);
+}
