@@ -153,16 +153,18 @@ impl Decider {
 
 /// A work note for the gate's change request (change mode, `change.work_notes: true`).
 pub fn work_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
-    if !gate.spec.work_notes {
-        return None;
-    }
-    Some(NewOutbox {
+    gate.spec.work_notes.then(|| note_on_cr(gate, text))
+}
+
+/// The outbox row of a work note on the gate's CR.
+fn note_on_cr(gate: &Gate, text: &str) -> NewOutbox {
+    NewOutbox {
         kind: OutboxKind::ChangeUpdate,
         payload: json!({
             "fields": {"work_notes": format!("snowgate gate {}: {text}", gate.id)},
             "what": "work note",
         }),
-    })
+    }
 }
 
 /// A note for a change-mode gate's CR that its history must carry whatever
@@ -172,13 +174,7 @@ pub fn audit_note(gate: &Gate, text: &str) -> Option<NewOutbox> {
     if gate.spec.mode != GateMode::Change || gate.spec.work_notes || gate.change_request.is_none() {
         return None;
     }
-    Some(NewOutbox {
-        kind: OutboxKind::ChangeUpdate,
-        payload: json!({
-            "fields": {"work_notes": format!("snowgate gate {}: {text}", gate.id)},
-            "what": "work note",
-        }),
-    })
+    Some(note_on_cr(gate, text))
 }
 
 /// The outbound actions every decision implies, besides those its caller asked for: a gate

@@ -31,6 +31,15 @@ async fn declare(app: &TestApp, body: &Value) -> FreezeView {
     resp.json().await.unwrap()
 }
 
+async fn delete(app: &TestApp, path: impl AsRef<str>, token: &str) -> reqwest::Response {
+    app.client
+        .delete(app.url(path.as_ref()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn freezes(app: &TestApp) -> FreezeList {
     let resp = app.get("/api/v1/freezes", Some(PIPELINE_TOKEN)).await;
     assert_eq!(resp.status(), 200);
@@ -128,13 +137,12 @@ async fn deleting_a_freeze_early_releases_the_approvals_it_held() {
     until_event(&app, gate.id, "freeze_hold").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.gate(gate.id).await.state, GateState::Pending);
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/freezes/{}", f.freeze.id)))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = delete(
+        &app,
+        &format!("/api/v1/freezes/{}", f.freeze.id),
+        OPERATOR_TOKEN,
+    )
+    .await;
     assert_eq!(resp.status(), 204);
     let g = app.until_state(gate.id, GateState::Approved).await;
     assert_eq!(g.proceed, Some(true));
@@ -259,13 +267,12 @@ async fn a_configured_freeze_is_listed_and_cannot_be_deleted_through_the_api() {
         snowgate::domain::freeze::FreezeSource::Configuration
     );
     assert!(f.active);
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/freezes/{}", f.freeze.id)))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = delete(
+        &app,
+        &format!("/api/v1/freezes/{}", f.freeze.id),
+        OPERATOR_TOKEN,
+    )
+    .await;
     assert_error(resp, 409, "conflict").await;
     let gate = app.open("Deploy").await;
     approve(&app, "Deploy").await;
@@ -302,21 +309,9 @@ async fn bad_freeze_requests_are_refused_by_field_and_store_nothing() {
     assert_error(resp, 403, "forbidden").await;
     let resp = app.post_json("/api/v1/freezes", None, &good).await;
     assert_error(resp, 401, "unauthorized").await;
-    let resp = app
-        .client
-        .delete(app.url("/api/v1/freezes/no-such-freeze"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = delete(&app, "/api/v1/freezes/no-such-freeze", OPERATOR_TOKEN).await;
     assert_error(resp, 404, "not_found").await;
-    let resp = app
-        .client
-        .delete(app.url("/api/v1/freezes/no-such-freeze"))
-        .bearer_auth(PIPELINE_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = delete(&app, "/api/v1/freezes/no-such-freeze", PIPELINE_TOKEN).await;
     assert_error(resp, 403, "forbidden").await;
     assert!(freezes(&app).await.freezes.is_empty(), "nothing was stored");
 }
