@@ -35,5 +35,6 @@ cargo test --locked --all-targets "$@"
 # store contract and the two-replica tests ran on PostgreSQL in the pass above already.
 if [ "$#" -eq 0 ]; then
   SNOWGATE_TEST_STORE=postgres cargo test --locked --test api -- \
-    gates:: callbacks:: operator:: registration:: reliability:: jenkins:: change:: passthrough:: operations::
+    gates:: callbacks:: operator:: registration:: reliability:: jenkins:: change:: passthrough:: operations:: \
+    freezes:: supersede::
 fi
