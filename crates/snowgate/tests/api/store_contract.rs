@@ -265,26 +265,16 @@ async fn contract(store: Arc<dyn GateStore>) {
 
 /// Decisions made at the same moment share commits (group commit): of two decisions on one
 /// gate exactly one applies and the other conflicts, each applied one has its one event and
-/// its acknowledgement, and `gates` reads many gates at once. With `refused`, one decision
-/// among them carries text the store refuses: it alone fails.
-async fn concurrent_decisions(store: Arc<dyn GateStore>, refused: Option<&str>) {
+/// its acknowledgement, and `gates` reads many gates at once. Among them, one decision the
+/// store refuses (two acknowledgements for one gate, against the one-acknowledgement index)
+/// fails alone, and one whose text holds a NUL character (which PostgreSQL's text cannot
+/// hold) is stored all the same.
+async fn concurrent_decisions(store: Arc<dyn GateStore>) {
     let mut ids = Vec::new();
-    for i in 0..40 {
-        let id = store
-            .open_gate(
-                spec(&format!("S{i}")),
-                CallbackToken::generate(),
-                Duration::ZERO,
-            )
-            .await
-            .unwrap()
-            .gate
-            .id;
-        let mut pending = decision(id, GateState::Pending);
-        pending.outbox.clear();
-        store.transition(pending, follow_ups).await.unwrap();
-        ids.push(id);
+    for i in 0..42 {
+        ids.push(pending_gate(&store, &format!("S{i}")).await);
     }
+    let (poison, nul) = (ids.pop().unwrap(), ids.pop().unwrap());
     let mut racing = Vec::new();
     for id in &ids {
         for to in [GateState::Approved, GateState::Rejected] {
@@ -295,9 +285,14 @@ async fn concurrent_decisions(store: Arc<dyn GateStore>, refused: Option<&str>) 
             }));
         }
     }
-    let poisoned = refused.map(|text| {
-        let mut t = decision(ids[0], GateState::Canceled);
-        t.message = text.to_string();
+    let mut refused = decision(poison, GateState::Canceled);
+    refused.outbox.extend(refused.outbox.clone());
+    let with_nul = {
+        let mut t = decision(nul, GateState::Approved);
+        t.message = "approved: a comment with a \u{0} in it".into();
+        t
+    };
+    let others = [refused, with_nul].map(|t| {
         let store = store.clone();
         tokio::spawn(async move { store.transition(t, follow_ups).await })
     });
@@ -315,12 +310,17 @@ async fn concurrent_decisions(store: Arc<dyn GateStore>, refused: Option<&str>) 
             TransitionOutcome::NotFound => panic!("{id} not found"),
         }
     }
-    if let Some(p) = poisoned {
-        let outcome = p.await.unwrap();
-        assert!(
-            outcome.is_err(),
-            "the refused decision failed alone: {outcome:?}"
-        );
+    let [refused, with_nul] = others;
+    let refused = refused.await.unwrap();
+    assert!(refused.is_err(), "the refused decision fails: {refused:?}");
+    assert_eq!(
+        store.gate(poison).await.unwrap().unwrap().state,
+        GateState::Pending,
+        "and leaves nothing behind"
+    );
+    match with_nul.await.unwrap().unwrap() {
+        TransitionOutcome::Applied(g) => assert!(g.message.starts_with("approved: a comment")),
+        other => panic!("{other:?}"),
     }
     assert_eq!(applied.len(), ids.len(), "one decision applied per gate");
     let read = store.gates(&ids).await.unwrap();
@@ -355,13 +355,30 @@ async fn concurrent_decisions(store: Arc<dyn GateStore>, refused: Option<&str>) 
         .iter()
         .filter(|i| i.kind == OutboxKind::Acknowledge)
         .count();
-    assert_eq!(acks, ids.len());
+    assert_eq!(
+        acks,
+        ids.len() + 1,
+        "one per racing gate, and the NUL one's"
+    );
+}
+
+async fn pending_gate(store: &Arc<dyn GateStore>, stage: &str) -> uuid::Uuid {
+    let id = store
+        .open_gate(spec(stage), CallbackToken::generate(), Duration::ZERO)
+        .await
+        .unwrap()
+        .gate
+        .id;
+    let mut pending = decision(id, GateState::Pending);
+    pending.outbox.clear();
+    store.transition(pending, follow_ups).await.unwrap();
+    id
 }
 
 #[tokio::test]
-async fn concurrent_decisions_on_sqlite_apply_once_per_gate() {
+async fn concurrent_decisions_on_sqlite_apply_once_per_gate_and_a_refused_one_fails_alone() {
     let (_dir, store) = sqlite_store();
-    concurrent_decisions(store, None).await;
+    concurrent_decisions(store).await;
 }
 
 #[tokio::test]
@@ -369,8 +386,7 @@ async fn concurrent_decisions_on_postgres_apply_once_per_gate_and_a_refused_one_
     let pg = PgServer::start();
     pg.database("batches").await;
     let store = pg_store(&pg, "batches", 4).await;
-    // PostgreSQL's text type cannot hold a NUL character (SQLite's can).
-    concurrent_decisions(Arc::new(store), Some("refused \u{0}")).await;
+    concurrent_decisions(Arc::new(store)).await;
 }
 
 /// The status page's and the pass-through's queries: open gates oldest first, decisions

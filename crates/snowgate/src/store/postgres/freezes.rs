@@ -4,7 +4,7 @@ use chrono::Utc;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::rows::{insert_event, insert_outbox, load_gate, pg};
+use super::rows::{insert_event, insert_outbox, load_gate, pg, text};
 use super::PostgresStore;
 use crate::domain::freeze::Freeze;
 use crate::domain::gate::{timestamp, Actor};
@@ -74,7 +74,7 @@ pub(super) async fn hold_approval(
         None => return Ok(TransitionOutcome::NotFound),
     };
     if tx
-        .execute(sql::HOLD_GATE, &[&message, &now, &id])
+        .execute(sql::HOLD_GATE, &[&text(message), &now, &id])
         .await
         .map_err(pg)?
         == 0
@@ -91,7 +91,7 @@ pub(super) async fn hold_approval(
             &hold.until_ms,
             &hold.to.as_str(),
             &hold.proceed,
-            &hold.message,
+            &text(&hold.message),
             &now,
         ],
     )

@@ -6,7 +6,9 @@ use chrono::Utc;
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
-use super::rows::{gate_from_row, insert_event, insert_outbox, load_gate, now_ms, pg, reload_gate};
+use super::rows::{
+    gate_from_row, insert_event, insert_outbox, load_gate, now_ms, pg, reload_gate, text,
+};
 use super::PostgresStore;
 use crate::domain::gate::{timestamp, Actor};
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
@@ -144,7 +146,7 @@ pub(super) async fn update_change_request(
             &[
                 &cr_json,
                 &timestamp(&Utc::now()),
-                &u.message,
+                &u.message.as_deref().map(text),
                 &u.change_known,
                 &u.step_deadline_ms,
                 &u.next_poll_ms,

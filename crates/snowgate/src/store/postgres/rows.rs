@@ -11,6 +11,17 @@ use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
 use crate::store::sql;
 use crate::store::{Event, NewOutbox, OutboxItem, OutboxKind, StoreError};
 
+/// Text as PostgreSQL can store it: its `text` type cannot hold a NUL character (SQLite's
+/// can), which a ServiceNow comment or error message may carry; it is stored as U+FFFD, so
+/// such a decision is recorded rather than refused.
+pub(super) fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}").into()
+    } else {
+        s.into()
+    }
+}
+
 pub(super) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
@@ -119,7 +130,7 @@ pub(super) async fn insert_event(
             &kind,
             &from.map(|s| s.as_str()),
             &to.map(|s| s.as_str()),
-            &message,
+            &text(message),
         ],
     )
     .await

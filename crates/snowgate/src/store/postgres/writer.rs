@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
 use super::listen::{notify_payloads, CHANNEL};
-use super::rows::{gate_from_row, now_ms, pg};
+use super::rows::{gate_from_row, now_ms, pg, text};
 use crate::domain::gate::{sources_of, timestamp, Actor};
 use crate::domain::{Gate, GateState};
 use crate::store::sql::{self, GATE_COLUMNS};
@@ -184,10 +184,11 @@ impl CasParams<'_> {
         now: &str,
     ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
         let t = self.t;
+        let message = text(&t.message);
         let params: [&(dyn ToSql + Sync); 12] = [
             &t.to.as_str(),
             &t.proceed,
-            &t.message,
+            &message,
             &now,
             &t.to.is_terminal(),
             &self.actor,
@@ -395,7 +396,7 @@ impl Writes {
         e.kind.push(kind.to_string());
         e.from.push(from.map(|s| s.as_str()));
         e.to.push(to.map(|s| s.as_str()));
-        e.message.push(message.to_string());
+        e.message.push(text(message).into_owned());
     }
 
     fn outbox(&mut self, gate_id: &str, item: &NewOutbox, claimed_until: i64) {
@@ -417,7 +418,7 @@ impl Writes {
             }
             OutboxResult::Retry { after, error } => {
                 let due = now_ms() + after.as_millis() as i64;
-                self.retries.push((due, item.id, error.clone()));
+                self.retries.push((due, item.id, text(error).into_owned()));
                 (
                     format!("{kind}_retry"),
                     crate::store::retry_message(item, *after, error),
