@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::change::{ChangeType, ChgChange, ChgError, ChgTemplate, ChgWorkNote};
+use super::change::{ChangeType, ChgChange, ChgConflict, ChgError, ChgTemplate, ChgWorkNote};
 use super::model::CrState;
 use super::{Shared, SimHandle};
 
@@ -25,6 +25,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/changes/{number}", web::get().to(get_change))
             .route("/changes/{number}/state", web::post().to(set_state))
             .route("/changes/{number}/work-notes", web::get().to(work_notes))
+            .route("/changes/{number}/conflicts", web::get().to(get_conflicts))
+            .route("/changes/{number}/conflicts", web::post().to(add_conflict))
+            .route(
+                "/changes/{number}/conflicts",
+                web::delete().to(clear_conflicts),
+            )
             .route("/templates", web::get().to(list_templates))
             .route("/templates", web::post().to(add_template))
             .route("/templates/{template}", web::post().to(set_template))
@@ -148,6 +154,51 @@ async fn work_notes(data: web::Data<Shared>, path: web::Path<String>) -> HttpRes
     match data.with_chg(|c| c.work_notes(&number)) {
         Some(notes) => HttpResponse::Ok().json(json!({ "workNotes": notes })),
         None => not_found(&number),
+    }
+}
+
+/// `{"conflicts":[…planted…],"checks":n}` for the CR `number`.
+fn conflicts_json(shared: &Shared, number: &str) -> HttpResponse {
+    match shared.with_chg(|c| {
+        c.planted_conflicts(number)
+            .map(|p| (p, c.conflict_checks(number)))
+    }) {
+        Some((conflicts, checks)) => {
+            HttpResponse::Ok().json(json!({ "conflicts": conflicts, "checks": checks }))
+        }
+        None => not_found(number),
+    }
+}
+
+async fn get_conflicts(data: web::Data<Shared>, path: web::Path<String>) -> HttpResponse {
+    conflicts_json(&data, &path.into_inner())
+}
+
+async fn add_conflict(
+    data: web::Data<Shared>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let number = path.into_inner();
+    // Every field but `schedule` is required, so no empty-body default here.
+    let conflict: ChgConflict = match serde_json::from_slice(&body) {
+        Ok(conflict) => conflict,
+        Err(e) => {
+            let message = format!("invalid JSON body: {e}");
+            return error(StatusCode::BAD_REQUEST, "invalid_json", &message);
+        }
+    };
+    match data.with_chg(|c| c.add_conflict(&number, conflict)) {
+        Ok(()) => conflicts_json(&data, &number),
+        Err(e) => chg_error(e),
+    }
+}
+
+async fn clear_conflicts(data: web::Data<Shared>, path: web::Path<String>) -> HttpResponse {
+    let number = path.into_inner();
+    match data.with_chg(|c| c.clear_conflicts(&number)) {
+        Ok(()) => conflicts_json(&data, &number),
+        Err(e) => chg_error(e),
     }
 }
 
@@ -322,6 +373,25 @@ impl SimHandle {
     /// A CR's work notes, oldest first; `None` for an unknown CR.
     pub fn chg_work_notes(&self, number: &str) -> Option<Vec<ChgWorkNote>> {
         self.shared.with_chg(|c| c.work_notes(number))
+    }
+
+    /// Plants a conflict for the CR `number` (or `"latest"`): the CR's next conflict check
+    /// (`POST …/change/{sys_id}/conflict`) reports it. Errors when either CR is unknown or
+    /// `kind` is empty.
+    pub fn chg_add_conflict(&self, number: &str, conflict: ChgConflict) -> anyhow::Result<()> {
+        Ok(self.shared.with_chg(|c| c.add_conflict(number, conflict))?)
+    }
+
+    /// Forgets the conflicts planted for the CR `number`; the last check's results stay until
+    /// the next check.
+    pub fn chg_clear_conflicts(&self, number: &str) -> anyhow::Result<()> {
+        Ok(self.shared.with_chg(|c| c.clear_conflicts(number))?)
+    }
+
+    /// How many conflict checks (`POST …/conflict` answered 200) ran for the CR `number`; 0 for
+    /// an unknown CR.
+    pub fn chg_conflict_checks(&self, number: &str) -> usize {
+        self.shared.with_chg(|c| c.conflict_checks(number))
     }
 
     /// The standard change templates.

@@ -58,6 +58,9 @@ pub(crate) const FAULT_KEYS: &[&str] = &[
     "change.post",
     "change.patch",
     "change.template",
+    "change.conflict.post",
+    "change.conflict.get",
+    "change.conflict.delete",
     "oauth",
 ];
 

@@ -66,6 +66,8 @@
 //! | `GET /__sim/chg/changes/{number}` | one CR with its work notes (404 when unknown) | `chg_change(number)` |
 //! | `POST /__sim/chg/changes/{number}/state` | `{"state":"Implement","approval":"approved","startDate":"2030-01-01 08:00:00","endDate":"…"}`, each optional; no state-model rules; an empty date clears it → the CR | `chg_set_state(number, state, start, end)`, `chg_set_approval(number, approval)` |
 //! | `GET /__sim/chg/changes/{number}/work-notes` | `{"workNotes":[{"at","by","text"}…]}` | `chg_work_notes(number)` |
+//! | `POST /__sim/chg/changes/{number}/conflicts` | plants a conflict ([`ChgConflict`]: `{"changeNumber":"CHG0040001","kind":"blackout","kindDisplay":"Blackout","schedule":"Year-end freeze"}`, `schedule` optional) for the CR's next `POST …/change/{sys_id}/conflict` → `{"conflicts":[…],"checks":n}` | `chg_add_conflict(number, conflict)` |
+//! | `GET /__sim/chg/changes/{number}/conflicts`, `DELETE …` | `{"conflicts":[…planted…],"checks":n}` (the checks that ran); forget the planted ones (the last check's results stay) | `chg_conflict_checks(number)`, `chg_clear_conflicts(number)` |
 //! | `GET /__sim/chg/templates`, `POST /__sim/chg/templates` | list; add `{"name":"…","active":true}` → the template | `chg_templates()`, `chg_add_template(name, active)` |
 //! | `POST /__sim/chg/templates/{name or sys_id}` | `{"active":false}`: (de)activate | `chg_set_template_active(name, active)` |
 //! | `GET /__sim/chg/roles`, `POST /__sim/chg/roles` | `{"roles":["sn_change_read"]}` | `chg_roles()`, `chg_set_roles(roles)` |
@@ -108,7 +110,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 pub use artifacts::{ArtifactVersionRecord, BuildDetails, PackageRecord};
-pub use change::{ChgChange, ChgTemplate, ChgWorkNote};
+pub use change::{ChgChange, ChgConflict, ChgTemplate, ChgWorkNote};
 pub use faults::Fault;
 pub use handle::SimHandle;
 pub use model::{CallbackAttempt, ChangeRecord, OrchestrationTask};

@@ -10,13 +10,18 @@
 //! | `POST /change/normal`, `/change/emergency`, `/change/standard/{template sys_id}` | 200 `{"result":{record…,"__meta":{"ignoredFields":[…]}}}` (an object; `[{…}]` with [`crate::SimSettings::chg_create_as_array`]) |
 //! | `PATCH /change/{sys_id}` | 200 `{"result":{record…,"__meta":{"ignoredFields":[…]}}}`; 400 bad state or transition; 404 |
 //! | `GET /change/standard/template` | 200 `{"result":[{"sys_id","name","active","short_description"}…]}` (record shape) |
+//! | `POST /change/{sys_id}/conflict` | 200 `{"result":"<the check's sys_id>"}`, the check done at once; 400 without a `cmdb_ci`; 404; no body or `Content-Type` needed |
+//! | `GET /change/{sys_id}/conflict` | 200 `{"result":{"status","last_run","record_count","job_status","conflicts":[{"change","type","schedule"?}…]}}`: "Not run" before a POST, else the last POST's snapshot; 404 |
+//! | `DELETE /change/{sys_id}/conflict` | 200, no body (nothing is ever running); 404 |
 //!
 //! Every request is recorded first. Then, in the order a ServiceNow instance applies them: the
 //! route (400 unknown resource, 405 method), injected faults (keys `change.get`, `change.post`,
-//! `change.patch`, `change.template`), authentication (401: `Bearer` access token from
+//! `change.patch`, `change.template`, `change.conflict.post`, `change.conflict.get`,
+//! `change.conflict.delete`), authentication (401: `Bearer` access token from
 //! [`crate::oauth`] or Basic with the simulator's user), `Accept` (400 missing, 406 not JSON),
-//! `Content-Type: application/json` on POST and PATCH (400), roles (403), the body (400), and
-//! the records (404).
+//! `Content-Type: application/json` on the POSTs and PATCH that take a body (400), roles (403),
+//! the body (400), the records (404), and what the record lacks (400: a conflict check of a CR
+//! without a configuration item).
 //!
 //! Records carry every field as `{"value","display_value"}`. Values are what clients must use:
 //! dates are `YYYY-MM-DD HH:MM:SS` UTC, while display values are written for a user in US
@@ -31,13 +36,14 @@
 //!
 //! Modules: `state_model` (types, approvals, the transitions PATCH allows), `record` (CRs and
 //! templates as records are rendered, the error shape), `store` (the CRs, templates and roles),
-//! `query` (encoded queries), `routes` (routing and the checks before a handler) and `handlers`
-//! (one per endpoint).
+//! `query` (encoded queries), `conflicts` (conflict checks and the conflicts tests plant),
+//! `routes` (routing and the checks before a handler) and `handlers` (one per endpoint).
 
 use std::sync::PoisonError;
 
 use super::Shared;
 
+mod conflicts;
 mod handlers;
 pub(crate) mod query;
 mod record;
@@ -45,6 +51,7 @@ mod routes;
 mod state_model;
 mod store;
 
+pub use conflicts::ChgConflict;
 pub(crate) use record::ChgError;
 pub use record::{ChgChange, ChgTemplate, ChgWorkNote};
 pub(crate) use routes::{configure, fault_response, platform_error};

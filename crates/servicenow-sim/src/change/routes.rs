@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
+use super::conflicts;
 use super::handlers::{create, get, list, patch, templates};
 use super::record::{ChgError, Shape};
 use super::state_model::ChangeType;
@@ -35,6 +36,12 @@ pub(crate) enum ChgRoute {
     },
     Patch(String),
     Templates,
+    /// `POST /change/{sys_id}/conflict`.
+    ConflictStart(String),
+    /// `GET /change/{sys_id}/conflict`.
+    ConflictStatus(String),
+    /// `DELETE /change/{sys_id}/conflict`.
+    ConflictCancel(String),
 }
 
 impl ChgRoute {
@@ -45,10 +52,16 @@ impl ChgRoute {
             ChgRoute::Create { .. } => "change.post",
             ChgRoute::Patch(_) => "change.patch",
             ChgRoute::Templates => "change.template",
+            ChgRoute::ConflictStart(_) => "change.conflict.post",
+            ChgRoute::ConflictStatus(_) => "change.conflict.get",
+            ChgRoute::ConflictCancel(_) => "change.conflict.delete",
         }
     }
 
-    pub(super) fn writes(&self) -> bool {
+    /// The calls that take a JSON body and so need `Content-Type: application/json`. Not the
+    /// conflict POST: ServiceNow documents neither a body nor a `Content-Type` for it (its
+    /// example sends only `Accept`).
+    pub(super) fn takes_json_body(&self) -> bool {
         matches!(self, ChgRoute::Create { .. } | ChgRoute::Patch(_))
     }
 }
@@ -77,6 +90,12 @@ pub(crate) fn parse_route(method: &str, path: &str) -> Result<ChgRoute, RouteErr
         (["change"], _)
         | (["change", "normal" | "emergency" | "standard"], _)
         | (["change", "standard", _], _) => return Err(RouteError::MethodNotAllowed),
+        (["change", id, "conflict"], method) if !id.is_empty() => match method {
+            "POST" => ChgRoute::ConflictStart(decoded(id)),
+            "GET" => ChgRoute::ConflictStatus(decoded(id)),
+            "DELETE" => ChgRoute::ConflictCancel(decoded(id)),
+            _ => return Err(RouteError::MethodNotAllowed),
+        },
         (["change", id], "GET") if !id.is_empty() => ChgRoute::Get(decoded(id)),
         (["change", id], "PATCH") if !id.is_empty() => ChgRoute::Patch(decoded(id)),
         (["change", id], _) if !id.is_empty() => return Err(RouteError::MethodNotAllowed),
@@ -148,6 +167,10 @@ pub(super) async fn serve(
             create(shared, kind, template.as_deref(), &pairs, body, shape)
         }
         ChgRoute::Patch(sys_id) => patch(shared, &sys_id, &pairs, body, shape),
+        // None of the three takes query parameters or a body; both are ignored.
+        ChgRoute::ConflictStart(sys_id) => conflicts::start(shared, &sys_id),
+        ChgRoute::ConflictStatus(sys_id) => conflicts::status(shared, &sys_id),
+        ChgRoute::ConflictCancel(sys_id) => conflicts::cancel(shared, &sys_id),
     };
     result.unwrap_or_else(ChgError::into_response)
 }
@@ -173,7 +196,7 @@ fn header_refusal(req: &HttpRequest, route: &ChgRoute) -> Option<HttpResponse> {
         }
     }
 
-    if route.writes() && !is_json_content_type(header_value(req, header::CONTENT_TYPE)) {
+    if route.takes_json_body() && !is_json_content_type(header_value(req, header::CONTENT_TYPE)) {
         return Some(platform_error(
             StatusCode::BAD_REQUEST,
             "Content-Type header is required",
@@ -219,7 +242,16 @@ pub(super) fn acl_denial(route: &ChgRoute, roles: &[String]) -> Option<HttpRespo
             "Operation Failed",
             "ACL Exception Update Failed due to security constraints (requires sn_change_write or itil)",
         ),
-        ChgRoute::List | ChgRoute::Get(_) | ChgRoute::Templates if !has(&READ_ROLES) => (
+        // ServiceNow's Change Management API: GET takes the read roles, POST the write roles.
+        // DELETE is documented as change_manager or admin; the simulator's account has only
+        // read and write roles, so DELETE takes the write roles.
+        ChgRoute::ConflictStart(_) | ChgRoute::ConflictCancel(_) if !has(&WRITE_ROLES) => (
+            "User Not Authorized",
+            "ACL restricts conflict checking (requires sn_change_write or itil)",
+        ),
+        ChgRoute::List | ChgRoute::Get(_) | ChgRoute::Templates | ChgRoute::ConflictStatus(_)
+            if !has(&READ_ROLES) =>
+        (
             "User Not Authorized",
             "ACL restricts the record retrieval (requires sn_change_read or itil)",
         ),

@@ -1,9 +1,11 @@
-//! The change API's CRs, templates and roles, and the rules a create and a PATCH follow.
+//! The change API's CRs, templates, roles and conflicts, and the rules a create and a PATCH
+//! follow.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::conflicts::ConflictBook;
 use super::query::EncodedQuery;
 use super::record::{ChgChange, ChgError, ChgTemplate, ChgWorkNote, Cr};
 use super::state_model::{allowed_transition, parse_patch_state, ChangeType, ChgApproval};
@@ -17,6 +19,8 @@ pub(crate) struct ChgModel {
     changes: Vec<Cr>,
     templates: Vec<ChgTemplate>,
     pub(crate) roles: Vec<String>,
+    /// Planted conflicts and conflict checks (`conflicts.rs`).
+    pub(super) conflicts: ConflictBook,
 }
 
 /// A creation: the new CR and the fields the request gave but the record did not take.
@@ -69,6 +73,7 @@ impl ChgModel {
             changes: Vec::new(),
             templates: Vec::new(),
             roles: settings.chg_roles.clone(),
+            conflicts: ConflictBook::default(),
         };
         for (name, active) in &settings.chg_templates {
             model.add_template(name, *active);

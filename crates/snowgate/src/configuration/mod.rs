@@ -265,6 +265,21 @@ pub struct ChangeSettings {
     pub auto_transition: Option<AutoTransition>,
     /// Cancel the still-open CR snowgate created for a gate that a newer build superseded.
     pub cancel_superseded: bool,
+    /// ServiceNow's conflict detection before a CR in Implement approves its gate.
+    pub conflicts: ConflictPolicy,
+}
+
+/// `change.conflicts`: what ServiceNow's conflict check means for a gate whose CR is approved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictPolicy {
+    /// No check: an approved CR in its window approves the gate.
+    #[default]
+    Ignore,
+    /// The gate stays pending while ServiceNow reports conflicts; checked again at each poll.
+    Wait,
+    /// Conflicts fail the gate, naming the conflicting changes and blackout schedules.
+    Fail,
 }
 
 pub const DEFAULT_TITLE_TEMPLATE: &str =
@@ -281,6 +296,7 @@ impl Default for ChangeSettings {
             work_notes: false,
             auto_transition: None,
             cancel_superseded: false,
+            conflicts: ConflictPolicy::Ignore,
         }
     }
 }

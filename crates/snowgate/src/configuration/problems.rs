@@ -157,6 +157,14 @@ impl Settings {
                 ));
             }
         }
+        if self.change.conflicts != super::ConflictPolicy::Ignore
+            && !self.change.fields.contains_key("cmdb_ci")
+        {
+            out.push(key_problem(
+                "change.conflicts",
+                "needs change.fields.cmdb_ci: ServiceNow's conflict detection checks the change request's configuration item",
+            ));
+        }
         if self.change.auto_transition.is_some() && self.change.standard_template.is_none() {
             out.push(key_problem(
                 "change.auto_transition",

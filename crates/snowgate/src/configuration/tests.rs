@@ -145,3 +145,22 @@ fn an_empty_configuration_names_every_missing_key() {
         assert!(problems.contains(key), "{key} missing from {problems}");
     }
 }
+
+#[test]
+fn conflict_checks_need_a_configuration_item_on_the_cr() {
+    let mut s = Settings::default();
+    s.change.conflicts = super::ConflictPolicy::Wait;
+    let problems = s.problems();
+    assert!(
+        problems.iter().any(
+            |p| p.starts_with("change.conflicts (SNOWGATE__CHANGE__CONFLICTS)")
+                && p.contains("change.fields.cmdb_ci")
+        ),
+        "{problems:?}"
+    );
+    s.change.fields.insert("cmdb_ci".into(), "web-01".into());
+    assert!(!s
+        .problems()
+        .iter()
+        .any(|p| p.starts_with("change.conflicts")));
+}

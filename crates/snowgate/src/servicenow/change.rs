@@ -13,6 +13,9 @@ use super::lenient::{Json, List, Scalar};
 use crate::configuration::ServiceNowSettings;
 use crate::metrics::Metrics;
 
+mod conflicts;
+pub use conflicts::{Conflict, ConflictReport};
+
 /// A change request as the Change API answers it; every field read from its `value`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChangeRecord {

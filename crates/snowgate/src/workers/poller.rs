@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::sync::Semaphore;
 
 use crate::change_mode::ChangeMode;
-use crate::configuration::GateMode;
+use crate::configuration::{ConflictPolicy, GateMode};
 use crate::decisions::Decider;
 use crate::domain::change::{parse_planned, verdict, CrState, Verdict};
 use crate::domain::gate::Actor;
@@ -204,11 +204,15 @@ impl Poller {
                 message,
                 recheck_in,
             } => return self.wait(gate, cr, message, recheck_in).await,
-            Verdict::Approve(m) => (
-                GateState::Approved,
-                true,
-                format!("Approved in ServiceNow: {m}"),
-            ),
+            Verdict::Approve(m) => match self.conflict_check(&cr, number).await {
+                ConflictStep::Clear => (
+                    GateState::Approved,
+                    true,
+                    format!("Approved in ServiceNow: {m}"),
+                ),
+                ConflictStep::Wait(why) => return self.wait(gate, cr, why, None).await,
+                ConflictStep::Fail(why) => (GateState::Failed, false, why),
+            },
             Verdict::Cancel(m) | Verdict::Reject(m) | Verdict::Fail(m) => {
                 let m = if m.starts_with("change window closed") {
                     m
@@ -221,6 +225,56 @@ impl Poller {
             }
         };
         self.decide(gate, to, proceed, message, cr).await
+    }
+
+    /// `change.conflicts`: ServiceNow's conflict detection on a CR that would approve its gate.
+    /// A check is started at each such poll and its results read; until a completed check
+    /// reports no conflicts the gate does not proceed (`wait`), or conflicts fail it (`fail`).
+    /// A check that cannot run keeps the gate waiting, in ServiceNow's words.
+    async fn conflict_check(&self, cr: &ChangeRequest, number: &str) -> ConflictStep {
+        let Some(change) = &self.change else {
+            return ConflictStep::Clear;
+        };
+        let policy = change.settings.conflicts;
+        let Some(sys_id) = cr
+            .sys_id
+            .as_deref()
+            .filter(|_| policy != ConflictPolicy::Ignore)
+        else {
+            return ConflictStep::Clear;
+        };
+        let report = match change.client.start_conflict_check(sys_id).await {
+            Ok(()) => change.client.conflicts(sys_id).await,
+            Err(e) => Err(e),
+        };
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                return ConflictStep::Wait(format!(
+                    "{number} is approved, but ServiceNow's conflict check could not run: {}",
+                    e.describe()
+                ))
+            }
+        };
+        if !report.completed {
+            return ConflictStep::Wait(format!(
+                "{number} is approved; waiting for ServiceNow's conflict check to complete"
+            ));
+        }
+        if report.conflicts.is_empty() {
+            return ConflictStep::Clear;
+        }
+        let listed: Vec<String> = report.conflicts.iter().map(|c| c.describe()).collect();
+        let found = format!(
+            "ServiceNow reports conflicts for {number}: {}",
+            listed.join(", ")
+        );
+        match policy {
+            ConflictPolicy::Fail => ConflictStep::Fail(format!("{found} (change.conflicts: fail)")),
+            _ => ConflictStep::Wait(format!(
+                "{number} is approved; {found}. Waiting until they are resolved (change.conflicts: wait)"
+            )),
+        }
     }
 
     /// A decision found by polling, through the one decision path.
@@ -286,6 +340,13 @@ impl Poller {
         }
         Ok(())
     }
+}
+
+/// What a conflict check means for a gate whose CR would approve it.
+enum ConflictStep {
+    Clear,
+    Wait(String),
+    Fail(String),
 }
 
 /// What changeInfo's answer means for a DevOps gate. A bare numeric state is ambiguous

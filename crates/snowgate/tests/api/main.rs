@@ -3,6 +3,7 @@
 mod callbacks;
 mod change;
 mod cli;
+mod conflicts;
 mod durability;
 mod fidelity;
 mod freezes;

@@ -13,6 +13,7 @@ use crate::*;
 
 mod access;
 mod admin;
+mod conflicts;
 mod create;
 mod oauth;
 mod query;
