@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// `artifactRegistration.post`, `packageRegistration.post`,
 /// `change.get` (list and one CR), `change.post` (every create), `change.patch`,
 /// `change.template`, `oauth` (`/oauth_token.do`),
+/// `attachment.post` (`POST /api/now/attachment/file`),
 /// and `*` for any endpoint (used after an endpoint's own fault). `status` should be 400–599:
 /// on sn_devops 400 and 404 use the sn_devops error shape; 401 is the authentication failure;
 /// everything else `{"error":{"message","detail"},"status":"failure"}` (429 adds `Retry-After: 1`).
@@ -62,6 +63,8 @@ pub(crate) const FAULT_KEYS: &[&str] = &[
     "change.conflict.get",
     "change.conflict.delete",
     "oauth",
+    // The Attachment API's raw-body upload (`attachments/`).
+    "attachment.post",
 ];
 
 /// What the next call of an endpoint has to suffer.

@@ -74,6 +74,7 @@
 //! | `GET /__sim/chg/oauth` | `{"passwordGrants","refreshGrants","refusedGrants","activeAccessTokens"}` | `oauth_grants()` |
 //! | `POST /__sim/chg/oauth/expire-tokens` | every access token expires now | `oauth_expire_tokens()` |
 //! | `POST /__sim/chg/oauth/revoke-refresh` | every refresh token issued so far is revoked | `oauth_revoke_refresh()` |
+//! | `GET /__sim/attachments` | uploads through `POST /api/now/attachment/file` (`attachments/`), oldest first, without content: `{"attachments":[{"sysId","tableName","tableSysId","fileName","contentType","sizeBytes","sha256"}…]}` | `attachments()` ([`AttachmentRecord`], with the bytes) |
 //!
 //! `{number}` may be `latest`, the newest CR. Decisions answer
 //! `{"number":"CHG0030001","state":"Implement","callbackStatus":200}` (`callbackStatus` is `null`
@@ -89,6 +90,7 @@
 
 mod admin;
 mod artifacts;
+mod attachments;
 mod callbacks;
 mod change;
 mod change_admin;
@@ -110,6 +112,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 pub use artifacts::{ArtifactVersionRecord, BuildDetails, PackageRecord};
+pub use attachments::AttachmentRecord;
 pub use change::{ChgChange, ChgConflict, ChgTemplate, ChgWorkNote};
 pub use faults::Fault;
 pub use handle::SimHandle;
@@ -137,6 +140,8 @@ pub(crate) struct Shared {
     chg: Mutex<change::ChgModel>,
     /// Issued OAuth tokens and grant counts (`oauth.rs`).
     oauth: Mutex<oauth::OAuthState>,
+    /// Uploads through the Attachment API (`attachments/`).
+    attachments: Mutex<attachments::AttachmentStore>,
     /// The one client for callbacks.
     pub(crate) client: reqwest::Client,
     /// The runtime `start` ran on: callbacks and timers run there.
@@ -186,6 +191,7 @@ pub async fn start(settings: SimSettings) -> anyhow::Result<SimHandle> {
         model: Mutex::new(model),
         chg: Mutex::new(chg),
         oauth: Mutex::default(),
+        attachments: Mutex::default(),
         client,
         runtime: tokio::runtime::Handle::current(),
     });
@@ -196,6 +202,7 @@ pub async fn start(settings: SimSettings) -> anyhow::Result<SimHandle> {
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             // Before `admin`: its `/__sim` scope would otherwise answer `/__sim/chg/…` too.
             .configure(change_admin::configure)
+            .configure(attachments::configure)
             .configure(admin::configure)
             .configure(change::configure)
             .configure(oauth::configure)

@@ -48,6 +48,7 @@ mod handlers;
 pub(crate) mod query;
 mod record;
 mod routes;
+pub(crate) use routes::authenticated;
 mod state_model;
 mod store;
 

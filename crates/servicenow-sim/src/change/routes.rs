@@ -210,7 +210,7 @@ pub(super) type Answer = Result<HttpResponse, ChgError>;
 
 /// `Authorization: Bearer <access token>` (valid and unexpired) or Basic with the simulator's
 /// user and password. Only the first `Authorization` header counts.
-pub(super) fn authenticated(shared: &Shared, req: &HttpRequest) -> bool {
+pub(crate) fn authenticated(shared: &Shared, req: &HttpRequest) -> bool {
     let Some(value) = header_value(req, header::AUTHORIZATION) else {
         return false;
     };

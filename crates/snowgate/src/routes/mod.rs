@@ -3,6 +3,7 @@ pub mod auth;
 pub mod body;
 pub mod callbacks;
 pub mod error;
+pub mod evidence;
 pub mod freezes;
 pub mod gates;
 pub mod health;
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/gates/{id}/resume", web::post().to(operator::resume))
                 .route("/gates/{id}/abort", web::post().to(operator::abort))
                 .route("/gates/{id}/complete", web::post().to(operator::complete))
+                .route("/gates/{id}/evidence", web::post().to(evidence::attach))
                 .route("/freezes", web::post().to(freezes::declare))
                 .route("/freezes", web::get().to(freezes::list))
                 .route("/freezes/{id}", web::delete().to(freezes::delete)),

@@ -13,6 +13,7 @@ use super::lenient::{Json, List, Scalar};
 use crate::configuration::ServiceNowSettings;
 use crate::metrics::Metrics;
 
+mod attachments;
 mod conflicts;
 pub use conflicts::{Conflict, ConflictReport};
 

@@ -249,6 +249,21 @@ impl GateStore for Bounded {
         self.within("clear_hold", self.inner.clear_hold(gate_id))
             .await
     }
+    async fn queue_evidence(
+        &self,
+        gate_id: Uuid,
+        sha256: &str,
+        name: &str,
+        item: NewOutbox,
+        message: &str,
+    ) -> Result<super::EvidenceQueued, StoreError> {
+        self.within(
+            "queue_evidence",
+            self.inner
+                .queue_evidence(gate_id, sha256, name, item, message),
+        )
+        .await
+    }
     async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError> {
         // Waiting for another gate's search-or-create is bounded too: a link attempt that
         // runs out is retried by the outbox.

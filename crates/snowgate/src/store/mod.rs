@@ -149,6 +149,9 @@ pub enum OutboxKind {
     ChangeUpdate,
     /// `servicenow.stage_events`: the stage's COMPLETED event (payload `{"result": …}`).
     StageEvent,
+    /// Evidence for the gate's CR: `POST /api/now/attachment/file` with the raw content
+    /// (payload `{"name", "contentType", "contentBase64", "sha256"}`).
+    Attach,
 }
 
 impl OutboxKind {
@@ -159,6 +162,7 @@ impl OutboxKind {
             OutboxKind::ReleaseInput => "release",
             OutboxKind::ChangeUpdate => "change_update",
             OutboxKind::StageEvent => "stage_event",
+            OutboxKind::Attach => "attach",
         }
     }
     pub fn parse(s: &str) -> Option<OutboxKind> {
@@ -168,6 +172,7 @@ impl OutboxKind {
             "release" => Some(OutboxKind::ReleaseInput),
             "change_update" => Some(OutboxKind::ChangeUpdate),
             "stage_event" => Some(OutboxKind::StageEvent),
+            "attach" => Some(OutboxKind::Attach),
             _ => None,
         }
     }
@@ -308,6 +313,15 @@ impl TitleLock {
             _held: Box::new(held),
         }
     }
+}
+
+/// What queueing evidence for a gate's CR did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EvidenceQueued {
+    Queued,
+    /// Evidence with the same SHA-256 was queued for this gate before: nothing new is sent.
+    Duplicate,
+    NotFound,
 }
 
 /// What opening a gate produced.
@@ -456,6 +470,17 @@ pub trait GateStore: Send + Sync + 'static {
     async fn extend_hold(&self, hold: &Hold) -> Result<(), StoreError>;
     /// Forget a gate's hold (it was released, or the gate decided otherwise).
     async fn clear_hold(&self, gate_id: Uuid) -> Result<(), StoreError>;
+
+    /// Queue evidence for a gate's CR, once per SHA-256: the outbox row `item` and an
+    /// `evidence_queued` event with `message`, in one transaction.
+    async fn queue_evidence(
+        &self,
+        gate_id: Uuid,
+        sha256: &str,
+        name: &str,
+        item: NewOutbox,
+        message: &str,
+    ) -> Result<EvidenceQueued, StoreError>;
 
     /// Take the lock of a change-request title, waiting while another holds it (in this
     /// process, or on a shared store in any replica).

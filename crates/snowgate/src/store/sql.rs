@@ -205,6 +205,11 @@ pub const EXTEND_HOLD: &str =
 
 pub const CLEAR_HOLD: &str = "DELETE FROM held_approvals WHERE gate_id = $1";
 
+/// Evidence for a gate's CR, once per content digest.
+pub const INSERT_EVIDENCE: &str =
+    "INSERT INTO evidence (gate_id, sha256, name, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (gate_id, sha256) DO NOTHING";
+
 /// The table of applied schema versions.
 pub const CREATE_SCHEMA_MIGRATIONS: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)";
@@ -269,6 +274,7 @@ mod tests {
             QUEUE_LATE_ACKNOWLEDGEMENT,
             RECORD_MIGRATION,
             INSERT_FREEZE,
+            INSERT_EVIDENCE,
             FREEZES_NOT_OVER,
             HOLD_GATE,
             UPSERT_HOLD,

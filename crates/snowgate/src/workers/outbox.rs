@@ -155,6 +155,7 @@ impl Outbox {
                 OutboxKind::ReleaseInput => Ok(self.release(&item, &gate).await),
                 OutboxKind::ChangeUpdate => Ok(self.change_update(&item, &gate).await),
                 OutboxKind::StageEvent => Ok(self.stage_completed(&item, &gate).await),
+                OutboxKind::Attach => Ok(self.attach(&item, &gate).await),
             },
             Ok(None) => Ok(OutboxResult::GiveUp {
                 error: "the gate no longer exists".into(),

@@ -5,6 +5,7 @@ mod change;
 mod cli;
 mod conflicts;
 mod durability;
+mod evidence;
 mod fidelity;
 mod freezes;
 mod gates;

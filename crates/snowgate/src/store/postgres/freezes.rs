@@ -175,3 +175,45 @@ pub(super) async fn next_hold_due(store: &PostgresStore) -> Result<Option<i64>, 
     let row = c.query_one(sql::NEXT_HOLD_DUE, &[]).await.map_err(pg)?;
     Ok(row.get(0))
 }
+
+/// Evidence for a gate's CR (kept with the freezes: both are change policy).
+pub(super) async fn queue_evidence(
+    store: &PostgresStore,
+    gate_id: Uuid,
+    sha256: &str,
+    name: &str,
+    item: &NewOutbox,
+    message: &str,
+) -> Result<crate::store::EvidenceQueued, StoreError> {
+    use crate::store::EvidenceQueued;
+    let mut c = store.client().await?;
+    let tx = c.transaction().await.map_err(pg)?;
+    let id = gate_id.to_string();
+    if load_gate(&tx, &id).await?.is_none() {
+        return Ok(EvidenceQueued::NotFound);
+    }
+    let added = tx
+        .execute(
+            sql::INSERT_EVIDENCE,
+            &[&id, &sha256, &name, &timestamp(&Utc::now())],
+        )
+        .await
+        .map_err(pg)?;
+    if added == 0 {
+        tx.commit().await.map_err(pg)?;
+        return Ok(EvidenceQueued::Duplicate);
+    }
+    insert_outbox(&tx, &id, item, 0).await?;
+    insert_event(
+        &tx,
+        &id,
+        &Actor::Pipeline,
+        "evidence_queued",
+        None,
+        None,
+        message,
+    )
+    .await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(EvidenceQueued::Queued)
+}

@@ -403,6 +403,17 @@ impl GateStore for PostgresStore {
         freezes::clear_hold(self, gate_id).await
     }
 
+    async fn queue_evidence(
+        &self,
+        gate_id: Uuid,
+        sha256: &str,
+        name: &str,
+        item: NewOutbox,
+        message: &str,
+    ) -> Result<crate::store::EvidenceQueued, StoreError> {
+        freezes::queue_evidence(self, gate_id, sha256, name, &item, message).await
+    }
+
     async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError> {
         titles::lock_title(self, title).await
     }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../../migrations/sqlite/004_one_acknowledgement.sql"),
     include_str!("../../../../../migrations/sqlite/005_status_and_lookup.sql"),
     include_str!("../../../../../migrations/sqlite/006_freezes.sql"),
+    include_str!("../../../../../migrations/sqlite/007_evidence.sql"),
 ];
 
 /// Largest number of writes committed together.

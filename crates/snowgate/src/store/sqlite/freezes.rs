@@ -141,3 +141,37 @@ pub(super) fn clear_hold(conn: &Connection, gate_id: Uuid) -> Result<(), StoreEr
 pub(super) fn next_hold_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row(&sql::sqlite(sql::NEXT_HOLD_DUE), [], |r| r.get(0))?)
 }
+
+/// Evidence for a gate's CR (kept with the freezes: both are change policy).
+pub(super) fn queue_evidence(
+    conn: &Connection,
+    gate_id: Uuid,
+    sha256: &str,
+    name: &str,
+    item: &NewOutbox,
+    message: &str,
+) -> Result<crate::store::EvidenceQueued, StoreError> {
+    use crate::store::EvidenceQueued;
+    let id = gate_id.to_string();
+    if load_gate(conn, &id)?.is_none() {
+        return Ok(EvidenceQueued::NotFound);
+    }
+    let added = conn.execute(
+        &sql::sqlite(sql::INSERT_EVIDENCE),
+        params![id, sha256, name, timestamp(&Utc::now())],
+    )?;
+    if added == 0 {
+        return Ok(EvidenceQueued::Duplicate);
+    }
+    insert_outbox(conn, &id, item, 0)?;
+    insert_event(
+        conn,
+        &id,
+        &Actor::Pipeline,
+        "evidence_queued",
+        None,
+        None,
+        message,
+    )?;
+    Ok(EvidenceQueued::Queued)
+}

@@ -422,6 +422,21 @@ impl GateStore for SqliteStore {
             .await
     }
 
+    async fn queue_evidence(
+        &self,
+        gate_id: Uuid,
+        sha256: &str,
+        name: &str,
+        item: NewOutbox,
+        message: &str,
+    ) -> Result<crate::store::EvidenceQueued, StoreError> {
+        let (sha256, name, message) = (sha256.to_string(), name.to_string(), message.to_string());
+        self.write(move |conn| {
+            freezes::queue_evidence(conn, gate_id, &sha256, &name, &item, &message)
+        })
+        .await
+    }
+
     async fn lock_title(&self, _title: &str) -> Result<TitleLock, StoreError> {
         Ok(TitleLock::new(self.inner.titles.clone().lock_owned().await))
     }

@@ -152,6 +152,51 @@ impl Outbox {
         }
     }
 
+    /// Evidence: the attachment to the gate's CR through the Attachment API. Sent once: its
+    /// row was queued once per SHA-256, and goes when ServiceNow answers 201.
+    pub(super) async fn attach(&self, item: &OutboxItem, gate: &Gate) -> OutboxResult {
+        use base64::Engine as _;
+        let (Some(change), Some(cr)) = (&self.change, gate.change_request.as_ref()) else {
+            return OutboxResult::GiveUp {
+                error: "no change request to attach to".into(),
+            };
+        };
+        let Some(sys_id) = cr.sys_id.as_deref() else {
+            return OutboxResult::GiveUp {
+                error: "the change request's sys_id is not known".into(),
+            };
+        };
+        let p = &item.payload;
+        let name = p["name"].as_str().unwrap_or("evidence");
+        let content_type = p["contentType"]
+            .as_str()
+            .unwrap_or("application/octet-stream");
+        let Ok(content) = base64::engine::general_purpose::STANDARD
+            .decode(p["contentBase64"].as_str().unwrap_or_default())
+        else {
+            return OutboxResult::GiveUp {
+                error: "the queued evidence is not base64".into(),
+            };
+        };
+        let number = cr.number.clone().unwrap_or_else(|| sys_id.to_string());
+        match change
+            .client
+            .attach(sys_id, name, content_type, content)
+            .await
+        {
+            Ok(attachment) => OutboxResult::Done {
+                message: format!(
+                    "evidence {name} (sha256 {}) attached to {number} as attachment {attachment}",
+                    p["sha256"].as_str().unwrap_or("")
+                ),
+            },
+            Err(e) if e.is_transient() => self.retry_or_give_up(item, e.describe()),
+            Err(e) => OutboxResult::GiveUp {
+                error: format!("ServiceNow refused the evidence {name}: {}", e.describe()),
+            },
+        }
+    }
+
     /// PATCH a CR through states in order, skipping the steps it has already passed (so a
     /// retry after a partial success does not ask for a move backwards).
     async fn move_through(
