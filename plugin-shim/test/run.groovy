@@ -17,6 +17,7 @@
 //                   are an error, and so are a missing timeout and a body that is not sent as
 //                   APPLICATION_JSON_UTF8 (the shim's own rules). Returns .status and .content.
 //   readJSON        text: → JsonSlurper (returnPojo accepted)
+//   readFile        file: under SHIM_WORKSPACE, as text or encoding: 'Base64'
 //   waitUntil       loops the closure (short back-off)
 //   input           recorded; its answer is read from stdin: the test relays what snowgate
 //                   posted to the Jenkins fake (proceedEmpty → returns, abort → throws
@@ -116,6 +117,21 @@ abstract class JenkinsStubs extends Script {
 
     void error(Object message) {
         throw new AbortException(String.valueOf(message))
+    }
+
+    /** readFile: a file under SHIM_WORKSPACE (default: the current directory), as text or
+     *  `encoding: 'Base64'` as Jenkins' readFile step gives it. */
+    def readFile(Map params) {
+        Set unknown = params.keySet().findAll { !(it in ['file', 'encoding']) }
+        if (unknown || !params.file) {
+            throw new IllegalArgumentException("readFile: file: (and encoding:) only, got ${params.keySet()}")
+        }
+        File f = new File(System.getenv('SHIM_WORKSPACE') ?: '.', params.file.toString())
+        if (!f.isFile()) {
+            throw new java.nio.file.NoSuchFileException(f.path)
+        }
+        byte[] bytes = f.bytes
+        return params.encoding == 'Base64' ? bytes.encodeBase64().toString() : new String(bytes, 'UTF-8')
     }
 
     def readJSON(Map params) {

@@ -182,6 +182,8 @@ Map changeControl(api, Map args) {
         if (gate == null) {
             return null
         }
+        // For snDevOpsAttach: the gate of this stage in this build.
+        api.rememberGate(body.stageName as String, gate.id as String)
         Map seen = [number: null] // the CR number once logged
         announce(api, cfg, gate, seen)
         if (gate.proceed == null) {

@@ -676,6 +676,14 @@ void rememberChange(String stage, String number) {
     env.SNOWGATE_CHANGE_REQUESTS = withEntry(env.SNOWGATE_CHANGE_REQUESTS, stage, number)
 }
 
+/** Keeps stage → gate id for this build in env.SNOWGATE_GATES (JSON), for snDevOpsAttach. */
+void rememberGate(String stage, String id) {
+    if (!stage || !id) {
+        return
+    }
+    env.SNOWGATE_GATES = withEntry(env.SNOWGATE_GATES, stage, id)
+}
+
 @NonCPS
 String withEntry(String json, String key, String value) {
     Map m = [:]

@@ -1028,3 +1028,45 @@ async fn sn_dev_ops_security_result_fails_the_stage_pointing_at_the_readme() {
     run.assert_not_logged("not reached");
     run.assert_logged("SHIM-HTTP-CALLS: 0");
 }
+
+#[tokio::test]
+async fn sn_dev_ops_attach_sends_a_workspace_file_to_the_stage_s_change_request() {
+    let sim = approving_sim();
+    let sim_for = sim.clone();
+    let app = spawn_app_with(sim, move |s| {
+        s.servicenow.auth = snowgate::configuration::ServiceNowAuth::Basic;
+        s.servicenow.user = sim_for.user.clone();
+        s.servicenow.password = Secret::new(sim_for.password.clone());
+        s.servicenow.poll_interval = snowgate::configuration::Dur(Duration::from_millis(200));
+        s.change.environments = vec!["Production".into()];
+    })
+    .await;
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::write(
+        workspace.path().join("report.xml"),
+        "<testsuite tests=\"3\"/>\n",
+    )
+    .unwrap();
+    let env = [("SHIM_WORKSPACE", workspace.path().to_str().unwrap())];
+    let run = Shim::start(&app, "attach", "Deploy", &env).finish().await;
+    run.assert_passed();
+    run.assert_logged("Deploy: approved");
+    run.assert_logged("attached: true");
+    run.assert_logged("again: true");
+    run.assert_logged("unknown stage: false");
+    run.assert_logged("evidence sent");
+    let gate = gate_of(&app, "Deploy").await;
+    let sys_id = change_request(&gate).sys_id.clone().unwrap();
+    let mut attached = app.sim.attachments();
+    for _ in 0..100 {
+        if !attached.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        attached = app.sim.attachments();
+    }
+    assert_eq!(attached.len(), 1, "the same report is attached once");
+    assert_eq!(attached[0].table_sys_id, sys_id);
+    assert_eq!(attached[0].file_name, "junit.xml");
+    assert_eq!(attached[0].content, b"<testsuite tests=\"3\"/>\n");
+}
