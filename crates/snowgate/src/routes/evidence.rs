@@ -105,13 +105,34 @@ pub async fn attach(
         ));
     };
     let number = cr.number.clone().unwrap_or_default();
-    let (sha256, item, what) = match evidence {
+    let (sha256, item, what) = queued_item(gate.id, &name, evidence);
+    let message = format!("evidence {name} ({what}, sha256 {sha256}) queued for {number}");
+    let answer =
+        |status: &str| json!({"gateId": gate.id, "name": name, "sha256": sha256, "status": status});
+    match state
+        .store
+        .queue_evidence(gate.id, &sha256, &name, item, &message)
+        .await?
+    {
+        EvidenceQueued::Queued => {
+            state.decider.wakeups().outbox.notify_one();
+            Ok(HttpResponse::Accepted().json(answer("queued")))
+        }
+        EvidenceQueued::Duplicate => Ok(HttpResponse::Ok().json(answer("duplicate"))),
+        EvidenceQueued::NotFound => Err(ApiError::NotFound(format!("no gate {}", gate.id))),
+    }
+}
+
+/// The outbox row of `evidence`, with its SHA-256 (of the content, or of the link) and how the
+/// events describe it.
+fn queued_item(gate_id: uuid::Uuid, name: &str, evidence: Evidence) -> (String, NewOutbox, String) {
+    match evidence {
         Evidence::Link(url) => {
             let sha = hex::encode(Sha256::digest(url.as_bytes()));
             let item = NewOutbox {
                 kind: OutboxKind::ChangeUpdate,
                 payload: json!({
-                    "fields": {"work_notes": format!("snowgate gate {}: evidence {name}: {url}", gate.id)},
+                    "fields": {"work_notes": format!("snowgate gate {gate_id}: evidence {name}: {url}")},
                     "what": format!("evidence link {name}"),
                 }),
             };
@@ -134,20 +155,5 @@ pub async fn attach(
             };
             (sha, item, what)
         }
-    };
-    let message = format!("evidence {name} ({what}, sha256 {sha256}) queued for {number}");
-    let answer =
-        |status: &str| json!({"gateId": gate.id, "name": name, "sha256": sha256, "status": status});
-    match state
-        .store
-        .queue_evidence(gate.id, &sha256, &name, item, &message)
-        .await?
-    {
-        EvidenceQueued::Queued => {
-            state.decider.wakeups().outbox.notify_one();
-            Ok(HttpResponse::Accepted().json(answer("queued")))
-        }
-        EvidenceQueued::Duplicate => Ok(HttpResponse::Ok().json(answer("duplicate"))),
-        EvidenceQueued::NotFound => Err(ApiError::NotFound(format!("no gate {}", gate.id))),
     }
 }

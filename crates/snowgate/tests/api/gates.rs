@@ -515,19 +515,7 @@ async fn stopping_answers_open_long_polls_with_the_current_gate() {
     let app = spawn_app().await;
     let gate = app.open("Deploy").await;
     let id = gate.id;
-    let waiter = {
-        let client = app.client.clone();
-        let url = app.url(&format!("/api/v1/gates/{id}/wait?timeout=120"));
-        tokio::spawn(async move {
-            let resp = client
-                .get(url)
-                .bearer_auth(PIPELINE_TOKEN)
-                .send()
-                .await
-                .unwrap();
-            (resp.status(), resp.json::<GateView>().await.unwrap())
-        })
-    };
+    let waiter = app.long_poll(id, 120);
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.handle.stop().await;
     let (status, body) = waiter.await.unwrap();

@@ -247,6 +247,25 @@ impl TestApp {
     }
 
     /// Poll (test side) until the gate is in `state`, failing after a generous bound.
+    /// A long-poll on gate `id` (at most `timeout_secs`), answered with its status and gate.
+    pub fn long_poll(
+        &self,
+        id: impl Display,
+        timeout_secs: u64,
+    ) -> tokio::task::JoinHandle<(reqwest::StatusCode, GateView)> {
+        let client = self.client.clone();
+        let url = self.url(&format!("/api/v1/gates/{id}/wait?timeout={timeout_secs}"));
+        tokio::spawn(async move {
+            let resp = client
+                .get(url)
+                .bearer_auth(PIPELINE_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            (resp.status(), resp.json::<GateView>().await.unwrap())
+        })
+    }
+
     pub async fn until_state(&self, id: impl Display, state: GateState) -> GateView {
         for _ in 0..200 {
             let g = self.gate(&id).await;

@@ -953,18 +953,24 @@ async fn the_closure_form_runs_the_steps_after_approval_and_reports_the_stage_re
     assert_eq!(list.count, 2, "{list:?}");
 }
 
-#[tokio::test]
-async fn change_mode_parameters_reach_snowgate_through_the_shim() {
+/// snowgate in change mode (Basic to the Change API, Production controlled) against a
+/// simulator that approves every CR it creates.
+async fn change_mode_app() -> TestApp {
     let sim = approving_sim();
     let sim_for = sim.clone();
-    let app = spawn_app_with(sim, move |s| {
+    spawn_app_with(sim, move |s| {
         s.servicenow.auth = snowgate::configuration::ServiceNowAuth::Basic;
         s.servicenow.user = sim_for.user.clone();
         s.servicenow.password = Secret::new(sim_for.password.clone());
         s.servicenow.poll_interval = snowgate::configuration::Dur(Duration::from_millis(200));
         s.change.environments = vec!["Production".into()];
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn change_mode_parameters_reach_snowgate_through_the_shim() {
+    let app = change_mode_app().await;
     // The CR the Release stage names, already approved (in Implement).
     let named = app
         .sim
@@ -1031,16 +1037,7 @@ async fn sn_dev_ops_security_result_fails_the_stage_pointing_at_the_readme() {
 
 #[tokio::test]
 async fn sn_dev_ops_attach_sends_a_workspace_file_to_the_stage_s_change_request() {
-    let sim = approving_sim();
-    let sim_for = sim.clone();
-    let app = spawn_app_with(sim, move |s| {
-        s.servicenow.auth = snowgate::configuration::ServiceNowAuth::Basic;
-        s.servicenow.user = sim_for.user.clone();
-        s.servicenow.password = Secret::new(sim_for.password.clone());
-        s.servicenow.poll_interval = snowgate::configuration::Dur(Duration::from_millis(200));
-        s.change.environments = vec!["Production".into()];
-    })
-    .await;
+    let app = change_mode_app().await;
     let workspace = tempfile::tempdir().unwrap();
     std::fs::write(
         workspace.path().join("report.xml"),

@@ -30,22 +30,6 @@ async fn open_build(app: &TestApp, number: u32, stage: &str, extra: Value) -> Ga
     .await
 }
 
-/// A long-poll on `id`, answered with the gate.
-fn long_poll(app: &TestApp, id: impl std::fmt::Display) -> tokio::task::JoinHandle<GateView> {
-    let client = app.client.clone();
-    let url = app.url(&format!("/api/v1/gates/{id}/wait?timeout=60"));
-    tokio::spawn(async move {
-        let resp = client
-            .get(url)
-            .bearer_auth(PIPELINE_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.json().await.unwrap()
-    })
-}
-
 #[tokio::test]
 async fn a_newer_build_with_supersede_decides_the_older_waiting_gates_and_releases_their_long_polls(
 ) {
@@ -59,13 +43,14 @@ async fn a_newer_build_with_supersede_decides_the_older_waiting_gates_and_releas
     for g in [&old, &older, &other_stage, &other_branch, &later] {
         assert_eq!(g.state, GateState::Pending, "{g:?}");
     }
-    let waiter = long_poll(&app, old.id);
+    let waiter = app.long_poll(old.id, 60);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!waiter.is_finished(), "the older gate waits");
 
     let newer = open_build(&app, 43, "Deploy", json!({"supersede": true})).await;
     assert_eq!(newer.state, GateState::Pending, "{newer:?}");
-    let released = waiter.await.unwrap();
+    let (status, released) = waiter.await.unwrap();
+    assert_eq!(status, 200);
     assert_eq!(released.state, GateState::Superseded, "{released:?}");
     assert_eq!(released.proceed, Some(false));
     assert!(

@@ -24,10 +24,10 @@ use crate::domain::timers::Deadline;
 use crate::domain::{CallbackToken, Gate, GateSpec, GateState};
 use rows::{event_from_row, gate_from_row, load_gate, pg};
 
-mod freezes;
 mod gates;
 mod lease;
 mod listen;
+mod policy;
 mod rows;
 mod schema;
 mod titles;
@@ -284,7 +284,7 @@ impl GateStore for PostgresStore {
 
     async fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
         let deadline = work::next_deadline(self).await?;
-        let hold = freezes::next_hold_due(self).await?;
+        let hold = policy::next_hold_due(self).await?;
         Ok(deadline.into_iter().chain(hold).min())
     }
 
@@ -371,15 +371,15 @@ impl GateStore for PostgresStore {
     }
 
     async fn add_freeze(&self, freeze: &Freeze) -> Result<(), StoreError> {
-        freezes::add_freeze(self, freeze).await
+        policy::add_freeze(self, freeze).await
     }
 
     async fn freezes(&self, now_ms: i64) -> Result<Vec<Freeze>, StoreError> {
-        freezes::freezes(self, now_ms).await
+        policy::freezes(self, now_ms).await
     }
 
     async fn delete_freeze(&self, id: &str) -> Result<bool, StoreError> {
-        freezes::delete_freeze(self, id).await
+        policy::delete_freeze(self, id).await
     }
 
     async fn hold_approval(
@@ -388,19 +388,19 @@ impl GateStore for PostgresStore {
         message: String,
         outbox: Vec<NewOutbox>,
     ) -> Result<TransitionOutcome, StoreError> {
-        freezes::hold_approval(self, &hold, &message, &outbox).await
+        policy::hold_approval(self, &hold, &message, &outbox).await
     }
 
     async fn holds(&self, before_ms: i64, limit: u32) -> Result<Vec<Hold>, StoreError> {
-        freezes::holds(self, before_ms, limit).await
+        policy::holds(self, before_ms, limit).await
     }
 
     async fn extend_hold(&self, hold: &Hold) -> Result<(), StoreError> {
-        freezes::extend_hold(self, hold).await
+        policy::extend_hold(self, hold).await
     }
 
     async fn clear_hold(&self, gate_id: Uuid) -> Result<(), StoreError> {
-        freezes::clear_hold(self, gate_id).await
+        policy::clear_hold(self, gate_id).await
     }
 
     async fn queue_evidence(
@@ -411,7 +411,7 @@ impl GateStore for PostgresStore {
         item: NewOutbox,
         message: &str,
     ) -> Result<crate::store::EvidenceQueued, StoreError> {
-        freezes::queue_evidence(self, gate_id, sha256, name, &item, message).await
+        policy::queue_evidence(self, gate_id, sha256, name, &item, message).await
     }
 
     async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError> {

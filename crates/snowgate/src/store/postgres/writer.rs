@@ -217,7 +217,7 @@ async fn decide(
             Job::Finish { .. } => None,
         })
         .collect();
-    let mut current = begin_and_lock(tx, &transitions).await?;
+    let current = begin_and_lock(tx, &transitions).await?;
     if transitions.is_empty() {
         return Ok(Vec::new());
     }
@@ -236,6 +236,17 @@ async fn decide(
     let rows = try_join_all(planned.iter().map(|p| p.run(tx, &stmt, &writes.now)))
         .await
         .map_err(pg)?;
+    record(transitions, current, rows, writes)
+}
+
+/// Each transition's outcome from its compare-and-set's row (in the batch's order), and the
+/// event, outbox rows and notification of each applied one.
+fn record(
+    transitions: Vec<(&Transition, FollowUps)>,
+    mut current: HashMap<String, Gate>,
+    rows: Vec<Option<tokio_postgres::Row>>,
+    writes: &mut Writes,
+) -> Result<Vec<TransitionOutcome>, StoreError> {
     let mut rows = rows.into_iter();
     let mut outcomes = Vec::with_capacity(transitions.len());
     for (t, follow_ups) in transitions {

@@ -31,8 +31,8 @@ use conn::{
 use rows::{event_from_row, gates_by, load_gate};
 
 mod conn;
-mod freezes;
 mod gates;
+mod policy;
 mod rows;
 mod work;
 
@@ -306,7 +306,7 @@ impl GateStore for SqliteStore {
     async fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
         self.read(|conn| {
             let deadline = work::next_deadline(conn)?;
-            let hold = freezes::next_hold_due(conn)?;
+            let hold = policy::next_hold_due(conn)?;
             Ok(deadline.into_iter().chain(hold).min())
         })
         .await
@@ -382,17 +382,17 @@ impl GateStore for SqliteStore {
 
     async fn add_freeze(&self, freeze: &Freeze) -> Result<(), StoreError> {
         let freeze = freeze.clone();
-        self.write(move |conn| freezes::add_freeze(conn, &freeze))
+        self.write(move |conn| policy::add_freeze(conn, &freeze))
             .await
     }
 
     async fn freezes(&self, now_ms: i64) -> Result<Vec<Freeze>, StoreError> {
-        self.read(move |conn| freezes::freezes(conn, now_ms)).await
+        self.read(move |conn| policy::freezes(conn, now_ms)).await
     }
 
     async fn delete_freeze(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
-        self.write(move |conn| freezes::delete_freeze(conn, &id))
+        self.write(move |conn| policy::delete_freeze(conn, &id))
             .await
     }
 
@@ -402,23 +402,23 @@ impl GateStore for SqliteStore {
         message: String,
         outbox: Vec<NewOutbox>,
     ) -> Result<TransitionOutcome, StoreError> {
-        self.write(move |conn| freezes::hold_approval(conn, &hold, &message, &outbox))
+        self.write(move |conn| policy::hold_approval(conn, &hold, &message, &outbox))
             .await
     }
 
     async fn holds(&self, before_ms: i64, limit: u32) -> Result<Vec<Hold>, StoreError> {
-        self.read(move |conn| freezes::holds(conn, before_ms, limit))
+        self.read(move |conn| policy::holds(conn, before_ms, limit))
             .await
     }
 
     async fn extend_hold(&self, hold: &Hold) -> Result<(), StoreError> {
         let hold = hold.clone();
-        self.write(move |conn| freezes::extend_hold(conn, &hold))
+        self.write(move |conn| policy::extend_hold(conn, &hold))
             .await
     }
 
     async fn clear_hold(&self, gate_id: Uuid) -> Result<(), StoreError> {
-        self.write(move |conn| freezes::clear_hold(conn, gate_id))
+        self.write(move |conn| policy::clear_hold(conn, gate_id))
             .await
     }
 
@@ -432,7 +432,7 @@ impl GateStore for SqliteStore {
     ) -> Result<crate::store::EvidenceQueued, StoreError> {
         let (sha256, name, message) = (sha256.to_string(), name.to_string(), message.to_string());
         self.write(move |conn| {
-            freezes::queue_evidence(conn, gate_id, &sha256, &name, &item, &message)
+            policy::queue_evidence(conn, gate_id, &sha256, &name, &item, &message)
         })
         .await
     }

@@ -1,4 +1,4 @@
-//! Change freezes and the approvals they hold, in SQLite.
+//! Change policy in SQLite: change freezes, the approvals they hold, and evidence for CRs.
 use chrono::Utc;
 use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
@@ -142,7 +142,7 @@ pub(super) fn next_hold_due(conn: &Connection) -> Result<Option<i64>, StoreError
     Ok(conn.query_row(&sql::sqlite(sql::NEXT_HOLD_DUE), [], |r| r.get(0))?)
 }
 
-/// Evidence for a gate's CR (kept with the freezes: both are change policy).
+/// Evidence for a gate's CR, queued once per SHA-256.
 pub(super) fn queue_evidence(
     conn: &Connection,
     gate_id: Uuid,

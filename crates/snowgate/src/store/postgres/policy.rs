@@ -1,5 +1,5 @@
-//! Change freezes and the approvals they hold, in PostgreSQL (rare writes: each in its own
-//! transaction, outside the decision writer's batches).
+//! Change policy in PostgreSQL: change freezes, the approvals they hold, and evidence for CRs
+//! (rare writes: each in its own transaction, outside the decision writer's batches).
 use chrono::Utc;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -176,7 +176,7 @@ pub(super) async fn next_hold_due(store: &PostgresStore) -> Result<Option<i64>, 
     Ok(row.get(0))
 }
 
-/// Evidence for a gate's CR (kept with the freezes: both are change policy).
+/// Evidence for a gate's CR, queued once per SHA-256.
 pub(super) async fn queue_evidence(
     store: &PostgresStore,
     gate_id: Uuid,
