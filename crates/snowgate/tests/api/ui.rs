@@ -1083,6 +1083,11 @@ async fn in_a_real_browser_the_status_page_shows_an_active_freeze_and_the_gate_i
     let cookie = login(&app).await;
     let mut browser = chromium::Browser::launch().await;
     browser.page.navigate(&app.url("/ui/login")).await;
+    let at_login = browser
+        .page
+        .wait_for("location.pathname === '/ui/login' && !!document.querySelector('#token')")
+        .await;
+    assert!(at_login, "the login form did not load");
     // The session cookie is set through the login form, as a person would.
     let typed = browser
         .page
