@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use servicenow_sim::{self as simulator, SimSettings};
-use snowgate::configuration::{NamedToken, Secret, ServiceNowAuth, Settings};
+use snowgate::configuration::{ConflictPolicy, NamedToken, Secret, ServiceNowAuth, Settings};
 use snowgate::startup::Application;
 use snowgate::store::{GateStore, SqliteStore};
 use snowgate::telemetry;
@@ -60,6 +60,12 @@ pub async fn demo(
     // Change mode decides by polling; poll often so the demo answers quickly.
     settings.servicenow.poll_interval = snowgate::configuration::Dur(Duration::from_secs(2));
     settings.change.environments = vec!["Production".into()];
+    // The walkthrough's conflict check (step 7): ServiceNow checks a CR's configuration item.
+    settings
+        .change
+        .fields
+        .insert("cmdb_ci".into(), "shop-web".into());
+    settings.change.conflicts = ConflictPolicy::Wait;
     settings.callback.public_base_url = Some(format!("{api}/"));
     // Loopback only, so the demo may run without tokens.
     settings.auth.disabled = true;
@@ -84,7 +90,6 @@ pub async fn demo(
 
 fn print_walkthrough(api: &str, sim: &str, store: &std::path::Path, auto: Option<Duration>) {
     let store_path = store.display();
-    let change_body = r#"{"mode":"change","environment":"Production","jobUrl":"http://jenkins.example.com/job/shop/job/deploy-app/","buildNumber":42,"stageName":"Release","buildUrl":"http://jenkins.example.com/job/shop/job/deploy-app/42/"}"#;
     let body = r#"{"jobUrl":"http://jenkins.example.com/job/shop/job/deploy-app/","buildNumber":42,"stageName":"Deploy to production","buildUrl":"http://jenkins.example.com/job/shop/job/deploy-app/42/"}"#;
     println!(
         r#"
@@ -116,17 +121,79 @@ gates are stored in {store_path}; authentication is off (loopback only). Ctrl-C 
 
    The status page: {api}/ui
 
-5. Change mode (Change Management API, the way Octopus Deploy gates): snowgate finds or
-   creates the change request itself and polls it.
-
-   CHG=$(curl -s -X POST {api}/api/v1/gates -H 'Content-Type: application/json' \
-     -d '{change_body}' | sed -E 's/^\{{"id":"([^"]+)".*/\1/'); echo $CHG
-   curl -s {sim}/__sim/chg/changes; echo          # the CR snowgate created, in state New
-   curl -s -X POST {sim}/__sim/chg/changes/latest/state -H 'Content-Type: application/json' -d '{{"state":"Implement"}}'; echo
-   curl -s "{api}/api/v1/gates/$CHG/wait?timeout=60"; echo   # approved at the next poll
 "#
     );
     if let Some(d) = auto {
         println!("   (change requests are approved automatically after {d:?})");
     }
+    print_policies(api, sim);
+}
+
+/// Steps 5 to 12: change mode and the change policies (README "Change policy"), each step a
+/// block of commands that runs without waiting on the next one.
+fn print_policies(api: &str, sim: &str) {
+    let gate = |build: u32, extra: &str| {
+        format!(
+            r#"{{"mode":"change","environment":"Production","jobUrl":"http://jenkins.example.com/job/shop/job/deploy-app/","buildNumber":{build},"stageName":"Release","buildUrl":"http://jenkins.example.com/job/shop/job/deploy-app/{build}/"{extra}}}"#
+        )
+    };
+    let (g42, g43) = (gate(42, ""), gate(43, ""));
+    let (g44, g45) = (
+        gate(44, r#","supersede":true"#),
+        gate(45, r#","supersede":true"#),
+    );
+    let id = r#"sed -E 's/^\{"id":"([^"]+)".*/\1/'"#;
+    let evidence = r#"{"name":"release-notes.txt","contentType":"text/plain","content":"Build 42: the new checkout"}"#;
+    let conflict = r#"{"changeNumber":"latest","kind":"blackout","kindDisplay":"Blackout","schedule":"Datacenter move"}"#;
+    let freeze = r#"{"name":"Year end","start":"'$(date -u +%FT%TZ)'","end":"'$(date -u -d '+1 hour' +%FT%TZ)'","reason":"No production changes over the holidays","jobs":["shop/*"]}"#;
+    let json = "-H 'Content-Type: application/json'";
+    println!(
+        r#"
+5. Change mode (Change Management API, the way Octopus Deploy gates): snowgate finds or
+   creates the change request itself, and polls it.
+
+   CHG=$(curl -s -X POST {api}/api/v1/gates {json} -d '{g42}' | {id}); echo $CHG
+   curl -s {sim}/__sim/chg/changes; echo          # the CR snowgate created, in state New
+
+6. Evidence on the CR: a release note, attached through ServiceNow's Attachment API.
+
+   curl -s -X POST {api}/api/v1/gates/$CHG/evidence {json} -d '{evidence}'; echo
+   curl -s {sim}/__sim/attachments; echo          # what ServiceNow received (once sent)
+
+7. Conflict check (this demo runs with change.conflicts: wait): a blackout schedule conflicts
+   with the CR, so even in Implement the gate waits, naming the conflict as ServiceNow does.
+
+   curl -s -X POST {sim}/__sim/chg/changes/latest/conflicts {json} -d '{conflict}'; echo
+   curl -s -X POST {sim}/__sim/chg/changes/latest/state {json} -d '{{"state":"Implement"}}'; echo
+   curl -s "{api}/api/v1/gates/$CHG/wait?timeout=5"; echo   # still pending: "ServiceNow reports conflicts …"
+
+8. The conflict is resolved; the next poll approves the gate.
+
+   curl -s -X DELETE {sim}/__sim/chg/changes/latest/conflicts; echo
+   curl -s "{api}/api/v1/gates/$CHG/wait?timeout=60"; echo  # approved
+
+9. A change freeze holds every matching gate, whatever ServiceNow says (GNU date):
+
+   FREEZE=$(curl -s -X POST {api}/api/v1/freezes {json} -d '{freeze}' | {id}); echo $FREEZE
+   HELD=$(curl -s -X POST {api}/api/v1/gates {json} -d '{g43}' | {id}); echo $HELD
+   curl -s -X POST {sim}/__sim/chg/changes/latest/state {json} -d '{{"state":"Implement"}}'; echo
+
+10. ServiceNow approved, yet the gate stays pending: "held by change freeze `Year end` …".
+    (An operator's resume with a reason would release it: break-glass, in the audit trail.)
+
+   curl -s "{api}/api/v1/gates/$HELD/wait?timeout=5"; echo
+   curl -s {api}/api/v1/freezes; echo
+
+11. End the freeze early: the held approval proceeds by itself.
+
+   curl -s -X DELETE {api}/api/v1/freezes/$FREEZE -o /dev/null -w '%{{http_code}}\n'
+   curl -s "{api}/api/v1/gates/$HELD/wait?timeout=60"; echo  # approved
+
+12. Superseded runs: build 45 of the same job, branch and stage replaces build 44, still waiting.
+
+   OLD=$(curl -s -X POST {api}/api/v1/gates {json} -d '{g44}' | {id}); echo $OLD
+   curl -s -X POST {api}/api/v1/gates {json} -d '{g45}'; echo
+   curl -s {api}/api/v1/gates/$OLD; echo          # "state":"superseded", proceed false
+"#
+    );
 }
