@@ -4,11 +4,16 @@
 # simulator, with real SQLite files in temporary directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Install Debian package $1 when the check that follows it (a command) fails.
+need() {
+  local package="$1"; shift
+  if ! "$@" >/dev/null 2>&1; then
+    local sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$package"
+  fi
+}
 # The plugin-shim tests (crates/snowgate/tests/api/shim.rs) run the Jenkins shared library under Groovy.
-if ! command -v groovy >/dev/null 2>&1; then
-  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends groovy
-fi
+need groovy command -v groovy
 # Debian's groovy script wants JAVA_HOME (or /usr/lib/jvm/default-java, absent on JDK-only machines).
 if [ -z "${JAVA_HOME:-}" ]; then
   for jdk in /usr/lib/jvm/java-17-* /usr/lib/jvm/java-21-* /usr/lib/jvm/java-11-* /usr/lib/jvm/*; do
@@ -16,20 +21,15 @@ if [ -z "${JAVA_HOME:-}" ]; then
   done
 fi
 # The status page is tested in a real headless browser (crates/snowgate/tests/api/ui.rs): Debian's chromium.
-if [ ! -x /usr/bin/chromium ]; then
-  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
-fi
+need chromium test -x /usr/bin/chromium
 # The PostgreSQL store and replica tests start throwaway clusters with Debian's server binaries.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
-fi
+need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
 # The TLS-to-PostgreSQL test (crates/snowgate/tests/api/store_faults.rs) makes its certificates with openssl.
-if ! command -v openssl >/dev/null 2>&1; then
-  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl
-fi
+need openssl command -v openssl
+# The demo test (crates/snowgate/tests/api/demo.rs) runs the walkthrough's curl lines.
+need curl command -v curl
+# The alert rules' test (crates/snowgate/tests/api/dashboards.rs) runs promtool, from Debian's prometheus.
+need prometheus command -v promtool
 cargo test --locked --all-targets "$@"
 # The same API tests once more on PostgreSQL (each test gets its own throwaway cluster); the
 # store contract and the two-replica tests ran on PostgreSQL in the pass above already.

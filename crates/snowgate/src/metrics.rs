@@ -31,6 +31,11 @@ pub struct SourceLabel {
     pub source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub gates: Family<StateLabel, Gauge>,
@@ -44,6 +49,9 @@ pub struct Metrics {
     pub jenkins_latency: Family<EndpointLabel, Histogram>,
     pub outbox_backlog: Gauge,
     pub open_long_polls: Gauge,
+    pub oldest_open_gate: Gauge,
+    pub heartbeats: Family<ResultLabel, Counter>,
+    pub replicas_alive: Gauge,
 }
 
 /// Register `metric` under `name` and hand it back (the registry keeps a clone: metrics are
@@ -56,6 +64,19 @@ fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, 
 fn latency_histogram() -> Histogram {
     // 0.5 ms … ~16 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Both results exist from the start, so that an alert on `ok` not growing also fires for a
+/// replica that never renewed.
+fn heartbeat_family() -> Family<ResultLabel, Counter> {
+    let family = Family::<ResultLabel, Counter>::default();
+    for result in ["ok", "error"] {
+        // A counter at 0; the guard it hands back is dropped at once.
+        drop(family.get_or_create(&ResultLabel {
+            result: result.into(),
+        }));
+    }
+    family
 }
 
 impl Default for Metrics {
@@ -132,6 +153,24 @@ impl Metrics {
                 &mut r,
                 "waiting_gates",
                 "Gates with at least one open long-poll",
+                Gauge::default(),
+            ),
+            oldest_open_gate: register(
+                &mut r,
+                "oldest_open_gate_age_seconds",
+                "Age of the oldest gate still registering or pending (0 when none is)",
+                Gauge::default(),
+            ),
+            heartbeats: register(
+                &mut r,
+                "replica_heartbeats",
+                "This replica's heartbeats in the store (its liveness lease), by result (ok, error)",
+                heartbeat_family(),
+            ),
+            replicas_alive: register(
+                &mut r,
+                "replicas_alive",
+                "Replicas whose heartbeat is within store.lease_ttl, as this replica last counted",
                 Gauge::default(),
             ),
             registry: r,

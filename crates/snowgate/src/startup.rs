@@ -255,6 +255,7 @@ fn worker_deps(settings: &Settings, core: &Core, outbox: &Outbox) -> Workers {
         limiter: core.limiter.clone(),
         max_requests_per_second: settings.servicenow.max_requests_per_second,
         lease_ttl: settings.store.lease_ttl.0,
+        metrics: core.metrics.clone(),
     }
 }
 

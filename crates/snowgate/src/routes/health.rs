@@ -56,6 +56,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         m.outbox_backlog.set(n as i64);
     }
     m.open_long_polls.set(state.waiters.waiting_gates() as i64);
+    // The oldest open gate: `open_gates` lists them oldest first.
+    match state.store.open_gates(1).await {
+        Ok(open) => {
+            let age = open.first().map_or(0, |g| {
+                (chrono::Utc::now() - g.created_at).num_seconds().max(0)
+            });
+            m.oldest_open_gate.set(age);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the oldest open gate"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(m.encode())

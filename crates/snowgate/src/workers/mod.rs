@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::decisions::Decider;
+use crate::metrics::Metrics;
 use crate::servicenow::RateLimiter;
 use crate::store::GateStore;
 use crate::waiters::{ShutdownFlag, Waiters};
@@ -34,6 +35,7 @@ pub struct Workers {
     pub max_requests_per_second: u32,
     /// `store.lease_ttl`.
     pub lease_ttl: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Start every worker; they end when `shutdown` triggers.
@@ -60,6 +62,7 @@ pub async fn spawn_all(w: Workers, shutdown: ShutdownFlag) -> Vec<JoinHandle<()>
             w.limiter,
             w.max_requests_per_second,
             w.lease_ttl,
+            w.metrics,
             shutdown.clone(),
         )),
     ];

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decisions::Decider;
+use crate::metrics::{Metrics, ResultLabel};
 use crate::servicenow::RateLimiter;
 use crate::store::{GateStore, StoreSignal};
 use crate::waiters::{ShutdownFlag, Waiters};
@@ -16,12 +17,24 @@ pub(crate) async fn share_rate_limit(
     limiter: Arc<RateLimiter>,
     total: u32,
     ttl: Duration,
+    metrics: Arc<Metrics>,
     shutdown: ShutdownFlag,
 ) {
     let every = (ttl / 3).max(Duration::from_millis(200));
     let mut last = 1;
     loop {
-        match store.heartbeat(&replica, ttl).await {
+        let beat = store.heartbeat(&replica, ttl).await;
+        let result = if beat.is_ok() { "ok" } else { "error" };
+        metrics
+            .heartbeats
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+        if let Ok(live) = beat {
+            metrics.replicas_alive.set(i64::from(live));
+        }
+        match beat {
             Ok(live) if live != last => {
                 limiter.set_rate((total / live).max(1));
                 tracing::info!(

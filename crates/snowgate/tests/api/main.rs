@@ -4,6 +4,7 @@ mod callbacks;
 mod change;
 mod cli;
 mod conflicts;
+mod dashboards;
 mod demo;
 mod durability;
 mod evidence;
