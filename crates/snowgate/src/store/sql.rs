@@ -179,6 +179,10 @@ pub const HOLD_GATE: &str =
      creation_deadline_ms = NULL, step_deadline_ms = NULL \
      WHERE id = $3 AND state IN ('registering', 'pending')";
 
+/// Whether a gate's approval is held already: ServiceNow resends a decision callback it is
+/// unsure arrived, and the repeat must change nothing (one hold, one acknowledgement).
+pub const IS_HELD: &str = "SELECT 1 FROM held_approvals WHERE gate_id = $1";
+
 /// The approval held, or the newer one replacing it.
 pub const UPSERT_HOLD: &str =
     "INSERT INTO held_approvals (gate_id, freeze_id, freeze_name, until_ms, to_state, proceed, message, held_at) \

@@ -364,3 +364,29 @@ async fn a_held_approval_survives_a_restart_and_proceeds_after_the_freeze() {
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_repeated_approval_callback_for_a_held_gate_is_answered_200_and_acknowledged_once() {
+    let app = spawn_app().await;
+    declare(&app, &freeze("Year end", -60, 3600, &["shop/*"])).await;
+    let gate = app.open("Deploy").await;
+    let url = app.callback_url_of("Deploy");
+    let approve = r#"{"result":"succeeded"}"#;
+    // ServiceNow resends when it is unsure the first one arrived: at once, and again later.
+    let first = app.send_callback(&url, approve).await;
+    assert_eq!(first.status(), 200);
+    let again = app.send_callback(&url, approve).await;
+    assert_eq!(again.status(), 200, "{:?}", again.text().await);
+    until_event(&app, gate.id, "freeze_hold").await;
+    let later = app.send_callback(&url, approve).await;
+    assert_eq!(later.status(), 200, "{:?}", later.text().await);
+    let held = app.gate(gate.id).await;
+    assert_eq!(held.state, GateState::Pending, "{held:?}");
+    let holds = app
+        .events(gate.id)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "freeze_hold")
+        .count();
+    assert_eq!(holds, 1, "one hold for one approval");
+}

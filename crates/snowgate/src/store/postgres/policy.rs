@@ -73,6 +73,15 @@ pub(super) async fn hold_approval(
         Some(row) => super::rows::gate_from_row(&row)?,
         None => return Ok(TransitionOutcome::NotFound),
     };
+    let held = tx
+        .query_opt(sql::IS_HELD, &[&id])
+        .await
+        .map_err(pg)?
+        .is_some();
+    if held && before.state == GateState::Pending {
+        tx.commit().await.map_err(pg)?;
+        return Ok(TransitionOutcome::Applied(before));
+    }
     if tx
         .execute(sql::HOLD_GATE, &[&text(message), &now, &id])
         .await

@@ -1,6 +1,6 @@
 //! Change policy in SQLite: change freezes, the approvals they hold, and evidence for CRs.
 use chrono::Utc;
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::rows::{insert_event, insert_outbox, load_gate};
@@ -55,6 +55,13 @@ pub(super) fn hold_approval(
         Some(g) => g,
         None => return Ok(TransitionOutcome::NotFound),
     };
+    let held = conn
+        .query_row(&sql::sqlite(sql::IS_HELD), params![id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if held && before.state == GateState::Pending {
+        return Ok(TransitionOutcome::Applied(before));
+    }
     if conn.execute(&sql::sqlite(sql::HOLD_GATE), params![message, now, id])? == 0 {
         return Ok(TransitionOutcome::Conflict(before));
     }
