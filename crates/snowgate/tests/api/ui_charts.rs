@@ -93,6 +93,7 @@ async fn the_overview_filters_by_state_job_and_a_search_that_matches_the_cr_numb
     let app = spawn_app().await;
     let (deploy, smoke) = (app.open("Deploy").await, app.open("Smoke").await);
     let (deploy, smoke) = (deploy.id.to_string(), smoke.id.to_string());
+    app.until_state(&deploy, GateState::Pending).await;
     let g = until_change_known(&app, &deploy).await;
     until_change_known(&app, &smoke).await;
     let number = cr_number(&g).unwrap().to_string();
@@ -182,6 +183,8 @@ async fn the_gate_page_shows_a_timeline_point_for_every_event() {
     let status = app.sim.approve(&app.change_of("Deploy"), "ok").await;
     assert_eq!(status.unwrap(), Some(200));
     app.until_state(&id, GateState::Approved).await;
+    // The decision's acknowledgement is the gate's last event: the timeline is complete.
+    until_event(&app, &id, "acknowledge_done", "").await;
     let events = app.events(&id).await;
     let page = gate_page(&app, &id, &cookie).await;
     let svg = element(&page, "svg", "timeline");
@@ -216,10 +219,14 @@ async fn the_gate_page_shows_a_timeline_point_for_every_event() {
     assert!(element(&page, "table", "conflicts").contains("No conflict check reported"));
 }
 
-/// Until gate `id` has an event of `kind`.
-async fn until_event(app: &TestApp, id: &str, kind: &str) {
+/// Until gate `id` has an event of `kind` whose message contains `part`.
+async fn until_event(app: &TestApp, id: &str, kind: &str, part: &str) {
     for _ in 0..200 {
-        if app.events(id).await.iter().any(|e| e.kind == kind) {
+        let events = app.events(id).await;
+        if events
+            .iter()
+            .any(|e| e.kind == kind && e.message.contains(part))
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -240,8 +247,8 @@ async fn the_gate_page_lists_evidence_with_its_size_digest_and_attachment_sys_id
         let resp = app.post_json(&path, Some(PIPELINE_TOKEN), body).await;
         assert_eq!(resp.status(), 202);
     }
-    until_event(&app, &id, "attach_done").await;
-    until_event(&app, &id, "change_update_done").await;
+    until_event(&app, &id, "attach_done", "junit.xml").await;
+    until_event(&app, &id, "change_update_done", "evidence link sonar").await;
     let attached = app.sim.attachments();
     assert_eq!(attached.len(), 1);
     let cookie = login(&app).await;
@@ -433,12 +440,8 @@ async fn laid_out(b: &mut chromium::Cdp, selector: &str) -> (f64, f64) {
     (r[0].as_f64().unwrap(), r[1].as_f64().unwrap())
 }
 
-#[tokio::test]
-async fn in_a_real_browser_the_charts_and_the_timeline_are_drawn_and_a_screenshot_is_a_png() {
-    let app = spawn_app().await;
-    let (approved, _) = approved_and_rejected(&app).await;
-    let mut browser = chromium::Browser::launch().await;
-    let b = &mut browser.page;
+/// Log in through the login form, as a person would; the browser lands on the overview.
+async fn log_in(b: &mut chromium::Cdp, app: &TestApp) {
     b.navigate(&app.url("/ui/login")).await;
     let at_login = b
         .wait_for(
@@ -454,7 +457,32 @@ async fn in_a_real_browser_the_charts_and_the_timeline_are_drawn_and_a_screensho
         ))
         .await;
     assert_eq!(typed, Ok(json!(true)));
-    let charts = b
+}
+
+/// A screenshot of the page (`Page.captureScreenshot`), saved as `name` in `dir`, read back.
+async fn screenshot(b: &mut chromium::Cdp, dir: &std::path::Path, name: &str) -> Vec<u8> {
+    let shot = b
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await
+        .expect("a screenshot");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().expect("base64 data"))
+        .unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, &png).unwrap();
+    std::fs::read(&file).unwrap()
+}
+
+#[tokio::test]
+async fn in_a_real_browser_the_charts_and_the_timeline_are_drawn_and_a_screenshot_is_a_png() {
+    let app = spawn_app().await;
+    let (approved, _) = approved_and_rejected(&app).await;
+    // The decision's acknowledgement is the gate's last event: the timeline is complete.
+    until_event(&app, &approved, "acknowledge_done", "").await;
+    let mut browser = chromium::Browser::launch().await;
+    log_in(&mut browser.page, &app).await;
+    let charts = browser
+        .page
         .wait_for(
             "location.pathname === '/ui' && !!document.querySelector('#decision-time-chart') \
              && !!document.querySelector('#outcome-chart .bar.rejected')",
@@ -474,25 +502,18 @@ async fn in_a_real_browser_the_charts_and_the_timeline_are_drawn_and_a_screensho
     }
     let (w, _) = laid_out(b, "#decision-time-chart").await;
     assert!(w >= 300.0, "the chart is {w} px wide");
-
-    let shot = b
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await
-        .expect("a screenshot");
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot["data"].as_str().expect("base64 data"))
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("overview.png");
-    std::fs::write(&file, &png).unwrap();
-    let saved = std::fs::read(&file).unwrap();
-    assert!(saved.len() > 5_000, "a {} byte screenshot", saved.len());
-    let (pw, ph) = png_size(&saved);
+    let png = screenshot(b, dir.path(), "overview.png").await;
+    assert!(png.len() > 5_000, "a {} byte screenshot", png.len());
+    let (pw, ph) = png_size(&png);
     assert!(pw >= 300 && ph >= 200, "{pw} x {ph}");
 
     b.navigate(&app.url(&format!("/ui/gates/{approved}"))).await;
     let timeline = b
-        .wait_for("!!document.querySelector('#timeline') && !!document.querySelector('#evidence')")
+        .wait_for(&format!(
+            "location.pathname === '/ui/gates/{approved}' && \
+             !!document.querySelector('#timeline') && !!document.querySelector('#evidence')"
+        ))
         .await;
     assert!(timeline, "the gate page did not load");
     let (w, h) = laid_out(b, "#timeline").await;

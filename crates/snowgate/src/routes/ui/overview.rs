@@ -86,7 +86,7 @@ async fn filtered(state: &AppState, filter: &Filter) -> Result<(Vec<Gate>, Vec<G
         .filter(|g| filter.matches(g))
         .partition(|g| g.state.is_terminal());
     open.sort_by_key(|g| g.created_at);
-    decided.sort_by(|a, b| b.decided_at.cmp(&a.decided_at));
+    decided.sort_by_key(|g| std::cmp::Reverse(g.decided_at));
     Ok((open, decided))
 }
 

@@ -1,6 +1,6 @@
 //! A gate's timeline as inline SVG: a bar from the gate's opening to its decision (or to now
-//! while it is open), each event a marked, labelled point with a `<title>` tooltip of its kind
-//! and time.
+//! while it is open; or on to its last event when that came after the decision), each event a
+//! marked, labelled point with a `<title>` tooltip of its kind and time.
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 
@@ -15,7 +15,7 @@ const RIGHT: f64 = 150.0;
 /// The bar's y: the labels, slanted, rise above it.
 const BAR_Y: f64 = 140.0;
 /// The least room between two points, so that neighbours' slanted labels do not overlap.
-const MIN_GAP: f64 = 14.0;
+const MIN_GAP: f64 = 18.0;
 
 /// Where each point goes: proportional to its time between `start` and `end`, but at least
 /// `MIN_GAP` after the one before (events often come milliseconds apart), pulled back from
@@ -56,8 +56,11 @@ fn event_time(e: &Event, opened: DateTime<Utc>) -> DateTime<Utc> {
 /// The timeline of `gate` with `events` (in order), as of `now`.
 pub(super) fn timeline(gate: &Gate, events: &[Event], now: DateTime<Utc>) -> Markup {
     let start = gate.created_at;
-    let end = gate.decided_at.unwrap_or(now).max(start);
     let times: Vec<DateTime<Utc>> = events.iter().map(|e| event_time(e, start)).collect();
+    // The bar runs on past the decision to the events after it (its acknowledgement, the
+    // stage's completion).
+    let last = times.iter().max().copied().unwrap_or(start);
+    let end = gate.decided_at.unwrap_or(now).max(last).max(start);
     let xs = positions(&times, start, end);
     let until = match gate.decided_at {
         Some(_) => format!("decided {}", gate.state.as_str()),
@@ -66,7 +69,7 @@ pub(super) fn timeline(gate: &Gate, events: &[Event], now: DateTime<Utc>) -> Mar
     let title = format!(
         "Timeline of the gate: opened {}, {until} {} later, {} event(s)",
         utc(&start),
-        human(end - start),
+        human(gate.decided_at.unwrap_or(now) - start),
         events.len()
     );
     html! {
@@ -77,7 +80,7 @@ pub(super) fn timeline(gate: &Gate, events: &[Event], now: DateTime<Utc>) -> Mar
                 height="8" rx="4" fill=(if gate.decided_at.is_some() { "#a0aec0" } else { "#f6e05e" }) {}
             text x=(n(LEFT)) y=(n(BAR_Y + 26.0)) font-size="11" { "opened " (utc(&start)) }
             text x=(n(WIDTH - RIGHT)) y=(n(BAR_Y + 26.0)) font-size="11" text-anchor="end" {
-                (until) " · " (utc(&end))
+                (until) " · " (utc(&gate.decided_at.unwrap_or(now)))
             }
             text x=(n(WIDTH - RIGHT + 10.0)) y=(n(BAR_Y + 4.0)) font-size="11" fill="#667" {
                 (human(end - start))
