@@ -36,5 +36,5 @@ cargo test --locked --all-targets "$@"
 if [ "$#" -eq 0 ]; then
   SNOWGATE_TEST_STORE=postgres cargo test --locked --test api -- \
     gates:: callbacks:: operator:: registration:: reliability:: jenkins:: change:: passthrough:: operations:: \
-    freezes:: supersede:: evidence:: conflicts::
+    freezes:: supersede:: evidence:: conflicts:: ui_charts::
 fi

@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Completion, CrUpdate, Deadline, Event, FollowUps, GateStore, Hold, NewOutbox, Opened,
-    OutboxItem, OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
+    Completion, CrUpdate, Deadline, DecisionTimes, Event, FollowUps, GateStore, Hold, NewOutbox,
+    Opened, OutboxItem, OutboxResult, StoreError, StoreSignal, TitleLock, Transition,
+    TransitionOutcome,
 };
 use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;
@@ -82,6 +83,14 @@ impl GateStore for Bounded {
     }
     async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
         self.within("recent_decisions", self.inner.recent_decisions(limit))
+            .await
+    }
+    async fn decision_times(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DecisionTimes>, StoreError> {
+        self.within("decision_times", self.inner.decision_times(since, limit))
             .await
     }
     async fn gates_of_build(

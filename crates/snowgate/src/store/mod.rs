@@ -324,6 +324,15 @@ pub enum EvidenceQueued {
     NotFound,
 }
 
+/// When a decided gate was opened and decided, and how: what the status page's charts of
+/// time-to-decision and outcomes are drawn from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionTimes {
+    pub created_at: DateTime<Utc>,
+    pub decided_at: DateTime<Utc>,
+    pub state: GateState,
+}
+
 /// What opening a gate produced.
 #[derive(Debug)]
 pub struct Opened {
@@ -363,6 +372,13 @@ pub trait GateStore: Send + Sync + 'static {
     async fn open_gates(&self, limit: u32) -> Result<Vec<Gate>, StoreError>;
     /// Decided gates, the newest decision first.
     async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError>;
+    /// The times and outcomes of at most `limit` gates decided at or after `since`, the newest
+    /// decision first (a read of three columns, not whole gates).
+    async fn decision_times(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DecisionTimes>, StoreError>;
     /// The gates of build `build_number`, the newest first: what a lookup by a stage's
     /// identity (pipeline, build, stage) narrows down, since the pipeline is given by its
     /// Jenkins name rather than by the job URL the store keeps.

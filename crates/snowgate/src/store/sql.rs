@@ -37,6 +37,13 @@ pub const OPEN_GATES: &str =
 pub const RECENT_DECISIONS: &str =
     select_gates!("WHERE decided_at IS NOT NULL ORDER BY decided_at DESC, id LIMIT $1");
 
+/// When gates decided since `$1` (an RFC 3339 time in UTC, as every stored time is) were
+/// opened and decided, and their states, the newest decision first (index `gates_decided`).
+/// The stored times all have the same form (`…T…000Z`), so comparing them as text compares
+/// them as times.
+pub const DECISION_TIMES: &str = "SELECT created_at, decided_at, state FROM gates \
+     WHERE decided_at IS NOT NULL AND decided_at >= $1 ORDER BY decided_at DESC, id LIMIT $2";
+
 /// Gates of one build number, the newest first (index `gates_build`).
 pub const GATES_OF_BUILD: &str =
     select_gates!("WHERE build_number = $1 ORDER BY created_ms DESC, id LIMIT $2");

@@ -28,3 +28,4 @@ mod store_contract;
 mod store_faults;
 mod supersede;
 mod ui;
+mod ui_charts;

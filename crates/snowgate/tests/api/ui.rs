@@ -36,7 +36,7 @@ async fn post_form(
     req.send().await.unwrap()
 }
 
-async fn get_page(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Response {
+pub(crate) async fn get_page(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Response {
     let mut req = no_redirects().get(app.url(path));
     if let Some(c) = cookie {
         req = req.header(COOKIE, c);
@@ -45,7 +45,7 @@ async fn get_page(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::R
 }
 
 /// Log in with the operator token; returns the `name=value` pair to send as `Cookie`.
-async fn login(app: &TestApp) -> String {
+pub(crate) async fn login(app: &TestApp) -> String {
     let resp = post_form(app, "/ui/login", None, &[("token", OPERATOR_TOKEN)]).await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()[LOCATION], "/ui");
@@ -54,7 +54,7 @@ async fn login(app: &TestApp) -> String {
 }
 
 /// Assert an HTML page with `status` that is never cached; returns its text.
-async fn html(resp: reqwest::Response, status: u16) -> String {
+pub(crate) async fn html(resp: reqwest::Response, status: u16) -> String {
     assert_eq!(resp.status(), status);
     assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
     assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
@@ -69,7 +69,7 @@ fn csrf_of(page: &str) -> String {
     page[start..end].to_string()
 }
 
-async fn gate_page(app: &TestApp, id: &str, cookie: &str) -> String {
+pub(crate) async fn gate_page(app: &TestApp, id: &str, cookie: &str) -> String {
     html(
         get_page(app, &format!("/ui/gates/{id}"), Some(cookie)).await,
         200,
@@ -321,7 +321,7 @@ async fn the_overview_lists_a_pending_gate_with_its_links() {
 }
 
 /// The gate once the simulator's "change request created" notice has given it a CR number.
-async fn until_change_known(app: &TestApp, id: &str) -> GateView {
+pub(crate) async fn until_change_known(app: &TestApp, id: &str) -> GateView {
     for _ in 0..200 {
         let g = app.gate(id).await;
         if g.change_request
@@ -700,7 +700,7 @@ async fn failed_logins_are_logged_without_the_token_and_a_restart_ends_every_ses
 // ---------------------------------------------------------------------------------------------
 // A real browser: Debian's Chromium, headless, driven over the DevTools protocol.
 
-mod chromium {
+pub(crate) mod chromium {
     use std::path::Path;
     use std::time::Duration;
 

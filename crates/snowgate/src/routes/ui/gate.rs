@@ -104,6 +104,10 @@ fn gate_body(
         } @else {
             (decision_forms(gate.id, session))
         }
+        h2 { "Timeline" }
+        (super::timeline::timeline(gate, events, now))
+        (super::evidence::evidence_section(events))
+        (super::evidence::conflicts_section(events))
         h2 { "Event log" }
         (event_log(events))
     }

@@ -53,6 +53,12 @@ dt{font-weight:600}dd{margin:0}
 input[type=text],input[type=password]{width:24em;max-width:100%}
 button{padding:.3em .9em}
 .muted{color:#667}
+.filters{background:#fff;padding:.6em;border:1px solid #d8dce3;margin-bottom:.8em}
+.filters input[type=text],.filters input[type=search]{width:16em}
+.charts{display:flex;flex-wrap:wrap;gap:1em}
+figure{margin:0;background:#fff;border:1px solid #d8dce3;padding:.5em}
+figcaption{font-size:.85em;color:#667}
+svg.chart{display:block;max-width:100%;height:auto;font-family:system-ui,sans-serif}
 ";
 
 /// A whole page around `content`. `refresh`: reload every so many seconds (a `<meta refresh>`,

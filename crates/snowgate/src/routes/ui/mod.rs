@@ -6,7 +6,10 @@
 //! into them is escaped (see [`layout::Text`]), so no request or callback text becomes markup.
 //! One module per page: [`overview`], [`gate`], [`login`]; [`actions`] takes the resume and
 //! abort forms; [`layout`] holds the frame and the cells the pages share; [`session`] the
-//! cookie, the session lookup and the CSRF tokens.
+//! cookie, the session lookup and the CSRF tokens. The overview's parts: [`filters`] (the GET
+//! form and its matching), [`stats`] (per-day medians, percentiles and outcomes, pure) and
+//! [`charts`] (their inline SVG); the gate page's: [`timeline`] (inline SVG) and [`evidence`]
+//! (the evidence and conflict-check sections, read from the event log).
 //!
 //! Authentication: an operator enters an operator token once, in a login form. The server
 //! checks it against the configured tokens and opens a session (see [`sessions`]): the cookie
@@ -31,12 +34,17 @@
 //! exempt: there is no session yet, and a forged login could only log the victim in with an
 //! operator token the attacker already holds.
 mod actions;
+mod charts;
+mod evidence;
+mod filters;
 mod gate;
 mod layout;
 mod login;
 mod overview;
 mod session;
 pub mod sessions;
+mod stats;
+mod timeline;
 
 use std::collections::HashMap;
 use std::time::Duration;

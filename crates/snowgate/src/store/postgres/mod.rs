@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::sql;
 use super::{
-    Completion, CrUpdate, Event, FollowUps, GateStore, Hold, NewOutbox, Opened, OutboxItem,
-    OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
+    Completion, CrUpdate, DecisionTimes, Event, FollowUps, GateStore, Hold, NewOutbox, Opened,
+    OutboxItem, OutboxResult, StoreError, StoreSignal, TitleLock, Transition, TransitionOutcome,
 };
 use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;
@@ -214,6 +214,21 @@ impl GateStore for PostgresStore {
     async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
         self.gates_by(sql::RECENT_DECISIONS, &[&(limit as i64)])
             .await
+    }
+
+    async fn decision_times(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DecisionTimes>, StoreError> {
+        let since = crate::domain::gate::timestamp(&since);
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(sql::DECISION_TIMES).await.map_err(pg)?;
+        let rows = c
+            .query(&stmt, &[&since, &(limit as i64)])
+            .await
+            .map_err(pg)?;
+        rows.iter().map(rows::decision_times_from_row).collect()
     }
 
     async fn gates_of_build(

@@ -188,3 +188,23 @@ pub(super) async fn reload_gate(c: &impl GenericClient, id: &str) -> Result<Gate
         .await?
         .ok_or_else(|| StoreError::corrupt("gate vanished"))
 }
+
+/// A row of `sql::DECISION_TIMES`.
+fn decision_times(
+    created: &str,
+    decided: &str,
+    state: &str,
+) -> Result<crate::store::DecisionTimes, StoreError> {
+    Ok(crate::store::DecisionTimes {
+        created_at: parse_time(created)?,
+        decided_at: parse_time(decided)?,
+        state: GateState::parse(state)
+            .ok_or_else(|| StoreError::corrupt(format!("unknown gate state `{state}`")))?,
+    })
+}
+
+/// A row of `sql::DECISION_TIMES`.
+pub(super) fn decision_times_from_row(r: &Row) -> Result<crate::store::DecisionTimes, StoreError> {
+    let (created, decided, state): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+    decision_times(&created, &decided, &state)
+}

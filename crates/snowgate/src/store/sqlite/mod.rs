@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::sql;
 use super::{
-    Completion, CrUpdate, Event, FollowUps, GateStore, Hold, NewOutbox, Opened, OutboxItem,
-    OutboxResult, StoreError, TitleLock, Transition, TransitionOutcome,
+    Completion, CrUpdate, DecisionTimes, Event, FollowUps, GateStore, Hold, NewOutbox, Opened,
+    OutboxItem, OutboxResult, StoreError, TitleLock, Transition, TransitionOutcome,
 };
 use crate::domain::freeze::Freeze;
 use crate::domain::gate::Actor;
@@ -234,6 +234,16 @@ impl GateStore for SqliteStore {
 
     async fn recent_decisions(&self, limit: u32) -> Result<Vec<Gate>, StoreError> {
         self.read(move |conn| gates_by(conn, sql::RECENT_DECISIONS, params![limit]))
+            .await
+    }
+
+    async fn decision_times(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DecisionTimes>, StoreError> {
+        let since = crate::domain::gate::timestamp(&since);
+        self.read(move |conn| rows::decision_times_since(conn, &since, limit))
             .await
     }
 

@@ -165,3 +165,39 @@ pub(super) fn gates_by(
     }
     Ok(out)
 }
+
+/// A row of `sql::DECISION_TIMES`.
+fn decision_times(
+    created: &str,
+    decided: &str,
+    state: &str,
+) -> Result<crate::store::DecisionTimes, StoreError> {
+    Ok(crate::store::DecisionTimes {
+        created_at: parse_time(created)?,
+        decided_at: parse_time(decided)?,
+        state: GateState::parse(state)
+            .ok_or_else(|| StoreError::corrupt(format!("unknown gate state `{state}`")))?,
+    })
+}
+
+/// Gates decided since `since`, the newest first: `sql::DECISION_TIMES`.
+pub(super) fn decision_times_since(
+    conn: &Connection,
+    since: &str,
+    limit: u32,
+) -> Result<Vec<crate::store::DecisionTimes>, StoreError> {
+    let mut stmt = conn.prepare_cached(&sql::sqlite(sql::DECISION_TIMES))?;
+    let rows = stmt.query_map(params![since, limit], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (created, decided, state) = row?;
+        out.push(decision_times(&created, &decided, &state)?);
+    }
+    Ok(out)
+}
