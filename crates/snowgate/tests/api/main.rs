@@ -2,6 +2,7 @@
 //! simulator over HTTP.
 mod callbacks;
 mod change;
+mod chromium;
 mod cli;
 mod conflicts;
 mod dashboards;

@@ -13,9 +13,10 @@ use snowgate::domain::{CallbackToken, GateSpec, GateState};
 use snowgate::store::{GateStore, PgOptions, PostgresStore, SqliteStore, Transition};
 
 use crate::change::{change_app_with, open_change};
+use crate::chromium;
 use crate::helpers::*;
 use crate::pg::PgServer;
-use crate::ui::{chromium, gate_page, get_page, html, login, until_change_known};
+use crate::ui::{gate_page, get_page, html, login, until_change_known};
 
 /// The markup of the element that starts with `<tag id="id"` up to its closing tag.
 fn element<'a>(page: &'a str, tag: &str, id: &str) -> &'a str {
