@@ -333,6 +333,29 @@ pub struct DecisionTimes {
     pub state: GateState,
 }
 
+impl DecisionTimes {
+    /// A row of `sql::DECISION_TIMES`, as either backend reads it (the times as RFC 3339 text).
+    pub(crate) fn from_columns(
+        created: &str,
+        decided: &str,
+        state: &str,
+    ) -> Result<Self, StoreError> {
+        Ok(DecisionTimes {
+            created_at: parse_time(created)?,
+            decided_at: parse_time(decided)?,
+            state: GateState::parse(state)
+                .ok_or_else(|| StoreError::corrupt(format!("unknown gate state `{state}`")))?,
+        })
+    }
+}
+
+/// A stored timestamp: both backends keep RFC 3339 text (`domain::gate::timestamp`).
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::corrupt_by(format!("timestamp `{s}`"), e))
+}
+
 /// What opening a gate produced.
 #[derive(Debug)]
 pub struct Opened {

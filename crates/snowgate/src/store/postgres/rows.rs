@@ -1,6 +1,6 @@
 //! Rows to domain values, and the writes every PostgreSQL operation shares (events, outbox
 //! items).
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::gate::{timestamp, Actor};
 use crate::domain::timers::Timers;
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
-use crate::store::sql;
+use crate::store::{parse_time, sql};
 use crate::store::{Event, NewOutbox, OutboxItem, OutboxKind, StoreError};
 
 /// Text as PostgreSQL can store it: its `text` type cannot hold a NUL character (SQLite's
@@ -42,12 +42,6 @@ pub(super) fn pg(e: impl std::error::Error + Send + Sync + 'static) -> StoreErro
         context: text,
         source: Some(Box::new(e)),
     }
-}
-
-fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::corrupt_by(format!("timestamp `{s}`"), e))
 }
 
 pub(super) fn gate_from_row(row: &Row) -> Result<Gate, StoreError> {
@@ -190,21 +184,7 @@ pub(super) async fn reload_gate(c: &impl GenericClient, id: &str) -> Result<Gate
 }
 
 /// A row of `sql::DECISION_TIMES`.
-fn decision_times(
-    created: &str,
-    decided: &str,
-    state: &str,
-) -> Result<crate::store::DecisionTimes, StoreError> {
-    Ok(crate::store::DecisionTimes {
-        created_at: parse_time(created)?,
-        decided_at: parse_time(decided)?,
-        state: GateState::parse(state)
-            .ok_or_else(|| StoreError::corrupt(format!("unknown gate state `{state}`")))?,
-    })
-}
-
-/// A row of `sql::DECISION_TIMES`.
 pub(super) fn decision_times_from_row(r: &Row) -> Result<crate::store::DecisionTimes, StoreError> {
     let (created, decided, state): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-    decision_times(&created, &decided, &state)
+    crate::store::DecisionTimes::from_columns(&created, &decided, &state)
 }

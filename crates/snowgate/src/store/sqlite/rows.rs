@@ -1,22 +1,16 @@
 //! Rows to domain values, and the writes every SQLite operation shares (events, outbox items).
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use crate::domain::gate::{timestamp, Actor};
 use crate::domain::timers::Timers;
 use crate::domain::{CallbackToken, ChangeRequest, Gate, GateSpec, GateState};
-use crate::store::sql;
+use crate::store::{parse_time, sql};
 use crate::store::{Event, NewOutbox, OutboxItem, OutboxKind, StoreError};
 
 pub(super) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
-}
-
-fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::corrupt_by(format!("timestamp `{s}`"), e))
 }
 
 pub(super) fn gate_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Gate, StoreError>> {
@@ -166,20 +160,6 @@ pub(super) fn gates_by(
     Ok(out)
 }
 
-/// A row of `sql::DECISION_TIMES`.
-fn decision_times(
-    created: &str,
-    decided: &str,
-    state: &str,
-) -> Result<crate::store::DecisionTimes, StoreError> {
-    Ok(crate::store::DecisionTimes {
-        created_at: parse_time(created)?,
-        decided_at: parse_time(decided)?,
-        state: GateState::parse(state)
-            .ok_or_else(|| StoreError::corrupt(format!("unknown gate state `{state}`")))?,
-    })
-}
-
 /// Gates decided since `since`, the newest first: `sql::DECISION_TIMES`.
 pub(super) fn decision_times_since(
     conn: &Connection,
@@ -197,7 +177,9 @@ pub(super) fn decision_times_since(
     let mut out = Vec::new();
     for row in rows {
         let (created, decided, state) = row?;
-        out.push(decision_times(&created, &decided, &state)?);
+        out.push(crate::store::DecisionTimes::from_columns(
+            &created, &decided, &state,
+        )?);
     }
     Ok(out)
 }
