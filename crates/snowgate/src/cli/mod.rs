@@ -12,12 +12,19 @@ use crate::api::{EventList, GateList, GateView};
 use crate::configuration::{parse_duration, Secret};
 use crate::routes::gates::MAX_WAIT_SECS;
 
+mod attach;
+pub mod ci_env;
 mod client;
+pub mod docs;
 mod freezes;
+mod open;
 mod render;
+mod retry;
 
+pub use attach::{content_type_of, AttachArgs};
 use client::{display_url, Api, CallError};
 pub use freezes::{freeze_table, run_freezes, FreezesArgs, FreezesCommand};
+pub use open::{OpenArgs, OPEN_ERROR, OPEN_EXIT_CODES, OPEN_PROCEED, OPEN_STOP};
 pub use render::{age, event_table, gate_details, gate_table};
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -35,7 +42,7 @@ pub const EXIT_UNREACHABLE: u8 = 4;
 
 /// Shown under `snowgate gates --help` and `snowgate gates wait --help`.
 pub const EXIT_CODES: &str = "\
-Exit codes:
+Exit codes (`gates open` has its own: 0 proceed, 1 stop, 2 error; see `gates open --help`):
   0  success; for `gates wait`: the gate is decided and `proceed` is true (the stage may go on)
   1  `gates wait`: the gate is decided and `proceed` is false (the stage must stop)
   2  `gates wait`: still undecided when --timeout ran out (also clap's code for a usage error)
@@ -88,6 +95,12 @@ pub struct GatesArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum GatesCommand {
+    /// Open a gate for this CI job (GitHub Actions, GitLab CI, Jenkins or flags); with --wait,
+    /// hold the job until ServiceNow decides. Exit codes 0 proceed, 1 stop, 2 error.
+    #[command(after_help = OPEN_EXIT_CODES)]
+    Open(OpenArgs),
+    /// Put a file or a link on the gate's change request as evidence.
+    Attach(AttachArgs),
     /// List gates, newest first.
     List {
         /// Only gates in this state (pending, registering, approved, rejected, aborted, …).
@@ -99,7 +112,8 @@ pub enum GatesCommand {
     },
     /// Show one gate.
     Show { id: String },
-    /// Wait until the gate is decided; the exit code says the outcome (0 go on, 1 stop, 2 undecided).
+    /// Wait until the gate is decided; the exit code says the outcome (0 go on, 1 stop, 2
+    /// undecided, 3 API error, 4 unreachable: not the codes of `gates open --wait`).
     #[command(after_help = EXIT_CODES)]
     Wait {
         id: String,
@@ -144,6 +158,10 @@ fn print_json(v: &impl Serialize) {
 /// Run a `snowgate gates …` command; the result is the process's exit code.
 pub async fn run_gates(args: GatesArgs) -> u8 {
     let json_output = args.api.json;
+    if let GatesCommand::Open(open_args) = args.command {
+        let api = Api::new(&args.api.url, args.api.token.clone());
+        return open::run(api, open_args, json_output).await;
+    }
     match gates(args).await {
         Ok(code) => code,
         Err(e) => e.report(json_output),
@@ -190,6 +208,9 @@ async fn gates(args: GatesArgs) -> Result<u8, CallError> {
         GatesCommand::Resume { id, reason } => act(&api, &id, "resume", &reason, json_output).await,
         GatesCommand::Abort { id, reason } => act(&api, &id, "abort", &reason, json_output).await,
         GatesCommand::Wait { id, timeout } => wait(&api, &id, timeout, json_output).await,
+        GatesCommand::Attach(a) => attach::attach(&api, a, json_output).await,
+        // Dispatched by `run_gates`, with its own exit codes.
+        GatesCommand::Open(_) => Ok(OPEN_ERROR),
     }
 }
 
@@ -299,7 +320,9 @@ async fn wait(api: &Api, id: &str, timeout: Duration, json_output: bool) -> Resu
 pub async fn healthcheck(args: HealthcheckArgs) -> u8 {
     let api = match Api::new(&args.url, None) {
         Ok(a) => a,
-        Err(CallError::Unreachable(m) | CallError::Api { message: m, .. }) => {
+        Err(
+            CallError::Unreachable(m) | CallError::Usage(m) | CallError::Api { message: m, .. },
+        ) => {
             eprintln!("snowgate: {m}");
             return 1;
         }
@@ -314,7 +337,11 @@ pub async fn healthcheck(args: HealthcheckArgs) -> u8 {
             println!("ok: {} answered 200", display_url(&url));
             0
         }
-        Err(CallError::Api { message, .. }) | Err(CallError::Unreachable(message)) => {
+        Err(
+            CallError::Api { message, .. }
+            | CallError::Unreachable(message)
+            | CallError::Usage(message),
+        ) => {
             eprintln!("unhealthy: {message}");
             1
         }

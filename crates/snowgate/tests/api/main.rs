@@ -2,6 +2,7 @@
 //! simulator over HTTP.
 mod callbacks;
 mod change;
+mod ci_gate;
 mod cli;
 mod conflicts;
 mod durability;
