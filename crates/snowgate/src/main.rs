@@ -293,3 +293,15 @@ async fn check(config: Option<PathBuf>) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over every subcommand (unique flags, valid groups), which
+    /// otherwise run only when that subcommand is parsed.
+    #[test]
+    fn every_subcommand_is_a_consistent_clap_command() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,5 +1,6 @@
-//! `snowgate gates attach ID --file PATH | --url URL`: evidence for the gate's change request
-//! (`POST /api/v1/gates/{id}/evidence`, README "Evidence on the change request").
+//! `snowgate gates attach ID --file PATH | --link URL`: evidence for the gate's change request
+//! (`POST /api/v1/gates/{id}/evidence`, README "Evidence on the change request"). The link's
+//! flag is `--link`, since `--url` is snowgate's own URL in every `gates` command.
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -22,8 +23,8 @@ pub struct AttachArgs {
     /// A file to attach to the change request (at most 5 MB).
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// A link to put on the change request as a work note.
-    #[arg(long = "url", id = "link", value_name = "URL")]
+    /// A link to put on the change request as a work note (`--url` is snowgate's URL).
+    #[arg(long, value_name = "URL")]
     pub link: Option<String>,
     /// The attachment's name (default: the file's name; for a link, `link`).
     #[arg(long)]
@@ -66,7 +67,7 @@ pub fn evidence_body(args: &AttachArgs) -> Result<Value, String> {
         let name = args.name.clone().unwrap_or_else(|| "link".into());
         return Ok(json!({"name": name, "url": url}));
     }
-    let path = args.file.as_deref().ok_or("give --file or --url")?;
+    let path = args.file.as_deref().ok_or("give --file or --link")?;
     let shown = path.display();
     let size = std::fs::metadata(path)
         .map_err(|e| format!("cannot read {shown}: {e}"))?

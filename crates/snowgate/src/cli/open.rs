@@ -25,7 +25,8 @@ pub const OPEN_ERROR: u8 = 2;
 
 /// Shown under `snowgate gates open --help`.
 pub const OPEN_EXIT_CODES: &str = "\
-Values not given as flags come from the CI's environment:
+Values not given as flags come from the CI's environment (and on GitHub Actions and GitLab CI
+the mode is change unless --mode says: ServiceNow DevOps registers only Jenkins jobs):
   GitHub Actions (GITHUB_ACTIONS=true): job URL $GITHUB_SERVER_URL/$GITHUB_REPOSITORY, build
     $GITHUB_RUN_ID followed by $GITHUB_RUN_ATTEMPT as three digits (run 9876543210 attempt 2 is
     build 9876543210002, so a re-run gets a decision of its own), stage $GITHUB_JOB, build URL
@@ -73,7 +74,8 @@ pub struct OpenArgs {
     /// The branch (default: from the CI, when it says).
     #[arg(long)]
     pub branch: Option<String>,
-    /// devops or change (default: snowgate's servicenow.default_mode).
+    /// devops or change (default: change on GitHub Actions and GitLab CI, whose jobs the DevOps
+    /// API cannot register; else snowgate's servicenow.default_mode).
     #[arg(long, value_enum, env = "SNOWGATE_MODE")]
     pub mode: Option<ModeArg>,
     /// Change mode: the environment deployed to, e.g. Production (required there).
@@ -164,7 +166,8 @@ pub fn request_body(args: &OpenArgs, ci: &CiValues) -> Result<Value, Vec<String>
         required(&args.stage, &ci.stage, &ci_env::STAGE, ci, &mut missing),
     );
     let environment = args.environment.clone().or_else(|| ci.environment.clone());
-    if matches!(args.mode, Some(ModeArg::Change)) && environment.is_none() {
+    let mode = args.mode.or_else(|| default_mode(ci));
+    if matches!(mode, Some(ModeArg::Change)) && environment.is_none() {
         missing.push(
             "no environment: change mode needs --environment (or SNOWGATE_ENVIRONMENT; \
              CI_ENVIRONMENT_NAME in GitLab CI)"
@@ -187,7 +190,7 @@ pub fn request_body(args: &OpenArgs, ci: &CiValues) -> Result<Value, Vec<String>
     put("environment", environment.map(Value::String));
     put(
         "mode",
-        args.mode.map(|m| {
+        mode.map(|m| {
             json!(match m {
                 ModeArg::Devops => "devops",
                 ModeArg::Change => "change",
@@ -210,6 +213,16 @@ pub fn request_body(args: &OpenArgs, ci: &CiValues) -> Result<Value, Vec<String>
     );
     put("changeRequestDetails", cr_details(args));
     Ok(Value::Object(body))
+}
+
+/// The mode when `--mode` is not given: change mode on GitHub Actions and GitLab CI, whose jobs
+/// ServiceNow DevOps' orchestration API cannot take (its `toolType` is `jenkins`, its task names
+/// `<item>#<stage>` of a Jenkins job URL); elsewhere snowgate's `servicenow.default_mode`.
+fn default_mode(ci: &CiValues) -> Option<ModeArg> {
+    match ci.ci {
+        Some(ci_env::Ci::GitHub | ci_env::Ci::GitLab) => Some(ModeArg::Change),
+        Some(ci_env::Ci::Jenkins) | None => None,
+    }
 }
 
 /// `changeRequestDetails.attributes`: the title, description and `--cr-field`s.
@@ -471,6 +484,31 @@ mod tests {
             json!({"short_description": "Deploy app 42", "assignment_group": "CAB"})
         );
         assert!(b.get("branchName").is_none() && b.get("emergency").is_none());
+    }
+
+    #[test]
+    fn github_and_gitlab_jobs_are_change_mode_gates_unless_the_flag_says() {
+        let ci = CiValues {
+            ci: Some(ci_env::Ci::GitHub),
+            job_url: Some("https://github.com/shop/app".into()),
+            build: Some("7001".into()),
+            stage: Some("deploy".into()),
+            ..CiValues::default()
+        };
+        let e = request_body(&args(&[]), &ci).unwrap_err();
+        assert!(e[0].contains("--environment"), "{e:?}");
+        let b = request_body(&args(&["--environment", "Production"]), &ci).unwrap();
+        assert_eq!(b["mode"], "change");
+        let b = request_body(&args(&["--mode", "devops"]), &ci).unwrap();
+        assert_eq!(b["mode"], "devops");
+        let jenkins = CiValues {
+            ci: Some(ci_env::Ci::Jenkins),
+            ..ci
+        };
+        assert!(request_body(&args(&[]), &jenkins)
+            .unwrap()
+            .get("mode")
+            .is_none());
     }
 
     #[test]

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use servicenow_sim::SimSettings;
 use snowgate::api::{GateList, GateView};
+use snowgate::configuration::GateMode;
 use snowgate::domain::GateState;
 use tokio::io::AsyncBufReadExt;
 
+use crate::change::change_app_with;
 use crate::cli::{closed_port, json_of, run_cmd, Run};
 use crate::durability::{free_port, start_binary, write_config, Binary};
 use crate::helpers::*;
@@ -120,14 +122,24 @@ fn wait_in_background(
     ))
 }
 
+/// The number of the CR the change-mode gate `id` is waiting on.
+async fn pending_cr(app: &TestApp, id: uuid::Uuid) -> String {
+    let g = app.until_state(id, GateState::Pending).await;
+    cr_number(&g)
+        .expect("a change-mode gate waits on its CR")
+        .to_string()
+}
+
 #[tokio::test]
-async fn a_github_actions_job_opens_its_gate_and_exits_0_with_the_comments_once_approved() {
-    let app = spawn_app().await;
-    let waiter = wait_in_background(&app.address, &github_env(), &[]);
+async fn a_github_actions_job_is_a_change_mode_gate_that_exits_0_once_implement_is_reached() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    let title = "Deploy shop/app run 9876543210 to Production";
+    let extra = ["--environment", "Production", "--short-description", title];
+    let waiter = wait_in_background(&app.address, &github_env(), &extra);
     let g = the_gate(&app.address).await;
-    assert!(
-        g.job_url.starts_with("https://github.com/shop/app"),
-        "{g:?}"
+    assert_eq!(
+        g.job_url.trim_end_matches('/'),
+        "https://github.com/shop/app"
     );
     assert_eq!(g.build_number, format!("{RUN_ID}002"));
     assert_eq!(g.stage_name, "deploy");
@@ -136,8 +148,72 @@ async fn a_github_actions_job_opens_its_gate_and_exits_0_with_the_comments_once_
         Some("https://github.com/shop/app/actions/runs/9876543210/attempts/2")
     );
     assert_eq!(g.branch_name.as_deref(), Some("main"));
-    let number = app.change_of("deploy");
+    assert_eq!(
+        g.mode,
+        GateMode::Change,
+        "GitHub jobs are change-mode gates"
+    );
+    let number = pending_cr(&app, g.id).await;
+    let cr = app.sim.chg_change(&number).unwrap();
+    assert_eq!(cr.short_description, title);
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    let run = waiter.await.unwrap();
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stderr.contains("the stage may go on"), "{}", run.stderr);
+    // The first progress line, at the open, names the gate; the end names the CR.
+    assert!(
+        run.stderr.contains(&format!("snowgate: gate {} ", g.id)),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(&number), "{}", run.stderr);
+    assert!(run.stdout.contains("approved"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn a_gitlab_job_is_stopped_with_exit_1_when_its_change_is_canceled() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    let mut env = gitlab_env();
+    env.push(("CI_ENVIRONMENT_NAME", "Production"));
+    let waiter = wait_in_background(&app.address, &env, &["--json"]);
+    let g = the_gate(&app.address).await;
+    assert_eq!(
+        g.job_url.trim_end_matches('/'),
+        "https://gitlab.example.com/shop/app"
+    );
+    assert_eq!(
+        (g.build_number.as_str(), g.stage_name.as_str()),
+        ("4711", "deploy-prod")
+    );
+    assert_eq!(
+        g.build_url.as_deref(),
+        Some("https://gitlab.example.com/shop/app/-/jobs/990")
+    );
+    assert_eq!(g.branch_name.as_deref(), Some("release"));
+    let number = pending_cr(&app, g.id).await;
+    app.sim
+        .chg_set_state(&number, "Canceled", None, None)
+        .unwrap();
+    let run = waiter.await.unwrap();
+    assert_eq!(run.code, 1, "{}", run.output());
+    let v: GateView = json_of(&run);
+    assert_eq!(v.id, g.id);
+    assert_eq!(v.proceed, Some(false));
+    assert!(run.stderr.contains("Canceled"), "{}", run.stderr);
+    assert!(run.stderr.contains("the stage must stop"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_jenkins_stage_exits_0_with_servicenows_comments_once_approved_in_devops_mode() {
+    let app = spawn_app().await;
+    let waiter = wait_in_background(&app.address, &jenkins_env(), &[]);
+    let g = the_gate(&app.address).await;
+    assert_eq!(g.job_url, "https://ci.example.com/job/shop/job/app/");
+    assert_eq!(g.mode, GateMode::Devops);
     app.until_state(g.id, GateState::Pending).await;
+    let number = app.change_of("Deploy");
     app.sim
         .approve(&number, "CAB approved for the Tuesday window")
         .await
@@ -149,54 +225,12 @@ async fn a_github_actions_job_opens_its_gate_and_exits_0_with_the_comments_once_
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("the stage may go on"), "{}", run.stderr);
-    // The first progress line, at the open: the gate and its state.
     assert!(
-        run.stderr.contains(&format!("snowgate: gate {} ", g.id)),
+        run.stderr.contains("decided by servicenow"),
         "{}",
         run.stderr
     );
-    assert!(run.stdout.contains("approved"), "{}", run.stdout);
     assert!(run.stdout.contains(&number), "{}", run.stdout);
-}
-
-#[tokio::test]
-async fn a_gitlab_job_is_stopped_with_exit_1_when_the_change_is_rejected() {
-    let app = spawn_app().await;
-    let waiter = wait_in_background(&app.address, &gitlab_env(), &["--json"]);
-    let g = the_gate(&app.address).await;
-    assert!(
-        g.job_url.starts_with("https://gitlab.example.com/shop/app"),
-        "{g:?}"
-    );
-    assert_eq!(
-        (g.build_number.as_str(), g.stage_name.as_str()),
-        ("4711", "deploy-prod")
-    );
-    assert_eq!(
-        g.build_url.as_deref(),
-        Some("https://gitlab.example.com/shop/app/-/jobs/990")
-    );
-    assert_eq!(g.branch_name.as_deref(), Some("release"));
-    app.until_state(g.id, GateState::Pending).await;
-    app.sim
-        .reject(
-            &app.change_of("deploy-prod"),
-            "no deployments during the audit",
-        )
-        .await
-        .unwrap();
-    let run = waiter.await.unwrap();
-    assert_eq!(run.code, 1, "{}", run.output());
-    let v: GateView = json_of(&run);
-    assert_eq!(v.id, g.id);
-    assert_eq!((v.state, v.proceed), (GateState::Rejected, Some(false)));
-    assert!(
-        run.stderr.contains("no deployments during the audit"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("the stage must stop"), "{}", run.stderr);
 }
 
 #[tokio::test]

@@ -9,14 +9,33 @@ async fn snowgate(args: &[&str]) -> crate::cli::Run {
 async fn the_bash_completion_names_the_subcommands_and_is_valid_bash() {
     let run = snowgate(&["completions", "bash"]).await;
     assert_eq!(run.code, 0, "{}", run.output());
-    for word in ["gates", "freezes", "open", "attach", "wait", "completions", "--retry-for"] {
-        assert!(run.stdout.contains(word), "{word} missing from the bash completion");
+    for word in [
+        "gates",
+        "freezes",
+        "open",
+        "attach",
+        "wait",
+        "completions",
+        "--retry-for",
+    ] {
+        assert!(
+            run.stdout.contains(word),
+            "{word} missing from the bash completion"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("snowgate.bash");
     std::fs::write(&script, &run.stdout).unwrap();
-    let check = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     for shell in ["zsh", "fish"] {
         let run = snowgate(&["completions", shell]).await;
         assert_eq!(run.code, 0, "{}", run.output());
@@ -34,5 +53,8 @@ async fn the_man_page_is_roff_with_the_subcommands_and_one_page_each_on_request(
     assert!(run.stdout.contains(".TH snowgate"), "{}", run.stdout);
     assert!(run.stdout.contains("gates"), "{}", run.stdout);
     let open = std::fs::read_to_string(out.join("snowgate-gates-open.1")).unwrap();
-    assert!(open.contains(".TH") && open.contains("retry\\-for"), "{open}");
+    assert!(
+        open.contains(".TH") && open.contains("retry\\-for"),
+        "{open}"
+    );
 }

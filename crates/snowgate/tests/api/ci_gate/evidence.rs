@@ -101,7 +101,7 @@ async fn files_and_links_from_the_command_line_reach_the_change_request_once() {
         "gates",
         "attach",
         &id,
-        "--url",
+        "--link",
         "https://sonar.example.com/shop",
         "--name",
         "sonar",
@@ -143,7 +143,7 @@ async fn attach_errors_are_the_apis_message_or_a_usage_error() {
     .await;
     assert_eq!(run.code, 2, "{}", run.output());
     assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
-    // Neither --file nor --url: clap's usage error.
+    // Neither --file nor --link: clap's usage error.
     let run = ci_run(&app.address, &[], &["gates", "attach", &id]).await;
     assert_eq!(run.code, 2, "{}", run.output());
     assert!(app.sim.attachments().is_empty());

@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use servicenow_sim::SimSettings;
 use snowgate::api::GateView;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::{github_env, gitlab_env, RUN_ID};
+use crate::change::change_app_with;
 use crate::cli::run_cmd;
 use crate::helpers::*;
 
@@ -137,7 +139,7 @@ fn action_env(inputs: &HashMap<&str, &str>) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn the_action_run_as_github_runs_it_opens_the_gate_of_the_job() {
-    let app = spawn_app().await;
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
     let tmp = tempfile::tempdir().unwrap();
     let output = tmp.path().join("github_output");
     let bin = env!("CARGO_BIN_EXE_snowgate");
@@ -145,6 +147,7 @@ async fn the_action_run_as_github_runs_it_opens_the_gate_of_the_job() {
         ("url", app.address.as_str()),
         ("token", PIPELINE_TOKEN),
         ("wait", "false"),
+        ("environment", "Production"),
         ("stage", "deploy-prod"),
         ("snowgate-path", bin),
     ]);
@@ -174,12 +177,12 @@ async fn the_action_run_as_github_runs_it_opens_the_gate_of_the_job() {
 
 #[tokio::test]
 async fn the_gitlab_template_script_waits_for_the_decision() {
-    let app = spawn_app().await;
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
     let mut env = gitlab_env();
     env.extend([
         ("SNOWGATE_BIN", env!("CARGO_BIN_EXE_snowgate")),
         ("SNOWGATE_MODE", ""),
-        ("SNOWGATE_ENVIRONMENT", ""),
+        ("SNOWGATE_ENVIRONMENT", "Production"),
         ("SNOWGATE_RETRY_FOR", "30s"),
         (
             "SNOWGATE_SHORT_DESCRIPTION",
@@ -198,16 +201,14 @@ async fn the_gitlab_template_script_waits_for_the_decision() {
         (g.build_number.as_str(), g.stage_name.as_str()),
         ("4711", "deploy-prod")
     );
-    app.until_state(g.id, snowgate::domain::GateState::Pending)
+    let g = app
+        .until_state(g.id, snowgate::domain::GateState::Pending)
         .await;
-    let reg = app.registration_of("deploy-prod").json().unwrap();
-    assert!(
-        reg.to_string().contains("Deploy shop/app pipeline 4711"),
-        "{reg}"
-    );
+    let number = cr_number(&g).unwrap().to_string();
+    let cr = app.sim.chg_change(&number).unwrap();
+    assert_eq!(cr.short_description, "Deploy shop/app pipeline 4711");
     app.sim
-        .approve(&app.change_of("deploy-prod"), "ok")
-        .await
+        .chg_set_state(&number, "Implement", None, None)
         .unwrap();
     let run = waiter.await.unwrap();
     assert_eq!(run.code, 0, "{}", run.output());
