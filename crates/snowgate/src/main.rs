@@ -121,25 +121,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Generated from the command definition itself; no runtime needed.
-    match &cli.command {
-        Command::Completions { shell } => {
-            snowgate::cli::docs::completions(&mut Cli::command(), *shell, &mut std::io::stdout());
-            return ExitCode::SUCCESS;
-        }
-        Command::Man { out_dir } => {
-            return match snowgate::cli::docs::man(
-                Cli::command(),
-                &mut std::io::stdout(),
-                out_dir.as_deref(),
-            ) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("snowgate: cannot write the man page: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        _ => {}
+    if let Some(exit) = docs(&cli.command) {
+        return exit;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -211,6 +194,31 @@ fn main() -> ExitCode {
             eprintln!("snowgate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `completions` and `man`, answered from the clap command itself; `None` for any other command.
+fn docs(command: &Command) -> Option<ExitCode> {
+    match command {
+        Command::Completions { shell } => {
+            snowgate::cli::docs::completions(&mut Cli::command(), *shell, &mut std::io::stdout());
+            Some(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir } => {
+            let written = snowgate::cli::docs::man(
+                Cli::command(),
+                &mut std::io::stdout(),
+                out_dir.as_deref(),
+            );
+            Some(match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("snowgate: cannot write the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
+        _ => None,
     }
 }
 

@@ -42,13 +42,16 @@ pub const EXIT_UNREACHABLE: u8 = 4;
 
 /// Shown under `snowgate gates --help` and `snowgate gates wait --help`.
 pub const EXIT_CODES: &str = "\
-Exit codes (`gates open` has its own: 0 proceed, 1 stop, 2 error; see `gates open --help`):
+Exit codes:
   0  success; for `gates wait`: the gate is decided and `proceed` is true (the stage may go on)
   1  `gates wait`: the gate is decided and `proceed` is false (the stage must stop)
   2  `gates wait`: still undecided when --timeout ran out (also clap's code for a usage error)
   3  snowgate answered with an error (bad or missing token, unknown gate, already decided, …);
      its message is printed
   4  snowgate could not be reached (connection refused, DNS, timeout, invalid --url)
+
+`gates open` has codes of its own (0 proceed, 1 stop, 2 usage, configuration or connection
+error after retries; see `gates open --help`).
 
 The token is read from --token or SNOWGATE_TOKEN; prefer the environment variable, since command
 lines are visible to other users. It is never printed.";
@@ -98,7 +101,7 @@ pub enum GatesCommand {
     /// Open a gate for this CI job (GitHub Actions, GitLab CI, Jenkins or flags); with --wait,
     /// hold the job until ServiceNow decides. Exit codes 0 proceed, 1 stop, 2 error.
     #[command(after_help = OPEN_EXIT_CODES)]
-    Open(OpenArgs),
+    Open(Box<OpenArgs>),
     /// Put a file or a link on the gate's change request as evidence.
     Attach(AttachArgs),
     /// List gates, newest first.
@@ -160,7 +163,7 @@ pub async fn run_gates(args: GatesArgs) -> u8 {
     let json_output = args.api.json;
     if let GatesCommand::Open(open_args) = args.command {
         let api = Api::new(&args.api.url, args.api.token.clone());
-        return open::run(api, open_args, json_output).await;
+        return open::run(api, *open_args, json_output).await;
     }
     match gates(args).await {
         Ok(code) => code,

@@ -44,7 +44,10 @@ Exit codes of `gates open` (not those of `gates wait`, which has 0-4):
      is printed), or snowgate still unreachable after --retry-for
 
 Opening is safe to repeat: snowgate answers a second open of the same job URL, build and stage
-with the gate the first one opened.";
+with the gate the first one opened.
+
+The token (a pipeline token) is read from --token or SNOWGATE_TOKEN; prefer the environment
+variable, since command lines are visible to other users. It is never printed.";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModeArg {
@@ -177,6 +180,18 @@ pub fn request_body(args: &OpenArgs, ci: &CiValues) -> Result<Value, Vec<String>
     if !missing.is_empty() {
         return Err(missing);
     }
+    optional_fields(args, ci, mode, environment, &mut body);
+    Ok(Value::Object(body))
+}
+
+/// The fields a gate may do without, where a flag or the CI gives them.
+fn optional_fields(
+    args: &OpenArgs,
+    ci: &CiValues,
+    mode: Option<ModeArg>,
+    environment: Option<String>,
+    body: &mut Map<String, Value>,
+) {
     let mut put = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
             body.insert(k.into(), v);
@@ -212,7 +227,6 @@ pub fn request_body(args: &OpenArgs, ci: &CiValues) -> Result<Value, Vec<String>
         args.timeout.map(|t| json!(t.as_secs().max(1))),
     );
     put("changeRequestDetails", cr_details(args));
-    Ok(Value::Object(body))
 }
 
 /// The mode when `--mode` is not given: change mode on GitHub Actions and GitLab CI, whose jobs

@@ -355,10 +355,10 @@ impl Drop for Served {
     }
 }
 
-/// Until `text` shows in `out`.
-async fn until_output(out: &Mutex<String>, text: &str) {
+/// Until `text` shows in `out` `n` times.
+async fn until_output(out: &Mutex<String>, text: &str, n: usize) {
     for _ in 0..400 {
-        if out.lock().unwrap().contains(text) {
+        if out.lock().unwrap().matches(text).count() >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -397,14 +397,16 @@ async fn the_wait_survives_snowgate_starting_late_and_restarting_while_it_waits(
             s.push('\n');
         }
     });
-    until_output(&stderr, "retrying for up to").await;
+    until_output(&stderr, "retrying for up to", 1).await;
 
     let bin = Served(start_binary(&config, &address, &log).await);
     let g = the_gate(&address).await;
     assert_eq!(g.stage_name, "Deploy");
-    until_output(&stderr, &format!("gate {} for", g.id)).await;
+    until_output(&stderr, &format!("gate {} for", g.id), 1).await;
     // SIGKILL while the job is in a long-poll, then start again on the same store and port.
     drop(bin);
+    // The job sees snowgate gone before it is back.
+    until_output(&stderr, "retrying for up to", 2).await;
     let _bin = Served(start_binary(&config, &address, &log).await);
     let number = sim
         .changes()

@@ -94,7 +94,14 @@ async fn files_and_links_from_the_command_line_reach_the_change_request_once() {
     assert_eq!(run.code, 0, "{}", run.output());
     assert!(run.stdout.contains("duplicate"), "{}", run.stdout);
     assert_eq!(until_attached(&app, 2).await.len(), 2);
+}
 
+#[tokio::test]
+async fn a_link_from_the_command_line_becomes_a_work_note_on_the_change_request() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    let g = open(&app, "Production").await;
+    let id = g.id.to_string();
+    let cr = change_request(&g).clone();
     let number = cr.number.clone().unwrap();
     let before = notes(&app, &number).len();
     let args = [

@@ -77,6 +77,19 @@ async fn the_templates_pass_only_flags_that_gates_open_takes() {
     )
     .await;
     assert_eq!(help.code, 0, "{}", help.output());
+    // The help documents its own exit codes, apart from those of `gates wait`.
+    for line in [
+        "Exit codes of `gates open` (not those of `gates wait`",
+        "  0  ",
+        "  1  ",
+        "  2  ",
+    ] {
+        assert!(
+            help.stdout.contains(line),
+            "{line} missing:\n{}",
+            help.stdout
+        );
+    }
     let (action, _) = action_step();
     let gitlab = gitlab_script();
     for (name, script) in [("action.yml", &action), ("snowgate.gitlab-ci.yml", &gitlab)] {
