@@ -37,9 +37,10 @@ the mode is change unless --mode says: ServiceNow DevOps registers only Jenkins 
     branch $BRANCH_NAME
 
 Exit codes of `gates open` (not those of `gates wait`, which has 0-4):
-  0  the gate lets the stage go on (with --wait: decided with proceed true; without: opened)
-  1  --wait: the gate is decided and the stage must stop (rejected, canceled, failed,
-     timed out, aborted, superseded, not controlled and failing closed)
+  0  the gate lets the stage go on (with --wait: decided with proceed true: approved, resumed,
+     or not_controlled where snowgate lets those go on; without --wait: opened)
+  1  --wait: the gate is decided with proceed false and the stage must stop (rejected,
+     canceled, failed, timed out, aborted, superseded)
   2  usage or configuration error (a missing value, a bad token or field: snowgate's message
      is printed), or snowgate still unreachable after --retry-for
 
