@@ -6,7 +6,7 @@ use std::process::ExitCode;
 #[cfg(feature = "sim")]
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// jemalloc keeps the untouched parts of idle connections' buffers out of resident memory:
 /// with thousands of open long-polls this is most of the footprint (see BENCHMARKS.md).
@@ -90,7 +90,8 @@ enum Command {
         #[arg(long, value_parser = parse_duration)]
         auto_approve: Option<Duration>,
     },
-    /// Operator client: list, show, wait for, resume or abort gates on a running snowgate.
+    /// Client: open a gate from any CI (`gates open --wait`), list, show, wait for, resume or
+    /// abort gates, attach evidence, on a running snowgate.
     #[command(after_help = snowgate::cli::EXIT_CODES)]
     Gates(snowgate::cli::GatesArgs),
     /// Operator client: list, declare or delete change freezes on a running snowgate.
@@ -104,10 +105,25 @@ enum Command {
     },
     /// Exit 0 when snowgate's /healthz answers 200, else 1 (for container health checks).
     Healthcheck(snowgate::cli::HealthcheckArgs),
+    /// Print a shell completion script (e.g. `snowgate completions bash > /etc/bash_completion.d/snowgate`).
+    Completions {
+        #[arg(value_enum)]
+        shell: snowgate::cli::docs::Shell,
+    },
+    /// Print the man page (roff; `snowgate man | man -l -`).
+    Man {
+        /// Also write one page per subcommand into this directory (snowgate-gates-open.1, …).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Generated from the command definition itself; no runtime needed.
+    if let Some(exit) = docs(&cli.command) {
+        return exit;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -168,6 +184,8 @@ fn main() -> ExitCode {
                 exit = ExitCode::from(snowgate::cli::healthcheck(args).await);
                 Ok(())
             }
+            // Answered above, before the runtime started.
+            Command::Completions { .. } | Command::Man { .. } => Ok(()),
         }
     });
     match result {
@@ -176,6 +194,31 @@ fn main() -> ExitCode {
             eprintln!("snowgate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `completions` and `man`, answered from the clap command itself; `None` for any other command.
+fn docs(command: &Command) -> Option<ExitCode> {
+    match command {
+        Command::Completions { shell } => {
+            snowgate::cli::docs::completions(&mut Cli::command(), *shell, &mut std::io::stdout());
+            Some(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir } => {
+            let written = snowgate::cli::docs::man(
+                Cli::command(),
+                &mut std::io::stdout(),
+                out_dir.as_deref(),
+            );
+            Some(match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("snowgate: cannot write the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
+        _ => None,
     }
 }
 
@@ -256,5 +299,17 @@ async fn check(config: Option<PathBuf>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over every subcommand (unique flags, valid groups), which
+    /// otherwise run only when that subcommand is parsed.
+    #[test]
+    fn every_subcommand_is_a_consistent_clap_command() {
+        Cli::command().debug_assert();
     }
 }

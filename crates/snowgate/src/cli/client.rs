@@ -24,6 +24,9 @@ pub(super) enum CallError {
     },
     /// No answer at all.
     Unreachable(String),
+    /// Nothing was sent: the command line asks for something impossible (a file that cannot
+    /// be read, …).
+    Usage(String),
 }
 
 impl CallError {
@@ -31,6 +34,8 @@ impl CallError {
         match self {
             CallError::Api { .. } => EXIT_API_ERROR,
             CallError::Unreachable(_) => EXIT_UNREACHABLE,
+            // clap's own code for a usage error.
+            CallError::Usage(_) => 2,
         }
     }
 
@@ -48,7 +53,7 @@ impl CallError {
                 }
                 eprintln!("snowgate: {message} (HTTP {status}, {code})");
             }
-            CallError::Unreachable(m) => eprintln!("snowgate: {m}"),
+            CallError::Unreachable(m) | CallError::Usage(m) => eprintln!("snowgate: {m}"),
         }
         self.exit_code()
     }

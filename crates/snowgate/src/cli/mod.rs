@@ -12,12 +12,19 @@ use crate::api::{EventList, GateList, GateView};
 use crate::configuration::{parse_duration, Secret};
 use crate::routes::gates::MAX_WAIT_SECS;
 
+mod attach;
+pub mod ci_env;
 mod client;
+pub mod docs;
 mod freezes;
+mod open;
 mod render;
+mod retry;
 
+pub use attach::{content_type_of, AttachArgs};
 use client::{display_url, Api, CallError};
 pub use freezes::{freeze_table, run_freezes, FreezesArgs, FreezesCommand};
+pub use open::{OpenArgs, OPEN_ERROR, OPEN_EXIT_CODES, OPEN_PROCEED, OPEN_STOP};
 pub use render::{age, event_table, gate_details, gate_table};
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -42,6 +49,9 @@ Exit codes:
   3  snowgate answered with an error (bad or missing token, unknown gate, already decided, …);
      its message is printed
   4  snowgate could not be reached (connection refused, DNS, timeout, invalid --url)
+
+`gates open` has codes of its own (0 proceed, 1 stop, 2 usage, configuration or connection
+error after retries; see `gates open --help`).
 
 The token is read from --token or SNOWGATE_TOKEN; prefer the environment variable, since command
 lines are visible to other users. It is never printed.";
@@ -88,6 +98,12 @@ pub struct GatesArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum GatesCommand {
+    /// Open a gate for this CI job (GitHub Actions, GitLab CI, Jenkins or flags); with --wait,
+    /// hold the job until ServiceNow decides. Exit codes 0 proceed, 1 stop, 2 error.
+    #[command(after_help = OPEN_EXIT_CODES)]
+    Open(Box<OpenArgs>),
+    /// Put a file or a link on the gate's change request as evidence.
+    Attach(AttachArgs),
     /// List gates, newest first.
     List {
         /// Only gates in this state (pending, registering, approved, rejected, aborted, …).
@@ -99,7 +115,8 @@ pub enum GatesCommand {
     },
     /// Show one gate.
     Show { id: String },
-    /// Wait until the gate is decided; the exit code says the outcome (0 go on, 1 stop, 2 undecided).
+    /// Wait until the gate is decided; the exit code says the outcome (0 go on, 1 stop, 2
+    /// undecided, 3 API error, 4 unreachable: not the codes of `gates open --wait`).
     #[command(after_help = EXIT_CODES)]
     Wait {
         id: String,
@@ -144,6 +161,10 @@ fn print_json(v: &impl Serialize) {
 /// Run a `snowgate gates …` command; the result is the process's exit code.
 pub async fn run_gates(args: GatesArgs) -> u8 {
     let json_output = args.api.json;
+    if let GatesCommand::Open(open_args) = args.command {
+        let api = Api::new(&args.api.url, args.api.token.clone());
+        return open::run(api, *open_args, json_output).await;
+    }
     match gates(args).await {
         Ok(code) => code,
         Err(e) => e.report(json_output),
@@ -190,6 +211,9 @@ async fn gates(args: GatesArgs) -> Result<u8, CallError> {
         GatesCommand::Resume { id, reason } => act(&api, &id, "resume", &reason, json_output).await,
         GatesCommand::Abort { id, reason } => act(&api, &id, "abort", &reason, json_output).await,
         GatesCommand::Wait { id, timeout } => wait(&api, &id, timeout, json_output).await,
+        GatesCommand::Attach(a) => attach::attach(&api, a, json_output).await,
+        // Dispatched by `run_gates`, with its own exit codes.
+        GatesCommand::Open(_) => Ok(OPEN_ERROR),
     }
 }
 
@@ -299,7 +323,9 @@ async fn wait(api: &Api, id: &str, timeout: Duration, json_output: bool) -> Resu
 pub async fn healthcheck(args: HealthcheckArgs) -> u8 {
     let api = match Api::new(&args.url, None) {
         Ok(a) => a,
-        Err(CallError::Unreachable(m) | CallError::Api { message: m, .. }) => {
+        Err(
+            CallError::Unreachable(m) | CallError::Usage(m) | CallError::Api { message: m, .. },
+        ) => {
             eprintln!("snowgate: {m}");
             return 1;
         }
@@ -314,7 +340,11 @@ pub async fn healthcheck(args: HealthcheckArgs) -> u8 {
             println!("ok: {} answered 200", display_url(&url));
             0
         }
-        Err(CallError::Api { message, .. }) | Err(CallError::Unreachable(message)) => {
+        Err(
+            CallError::Api { message, .. }
+            | CallError::Unreachable(message)
+            | CallError::Usage(message),
+        ) => {
             eprintln!("unhealthy: {message}");
             1
         }

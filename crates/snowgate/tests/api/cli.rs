@@ -15,14 +15,14 @@ use crate::helpers::*;
 /// The ServiceNow token used by `check` configurations that must be refused.
 const WRONG_SN_TOKEN: &str = "wrong-devops-token-0123456789";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
 }
@@ -40,7 +40,7 @@ fn command(args: &[&str]) -> tokio::process::Command {
 }
 
 /// Run the binary to its end; fail the test if a secret shows up in its output.
-async fn run_cmd(mut cmd: tokio::process::Command, secrets: &[&str]) -> Run {
+pub(crate) async fn run_cmd(mut cmd: tokio::process::Command, secrets: &[&str]) -> Run {
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("snowgate finishes within 60 s")
@@ -75,12 +75,12 @@ fn id_of(gate: &GateView) -> String {
 }
 
 /// `--json` output, read as the API type it prints.
-fn json_of<T: DeserializeOwned>(run: &Run) -> T {
+pub(crate) fn json_of<T: DeserializeOwned>(run: &Run) -> T {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.output()))
 }
 
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

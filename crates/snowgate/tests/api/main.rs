@@ -3,6 +3,7 @@
 mod callbacks;
 mod change;
 mod chromium;
+mod ci_gate;
 mod cli;
 mod conflicts;
 mod dashboards;
