@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 use actix_web::HttpResponse;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use uuid::Uuid;
 
@@ -514,6 +516,28 @@ pub struct Artifact {
     /// Packages: this build's pipeline, stage and build number fill what is missing.
     pub current_build_info: Option<Flag>,
 }
+
+/// `PUT /api/v1/change-info/{number}`: the change request's fields by their ServiceNow column
+/// names, or `{"changeRequestDetails": {…}}` holding them (or a string holding that object).
+pub struct ChangeRequestFields;
+
+impl utoipa::PartialSchema for ChangeRequestFields {
+    fn schema() -> RefOr<Schema> {
+        let name = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^([a-z0-9_]{1,80}|changeRequestDetails)$"));
+        ObjectBuilder::new()
+            .description(Some(
+                "The fields to update, e.g. {\"work_notes\": \"…\"}, or {\"changeRequestDetails\": {…}}",
+            ))
+            .property_names(Some(name))
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .min_properties(Some(1))
+            .into()
+    }
+}
+
+impl ToSchema for ChangeRequestFields {}
 
 /// What ServiceNow's callback carries: a notice (`changeRequestId`) or a decision (`result`:
 /// `succeeded` approves, `canceled` cancels, `isError: true` fails, anything else rejects).

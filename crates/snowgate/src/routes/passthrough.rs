@@ -252,7 +252,7 @@ pub async fn change_info(
     description = "ServiceNow's `PUT …/orchestration/changeInfo`: the change request's fields, plain or as `changeRequestDetails` (an object, or a string holding one)",
     security(("pipeline" = []), ("operator" = [])),
     params(("number" = String, Path, max_length = 40, pattern = "^[A-Za-z0-9]+$", description = "The change request's number, e.g. CHG0030001")),
-    request_body = std::collections::HashMap<String, serde_json::Value>,
+    request_body = crate::openapi::ChangeRequestFields,
     responses(
         (status = 200, description = "Updated", body = crate::openapi::ChangeInfoUpdated),
         (status = 400, response = crate::openapi::BadRequest),
@@ -275,6 +275,7 @@ pub async fn update_change_info(
     let number = change_request_number(&path)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let fields = update_fields(&body)?;
+    check_field_names(&fields)?;
     rate_limit(&state).await?;
     let result = state
         .outbox
@@ -282,6 +283,33 @@ pub async fn update_change_info(
         .update_change_info(&number, &fields)
         .await?;
     Ok(HttpResponse::Ok().json(json!({"updated": true, "result": result})))
+}
+
+/// The longest field name taken: ServiceNow's dictionary holds column names (`element`) of at
+/// most 80 characters.
+const MAX_FIELD_NAME: usize = 80;
+
+/// The fields to update must be named as ServiceNow names columns (`short_description`,
+/// `u_custom`): lowercase letters, digits and `_`. Anything else cannot be a field of the change
+/// request, so it is refused here, naming it, rather than sent on for ServiceNow to refuse.
+fn check_field_names(fields: &serde_json::Map<String, Value>) -> Result<(), FieldError> {
+    let bad = fields.keys().find(|k| {
+        k.is_empty()
+            || k.len() > MAX_FIELD_NAME
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    });
+    match bad {
+        None => Ok(()),
+        Some(k) => Err(FieldError::new(
+            "changeRequestDetails",
+            format!(
+                "`{}` is not a change request field name: 1 to {MAX_FIELD_NAME} lowercase letters, digits or _",
+                k.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
