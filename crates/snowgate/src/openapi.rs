@@ -289,7 +289,8 @@ pub struct CallbackAnswer {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Request bodies. Strings are non-empty, without control characters; `null` counts as absent.
+// Request bodies. Strings are non-empty (not only spaces), without control characters; `null`
+// counts as absent.
 
 /// A Jenkins build number: digits, as a string or a number.
 #[derive(Serialize, ToSchema)]
@@ -320,37 +321,37 @@ pub enum Seconds {
 #[serde(rename_all = "camelCase")]
 pub struct OpenGate {
     /// Jenkins' `JOB_URL`: an absolute http(s) URL.
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub job_url: String,
     pub build_number: BuildNumber,
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub stage_name: String,
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub build_url: Option<String>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub branch_name: Option<String>,
     pub is_multi_branch: Option<Flag>,
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub parent_stage_name: Option<String>,
     /// A flow node id: digits (a string or a number); `""` at top level.
     pub parent_stage_id: Option<Value>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub job_name: Option<String>,
     /// A flow node id: digits (a string or a number).
     pub flow_node_id: Option<Value>,
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub upstream_stage_name: Option<String>,
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub upstream_stage_url: Option<String>,
     pub trigger_type: Option<TriggerTypeSchema>,
     /// Required when `triggerType` is `upstream`.
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub upstream_task_execution_url: Option<String>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub user_name: Option<String>,
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub task_execution_url: Option<String>,
-    #[schema(max_length = 4000)]
+    #[schema(min_length = 1, max_length = 4000)]
     pub message: Option<String>,
     /// ServiceNow's `changeRequestDetails`; `attributes` may not set impact, number, risk,
     /// risk_impact_analysis or sys_id.
@@ -365,13 +366,13 @@ pub struct OpenGate {
     pub ignore_errors: Option<Flag>,
     /// `change` needs servicenow.auth basic or oauth, and `environment`.
     pub mode: Option<GateModeSchema>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub environment: Option<String>,
     /// Letters and digits, e.g. `CHG0030001`.
-    #[schema(max_length = 40, pattern = "^[A-Za-z0-9]+$")]
+    #[schema(min_length = 1, max_length = 40, pattern = "^[A-Za-z0-9]+$")]
     pub change_request_number: Option<String>,
     pub emergency: Option<Flag>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub standard_change_template: Option<String>,
     pub supersede: Option<Flag>,
 }
@@ -395,7 +396,7 @@ pub struct InputStep {
 #[derive(Serialize, ToSchema)]
 pub struct OperatorDecision {
     /// Why the stage is released or stopped; recorded in the audit trail.
-    #[schema(max_length = 1000)]
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
 }
 
@@ -418,25 +419,25 @@ pub enum StageResult {
 #[serde(rename_all = "camelCase")]
 pub struct Evidence {
     /// A file name, without a path.
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     pub content: Option<String>,
     pub content_base64: Option<String>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub content_type: Option<String>,
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub url: Option<String>,
 }
 
 /// `POST /api/v1/freezes`.
 #[derive(Serialize, ToSchema)]
 pub struct DeclareFreeze {
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub name: String,
     pub start: chrono::DateTime<chrono::Utc>,
     /// After `start`.
     pub end: chrono::DateTime<chrono::Utc>,
-    #[schema(max_length = 1000)]
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
     /// Glob patterns on the full job name (`folder/job`); none: every job.
     #[schema(max_items = 100)]
@@ -450,23 +451,23 @@ pub struct DeclareFreeze {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepMapping {
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub job_url: String,
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub stage_name: String,
     pub build_number: Option<BuildNumber>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub branch_name: Option<String>,
     pub is_multi_branch: Option<Flag>,
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub parent_stage_name: Option<String>,
     pub parent_stage_id: Option<Value>,
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub build_url: Option<String>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub job_name: Option<String>,
     pub flow_node_id: Option<Value>,
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub task_execution_url: Option<String>,
 }
 
@@ -479,39 +480,39 @@ pub struct Registration {
     #[schema(min_items = 1)]
     pub artifacts: Vec<Artifact>,
     /// The package's name (packages only).
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub name: Option<String>,
     /// Required unless `projectName` or `jobUrl` is given (derived from it).
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub pipeline_name: Option<String>,
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub project_name: Option<String>,
     /// Required with `pipelineName`.
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub stage_name: Option<String>,
     /// The build number (a string or a number).
     pub task_execution_number: Option<Value>,
     pub branch_name: Option<String>,
     /// The sys_id of an artifact tool (letters and digits).
-    #[schema(max_length = 64)]
+    #[schema(min_length = 1, max_length = 64)]
     pub artifact_tool_id: Option<String>,
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub job_url: Option<String>,
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, min_length = 1, max_length = 2048, pattern = "^https?://[^/?#]+")]
     pub build_url: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub name: String,
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub repository_name: String,
     /// Required for artifacts unless `artifactToolId` is given.
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub version: Option<String>,
-    #[schema(max_length = 160)]
+    #[schema(min_length = 1, max_length = 160)]
     pub semantic_version: Option<String>,
     /// Packages: this build's pipeline, stage and build number fill what is missing.
     pub current_build_info: Option<Flag>,
