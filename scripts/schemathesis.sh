@@ -39,7 +39,8 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VE
 fi
 
 cargo build --locked -p snowgate --bin snowgate
-snowgate="$target_dir/debug/snowgate"
+snowgate="$(realpath "$target_dir/debug/snowgate")"
+schemathesis="$(realpath "$venv/bin/schemathesis")"
 
 dir=$(mktemp -d)
 pids=()
@@ -124,14 +125,15 @@ EOF
 run() {
   local scope="$1" secret="$2"
   echo "== schemathesis $SCHEMATHESIS_VERSION, $scope token"
-  timeout --signal=INT --kill-after=10 "$time_box" "$venv/bin/schemathesis" --config-file "$dir/schemathesis.toml" run \
+  # From the temporary directory, where schemathesis and hypothesis keep their caches.
+  (cd "$dir" && timeout --signal=INT --kill-after=10 "$time_box" "$schemathesis" --config-file "$dir/schemathesis.toml" run \
     "http://127.0.0.1:$port/api/v1/openapi.json" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
     --phases examples,coverage,fuzzing \
     --max-examples "$max_examples" \
     --request-timeout 30 \
     --header "Authorization: Bearer $secret" \
-    --no-color
+    --no-color)
 }
 status=0
 run pipeline "$pipeline_token" || status=1
