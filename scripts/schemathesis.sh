@@ -8,7 +8,8 @@
 #
 # Checks run: not_a_server_error, status_code_conformance, response_schema_conformance,
 # content_type_conformance. Not run, and why:
-# - the `stateful` phase: the document declares no OpenAPI links between operations;
+# - the `stateful` phase: the document declares no OpenAPI links between operations, and one
+#   from POST /api/v1/gates to GET …/wait would hold long-polls on pending gates for up to 300 s;
 # - response_headers_conformance, negative_data_rejection, positive_data_acceptance and the
 #   auth checks (ignored_auth, …): not asked of this run. The request schemas describe what a
 #   pipeline should send, while the handlers also take what the official plugin sends (numbers

@@ -199,6 +199,7 @@ pub struct GatewayTimeout(pub ErrorBody);
 /// A gate's mode (`servicenow.default_mode` when the request does not say).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = GateMode)]
 pub enum GateModeSchema {
     /// ServiceNow DevOps change control: register the stage, wait for the callback.
     Devops,
@@ -379,6 +380,7 @@ pub struct OpenGate {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = TriggerType)]
 pub enum TriggerTypeSchema {
     User,
     Scm,
