@@ -2,6 +2,7 @@
 //! on the wire. The server serialises them, and `snowgate gates …` and the integration tests
 //! deserialise them, so a field renamed here is renamed for every party at once.
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::configuration::GateMode;
@@ -14,7 +15,7 @@ pub const API_PREFIX: &str = "/api/v1";
 
 /// How a gate is shown by every gate endpoint (`GET /api/v1/gates/{id}`, `…/wait`, the list and
 /// the answer of `POST /api/v1/gates`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateView {
     pub id: Uuid,
@@ -22,6 +23,7 @@ pub struct GateView {
     /// `Some(true)` lets the stage go on, `Some(false)` stops it; `None` while undecided.
     pub proceed: Option<bool>,
     pub message: String,
+    #[schema(value_type = crate::openapi::GateModeSchema)]
     pub mode: GateMode,
     pub job_url: String,
     pub build_number: String,
@@ -29,16 +31,20 @@ pub struct GateView {
     pub branch_name: Option<String>,
     pub build_url: Option<String>,
     pub change_request: Option<ChangeRequest>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    #[schema(format = DateTime)]
     pub decided_at: Option<String>,
     pub decided_by: Option<String>,
     /// The earliest timeout still running, if any.
+    #[schema(format = DateTime)]
     pub deadline: Option<String>,
     pub links: Links,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Links {
     #[serde(rename = "self")]
     pub self_: String,
@@ -47,17 +53,18 @@ pub struct Links {
 }
 
 /// `GET /api/v1/gates`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GateList {
     pub gates: Vec<GateView>,
     pub count: usize,
 }
 
 /// One row of a gate's audit trail.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub id: i64,
+    #[schema(format = DateTime)]
     pub at: String,
     /// Who caused it: `servicenow`, `operator:<name>`, `timer`, … (README "Audit trail").
     pub actor: String,
@@ -68,7 +75,7 @@ pub struct EventView {
 }
 
 /// `GET /api/v1/gates/{id}/events`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventList {
     pub gate_id: Uuid,
@@ -76,12 +83,12 @@ pub struct EventList {
 }
 
 /// Every error answer: `{"error": {"code": "<snake_case>", "message": "…", "field"?: "…"}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -143,7 +150,7 @@ impl From<&Event> for EventView {
 
 /// A change freeze as `GET /api/v1/freezes` lists it: the freeze, whether it is active now,
 /// and the gates whose ServiceNow approval it holds back.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FreezeView {
     #[serde(flatten)]
@@ -154,7 +161,7 @@ pub struct FreezeView {
 }
 
 /// `GET /api/v1/freezes`: the freezes not over (active and upcoming), the earliest first.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FreezeList {
     pub freezes: Vec<FreezeView>,
 }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod freezes;
 pub mod jenkins;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod servicenow;
 pub mod startup;

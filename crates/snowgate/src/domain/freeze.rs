@@ -18,7 +18,7 @@ pub const MAX_REASON: usize = 1000;
 pub const MAX_ENTRIES: usize = 100;
 
 /// Where a freeze was declared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FreezeSource {
     /// The configuration file's `freezes`: changed there, not through the API.
@@ -28,7 +28,7 @@ pub enum FreezeSource {
 }
 
 /// A declared freeze.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Freeze {
     pub id: String,

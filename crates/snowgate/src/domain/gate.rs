@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::names::CallbackToken;
 use super::request::GateSpec;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GateState {
     Registering,
@@ -167,7 +167,7 @@ impl std::str::FromStr for Actor {
 }
 
 /// The change request ServiceNow linked to the gate, as far as snowgate knows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeRequest {
     pub number: Option<String>,

@@ -90,6 +90,21 @@ fn check_basic_auth(req: &HttpRequest, state: &AppState) -> Result<(), ApiError>
     }
 }
 
+#[utoipa::path(post, path = "/sn-devops/{token}", operation_id = "serviceNowCallback", tag = "callbacks",
+    description = "ServiceNow's callback to the URL registered with the stage. Any method is accepted, like the plugin's root action; ServiceNow posts. The token in the path is the secret (unless callback.basic_auth is set).",
+    security((), ("callbackBasic" = [])),
+    params(("token" = String, Path, description = "The gate's callback token")),
+    request_body = crate::openapi::ServiceNowCallback,
+    responses(
+        (status = 200, description = "Accepted (the plugin's answer)", body = crate::openapi::CallbackAnswer,
+            headers(("Result" = String, description = "`Jenkins webhook triggered successfully`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, description = "callback.basic_auth is configured and the request lacks its credentials", body = crate::api::ErrorBody),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all, fields(token = %redact(&path)))]
 pub async fn callback(
     req: HttpRequest,

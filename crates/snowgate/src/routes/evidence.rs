@@ -83,6 +83,19 @@ fn parse(body: &Value) -> Result<(String, Evidence), ApiError> {
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/gates/{id}/evidence", operation_id = "attachEvidence", tag = "evidence",
+    security(("pipeline" = []), ("operator" = [])), params(("id" = String, Path, format = Uuid, description = "The gate's id")), request_body = crate::openapi::Evidence,
+    responses(
+        (status = 202, description = "Queued for the change request", body = crate::openapi::EvidenceReceipt),
+        (status = 200, description = "The same evidence was queued for this gate before", body = crate::openapi::EvidenceReceipt),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, description = "The gate has no change request yet, or the ServiceNow credentials cannot attach", body = crate::api::ErrorBody),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn attach(
     _caller: Pipeline,

@@ -13,6 +13,18 @@ use crate::state::AppState;
 /// Held approvals listed with the freezes: more than any freeze holds at once.
 const MAX_HOLDS: u32 = 10_000;
 
+#[utoipa::path(post, path = "/api/v1/freezes", operation_id = "declareFreeze", tag = "freezes",
+    security(("operator" = [])), request_body = crate::openapi::DeclareFreeze,
+    responses(
+        (status = 201, description = "Declared", body = crate::api::FreezeView,
+            headers(("Location" = String, description = "The freeze's path"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn declare(
     Operator(who): Operator,
@@ -34,6 +46,12 @@ pub async fn declare(
         }))
 }
 
+#[utoipa::path(get, path = "/api/v1/freezes", operation_id = "listFreezes", tag = "freezes", security(("pipeline" = []), ("operator" = [])),
+    responses(
+        (status = 200, description = "The freezes not over, the earliest first", body = crate::api::FreezeList),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn list(_caller: Pipeline, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(freeze_list(&state).await?))
@@ -62,6 +80,17 @@ pub async fn freeze_list(state: &AppState) -> Result<FreezeList, crate::store::S
     Ok(FreezeList { freezes })
 }
 
+#[utoipa::path(delete, path = "/api/v1/freezes/{id}", operation_id = "deleteFreeze", tag = "freezes",
+    description = "Ends a freeze declared through the API; the approvals it held are released at once",
+    security(("operator" = [])), params(("id" = String, Path, description = "The freeze's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, description = "The freeze is declared in the configuration file", body = crate::api::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all, fields(freeze_id = %path))]
 pub async fn delete(
     Operator(who): Operator,

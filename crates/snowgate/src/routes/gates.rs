@@ -84,6 +84,19 @@ fn checked_spec(body: &serde_json::Value, state: &AppState) -> Result<GateSpec, 
     Ok(spec)
 }
 
+#[utoipa::path(post, path = "/api/v1/gates", operation_id = "openGate", tag = "gates", security(("pipeline" = []), ("operator" = [])),
+    request_body = crate::openapi::OpenGate,
+    responses(
+        (status = 201, description = "Opened; registration with ServiceNow has begun (the gate is usually `pending` or `not_controlled` by the answer)",
+            body = crate::api::GateView, headers(("Location" = String, description = "The gate's path"))),
+        (status = 200, description = "The same job, build and stage had a gate already: that gate",
+            body = crate::api::GateView, headers(("Location" = String, description = "The gate's path"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn open(
     _caller: Pipeline,
@@ -137,6 +150,13 @@ pub async fn open(
         .json(gate.view()))
 }
 
+#[utoipa::path(get, path = "/api/v1/gates/{id}", operation_id = "getGate", tag = "gates", security(("pipeline" = []), ("operator" = [])), params(("id" = String, Path, format = Uuid, description = "The gate's id")),
+    responses(
+        (status = 200, description = "The gate", body = crate::api::GateView),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn get(
     _caller: Pipeline,
@@ -186,6 +206,20 @@ fn wait_seconds(req: &HttpRequest) -> Result<u64, ApiError> {
 /// it waits it holds only the subscription and a timer (the gate is read again at the end),
 /// so 10,000 open long-polls stay small (no span of its own either: the request's span and the
 /// access log line, which carries the gate id in the path, identify it).
+#[utoipa::path(get, path = "/api/v1/gates/{id}/wait", operation_id = "waitForGate", tag = "gates", security(("pipeline" = []), ("operator" = [])),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The gate's id"),
+        ("timeout" = Option<u64>, Query, minimum = 0, maximum = 300,
+            description = "Seconds to wait for a decision (default 30)"),
+    ),
+    responses(
+        (status = 200, description = "The gate once decided, or as it is at the timeout (or at shutdown)", body = crate::api::GateView,
+            headers(("Server-Timing" = String, description = "`decision;dur=<ms>` when an HTTP decision released the wait"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 pub async fn wait(
     _caller: Pipeline,
     req: HttpRequest,
@@ -224,6 +258,17 @@ pub async fn wait(
     Ok(gate_json(&gate))
 }
 
+#[utoipa::path(get, path = "/api/v1/gates", operation_id = "listGates", tag = "gates", security(("pipeline" = []), ("operator" = [])),
+    params(
+        ("state" = Option<crate::domain::GateState>, Query, description = "Only gates in this state"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many, the newest first (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "The gates, the newest first", body = crate::api::GateList),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn list(
     _caller: Pipeline,
@@ -265,6 +310,13 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/gates/{id}/events", operation_id = "gateEvents", tag = "gates", security(("pipeline" = []), ("operator" = [])), params(("id" = String, Path, format = Uuid, description = "The gate's id")),
+    responses(
+        (status = 200, description = "The gate's audit trail, the oldest first", body = crate::api::EventList),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn events(
     _caller: Pipeline,

@@ -4,10 +4,17 @@ use serde_json::json;
 
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = crate::openapi::Health)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The store answers", body = crate::openapi::Readiness),
+        (status = 503, description = "The store does not answer", body = crate::openapi::Readiness),
+    ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // A probe must answer even when the store does not: within READY_WITHIN, whatever
     // `store.timeout` says (Kubernetes' default probe timeout is 1 s, its period 10 s).
@@ -34,6 +41,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// `GET /metrics`: Prometheus text format. Gauges mirroring the store are refreshed here.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
+        content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     match state.store.count_by_state().await {

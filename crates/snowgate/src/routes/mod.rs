@@ -26,6 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(health::metrics))
         .service(
             web::scope("/api/v1")
+                // The OpenAPI document of everything below and the probes; no token.
+                .route("/openapi.json", web::get().to(crate::openapi::serve))
                 .route("/gates", web::post().to(gates::open))
                 .route("/gates", web::get().to(gates::list))
                 .route("/gates/{id}", web::get().to(gates::get))

@@ -55,6 +55,19 @@ async fn act(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/gates/{id}/resume", operation_id = "resumeGate", tag = "operator", description = "Resume a held stage (the gate becomes `resumed`, proceed true)",
+    security(("operator" = [])), params(("id" = String, Path, format = Uuid, description = "The gate's id")), request_body = crate::openapi::OperatorDecision,
+    responses(
+        (status = 200, description = "The gate, decided", body = crate::api::GateView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn resume(
     Operator(who): Operator,
@@ -66,6 +79,19 @@ pub async fn resume(
     act(who, req, path, payload, state, GateState::Resumed).await
 }
 
+#[utoipa::path(post, path = "/api/v1/gates/{id}/abort", operation_id = "abortGate", tag = "operator", description = "Abort a held stage (the gate becomes `aborted`, proceed false)",
+    security(("operator" = [])), params(("id" = String, Path, format = Uuid, description = "The gate's id")), request_body = crate::openapi::OperatorDecision,
+    responses(
+        (status = 200, description = "The gate, decided", body = crate::api::GateView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn abort(
     Operator(who): Operator,
@@ -80,6 +106,18 @@ pub async fn abort(
 /// `POST /api/v1/gates/{id}/complete` `{"result": "success"|"failure"}`: the stage finished.
 /// In change mode this writes a work note and, for a standard change snowgate created with
 /// `change.auto_transition`, moves the CR to Review or Closed; in DevOps mode it is recorded only.
+#[utoipa::path(post, path = "/api/v1/gates/{id}/complete", operation_id = "completeStage", tag = "operator",
+    security(("pipeline" = []), ("operator" = [])), params(("id" = String, Path, format = Uuid, description = "The gate's id")), request_body = crate::openapi::StageCompletion,
+    responses(
+        (status = 200, description = "Recorded (or the same result was recorded before)", body = crate::api::GateView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn complete(
     Pipeline(who): Pipeline,

@@ -128,6 +128,20 @@ type Answer = Result<HttpResponse, PassthroughError>;
 // ----------------------------------------------------------------------------------------------
 // POST /api/v1/step-mappings
 
+#[utoipa::path(post, path = "/api/v1/step-mappings", operation_id = "createStepMapping", tag = "servicenow",
+    description = "ServiceNow's `POST …/orchestration/stepMapping`: creates and associates the stage's orchestration task",
+    security(("pipeline" = []), ("operator" = [])), request_body = crate::openapi::StepMapping,
+    responses(
+        (status = 200, description = "ServiceNow's answer", body = crate::openapi::StepMappingAnswer),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 502, response = crate::openapi::BadGateway),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 504, response = crate::openapi::GatewayTimeout),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn step_mapping(
     _caller: Pipeline,
@@ -190,6 +204,25 @@ pub fn change_info_view(info: &ChangeInfo, source: &str, result: Option<Value>) 
     v
 }
 
+#[utoipa::path(get, path = "/api/v1/change-info", operation_id = "changeInfo", tag = "servicenow",
+    description = "The stage's change request: its gate's, else ServiceNow's `GET …/orchestration/changeInfo`",
+    security(("pipeline" = []), ("operator" = [])),
+    params(
+        ("buildNumber" = String, Query, max_length = 128, description = "The build number"),
+        ("pipelineName" = Option<String>, Query, max_length = 255, description = "The full job name; required without projectName"),
+        ("stageName" = Option<String>, Query, max_length = 160, description = "Required without projectName"),
+        ("projectName" = Option<String>, Query, max_length = 255, description = "Freestyle and Maven projects"),
+        ("branchName" = Option<String>, Query, max_length = 255),
+    ),
+    responses(
+        (status = 200, description = "What is known of the change request", body = crate::openapi::ChangeInfoAnswer),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 502, response = crate::openapi::BadGateway),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 504, response = crate::openapi::GatewayTimeout),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn change_info(
     _caller: Pipeline,
@@ -215,6 +248,22 @@ pub async fn change_info(
 // ----------------------------------------------------------------------------------------------
 // PUT /api/v1/change-info/{changeRequestNumber}
 
+#[utoipa::path(put, path = "/api/v1/change-info/{number}", operation_id = "updateChangeInfo", tag = "servicenow",
+    description = "ServiceNow's `PUT …/orchestration/changeInfo`: the change request's fields, plain or as `changeRequestDetails` (an object, or a string holding one)",
+    security(("pipeline" = []), ("operator" = [])),
+    params(("number" = String, Path, max_length = 40, pattern = "^[A-Za-z0-9]+$", description = "The change request's number, e.g. CHG0030001")),
+    request_body = crate::openapi::ChangeRequestFields,
+    responses(
+        (status = 200, description = "Updated", body = crate::openapi::ChangeInfoUpdated),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 502, response = crate::openapi::BadGateway),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 504, response = crate::openapi::GatewayTimeout),
+    ))]
 #[tracing::instrument(skip_all, fields(change = %path))]
 pub async fn update_change_info(
     _caller: Pipeline,
@@ -226,6 +275,7 @@ pub async fn update_change_info(
     let number = change_request_number(&path)?;
     let body = json_body(&req, payload, state.max_body).await?;
     let fields = update_fields(&body)?;
+    check_field_names(&fields)?;
     rate_limit(&state).await?;
     let result = state
         .outbox
@@ -233,6 +283,33 @@ pub async fn update_change_info(
         .update_change_info(&number, &fields)
         .await?;
     Ok(HttpResponse::Ok().json(json!({"updated": true, "result": result})))
+}
+
+/// The longest field name taken: ServiceNow's dictionary holds column names (`element`) of at
+/// most 80 characters.
+const MAX_FIELD_NAME: usize = 80;
+
+/// The fields to update must be named as ServiceNow names columns (`short_description`,
+/// `u_custom`): lowercase letters, digits and `_`. Anything else cannot be a field of the change
+/// request, so it is refused here, naming it, rather than sent on for ServiceNow to refuse.
+fn check_field_names(fields: &serde_json::Map<String, Value>) -> Result<(), FieldError> {
+    let bad = fields.keys().find(|k| {
+        k.is_empty()
+            || k.len() > MAX_FIELD_NAME
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    });
+    match bad {
+        None => Ok(()),
+        Some(k) => Err(FieldError::new(
+            "changeRequestDetails",
+            format!(
+                "`{}` is not a change request field name: 1 to {MAX_FIELD_NAME} lowercase letters, digits or _",
+                k.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -256,6 +333,20 @@ async fn register(
     Ok(HttpResponse::Ok().json(result))
 }
 
+#[utoipa::path(post, path = "/api/v1/artifacts", operation_id = "registerArtifacts", tag = "servicenow",
+    description = "ServiceNow's `POST …/devops/artifact/registration`",
+    security(("pipeline" = []), ("operator" = [])), request_body = crate::openapi::Registration,
+    responses(
+        (status = 200, description = "ServiceNow's `result`", body = serde_json::Value),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 502, response = crate::openapi::BadGateway),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 504, response = crate::openapi::GatewayTimeout),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn artifacts(
     caller: Pipeline,
@@ -266,6 +357,20 @@ pub async fn artifacts(
     register(Registration::Artifact, caller, req, payload, state).await
 }
 
+#[utoipa::path(post, path = "/api/v1/packages", operation_id = "registerPackage", tag = "servicenow",
+    description = "ServiceNow's `POST …/devops/package/registration`",
+    security(("pipeline" = []), ("operator" = [])), request_body = crate::openapi::Registration,
+    responses(
+        (status = 200, description = "ServiceNow's `result`", body = serde_json::Value),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 502, response = crate::openapi::BadGateway),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 504, response = crate::openapi::GatewayTimeout),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn packages(
     caller: Pipeline,

@@ -16,6 +16,7 @@ mod gates;
 mod helpers;
 mod jenkins;
 mod jenkins_fake;
+mod openapi;
 mod operations;
 mod operator;
 mod passthrough;
