@@ -69,6 +69,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         PayloadTooLarge,
         UnsupportedMediaType,
         Unavailable,
+        Rejected,
         BadGateway,
         GatewayTimeout,
     )),
@@ -183,9 +184,15 @@ pub struct UnsupportedMediaType(pub ErrorBody);
 #[response(headers(("Retry-After" = String, description = "Seconds to wait, when known")))]
 pub struct Unavailable(pub ErrorBody);
 
-/// ServiceNow failed the pass-through: `servicenow_unavailable`, `servicenow_refused`,
-/// `servicenow_rejected`, `servicenow_redirect` or `servicenow_bad_answer`, with ServiceNow's
-/// own message.
+/// `servicenow_rejected`: ServiceNow refused what the request carried (a 4xx other than
+/// 401, 403 and 404: an unknown field, a value it does not take), with ServiceNow's own message.
+/// Sending the same again fails again.
+#[derive(ToResponse)]
+pub struct Rejected(pub ErrorBody);
+
+/// ServiceNow failed the pass-through: `servicenow_unavailable` (a 5xx), `servicenow_refused`
+/// (snowgate's credentials: 401/403), `servicenow_redirect` or `servicenow_bad_answer`, with
+/// ServiceNow's own message.
 #[derive(ToResponse)]
 pub struct BadGateway(pub ErrorBody);
 

@@ -13,8 +13,10 @@
 //! Bad input is a 400 naming the field, and nothing is sent. ServiceNow's failures keep
 //! ServiceNow's own message: unreachable, timed out, 5xx or 429 → 503/504/502
 //! `servicenow_unavailable`; 401/403 → 502 `servicenow_refused`; 404 → 404
-//! `servicenow_not_found`; other 4xx (and a 2xx whose result says `Error`) → 502
-//! `servicenow_rejected`; an unreadable answer → 502 `servicenow_bad_answer`.
+//! `servicenow_not_found`; other 4xx (and a 2xx whose result says `Error`) → 422
+//! `servicenow_rejected` (ServiceNow refused what the pipeline sent: the same request fails
+//! again, so it is the caller's error, not the gateway's); an unreadable answer → 502
+//! `servicenow_bad_answer`.
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Value};
@@ -86,7 +88,7 @@ fn servicenow_status(e: &ServiceNowError) -> (StatusCode, &'static str) {
             s if s >= 500 => (StatusCode::BAD_GATEWAY, "servicenow_unavailable"),
             401 | 403 => (StatusCode::BAD_GATEWAY, "servicenow_refused"),
             404 => (StatusCode::NOT_FOUND, "servicenow_not_found"),
-            _ => (StatusCode::BAD_GATEWAY, "servicenow_rejected"),
+            _ => (StatusCode::UNPROCESSABLE_ENTITY, "servicenow_rejected"),
         },
     }
 }
@@ -138,6 +140,7 @@ type Answer = Result<HttpResponse, PassthroughError>;
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::Rejected),
         (status = 502, response = crate::openapi::BadGateway),
         (status = 503, response = crate::openapi::Unavailable),
         (status = 504, response = crate::openapi::GatewayTimeout),
@@ -219,6 +222,7 @@ pub fn change_info_view(info: &ChangeInfo, source: &str, result: Option<Value>) 
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::Rejected),
         (status = 502, response = crate::openapi::BadGateway),
         (status = 503, response = crate::openapi::Unavailable),
         (status = 504, response = crate::openapi::GatewayTimeout),
@@ -260,6 +264,7 @@ pub async fn change_info(
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::Rejected),
         (status = 502, response = crate::openapi::BadGateway),
         (status = 503, response = crate::openapi::Unavailable),
         (status = 504, response = crate::openapi::GatewayTimeout),
@@ -343,6 +348,7 @@ async fn register(
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::Rejected),
         (status = 502, response = crate::openapi::BadGateway),
         (status = 503, response = crate::openapi::Unavailable),
         (status = 504, response = crate::openapi::GatewayTimeout),
@@ -367,6 +373,7 @@ pub async fn artifacts(
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::Rejected),
         (status = 502, response = crate::openapi::BadGateway),
         (status = 503, response = crate::openapi::Unavailable),
         (status = 504, response = crate::openapi::GatewayTimeout),
@@ -411,6 +418,9 @@ mod tests {
             servicenow_status(&st(404)),
             (StatusCode::NOT_FOUND, "servicenow_not_found")
         );
-        assert_eq!(servicenow_status(&st(400)).1, "servicenow_rejected");
+        assert_eq!(
+            servicenow_status(&st(400)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "servicenow_rejected")
+        );
     }
 }

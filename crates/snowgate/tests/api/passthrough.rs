@@ -344,7 +344,7 @@ async fn change_info_updates_send_the_fields_object_itself() {
         &json!({"state": "3", "close_code": "successful", "close_notes": "done"}),
     )
     .await;
-    let err = assert_error(resp, 502, "servicenow_rejected").await;
+    let err = assert_error(resp, 422, "servicenow_rejected").await;
     assert!(
         err.error
             .message
