@@ -129,7 +129,7 @@ gates are stored in {store_path}; authentication is off (loopback only). Ctrl-C 
     print_policies(api, sim);
 }
 
-/// Steps 5 to 12: change mode and the change policies (README "Change policy"), each step a
+/// Steps 5 to 13: change mode and the change policies (README "Change policy"), each step a
 /// block of commands that runs without waiting on the next one.
 fn print_policies(api: &str, sim: &str) {
     let gate = |build: u32, extra: &str| {
@@ -176,20 +176,24 @@ fn print_policies(api: &str, sim: &str) {
 
    FREEZE=$(curl -s -X POST {api}/api/v1/freezes {json} -d '{freeze}' | {id}); echo $FREEZE
    HELD=$(curl -s -X POST {api}/api/v1/gates {json} -d '{g43}' | {id}); echo $HELD
+   curl -s {api}/api/v1/gates/$HELD; echo          # build 43's CR, in state New
+
+10. ServiceNow approves build 43's change (the latest CR reaches Implement):
+
    curl -s -X POST {sim}/__sim/chg/changes/latest/state {json} -d '{{"state":"Implement"}}'; echo
 
-10. ServiceNow approved, yet the gate stays pending: "held by change freeze `Year end` …".
+11. ServiceNow approved, yet the gate stays pending: "held by change freeze `Year end` …".
     (An operator's resume with a reason would release it: break-glass, in the audit trail.)
 
    curl -s "{api}/api/v1/gates/$HELD/wait?timeout=5"; echo
    curl -s {api}/api/v1/freezes; echo
 
-11. End the freeze early: the held approval proceeds by itself.
+12. End the freeze early: the held approval proceeds by itself.
 
    curl -s -X DELETE {api}/api/v1/freezes/$FREEZE -o /dev/null -w '%{{http_code}}\n'
    curl -s "{api}/api/v1/gates/$HELD/wait?timeout=60"; echo  # approved
 
-12. Superseded runs: build 45 of the same job, branch and stage replaces build 44, still waiting.
+13. Superseded runs: build 45 of the same job, branch and stage replaces build 44, still waiting.
 
    OLD=$(curl -s -X POST {api}/api/v1/gates {json} -d '{g44}' | {id}); echo $OLD
    curl -s -X POST {api}/api/v1/gates {json} -d '{g45}'; echo

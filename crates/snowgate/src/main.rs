@@ -134,66 +134,56 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The client subcommands end with their own exit codes (see `snowgate gates --help`).
-    let mut exit = ExitCode::SUCCESS;
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve { config } => serve(config).await,
-            #[cfg(feature = "sim")]
-            Command::Demo {
-                port,
-                sim_port,
-                auto_approve,
-                store,
-            } => demo::demo(port, sim_port, auto_approve, store).await,
-            #[cfg(feature = "sim")]
-            Command::Sim {
+    match runtime.block_on(run(cli.command)) {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("snowgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run one command; the client subcommands end with their own exit codes (see `snowgate gates
+/// --help`), the others succeed or fail.
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    match command {
+        Command::Serve { config } => done(serve(config).await),
+        #[cfg(feature = "sim")]
+        Command::Demo {
+            port,
+            sim_port,
+            auto_approve,
+            store,
+        } => done(demo::demo(port, sim_port, auto_approve, store).await),
+        #[cfg(feature = "sim")]
+        Command::Sim {
+            bind,
+            tool_id,
+            user,
+            password,
+            token,
+            controlled_stages,
+            auto_approve,
+        } => {
+            let settings = SimSettings {
                 bind,
                 tool_id,
                 user,
                 password,
                 token,
-                controlled_stages,
-                auto_approve,
-            } => {
-                let settings = SimSettings {
-                    bind,
-                    tool_id,
-                    user,
-                    password,
-                    token,
-                    controlled_stages: (!controlled_stages.is_empty()).then_some(controlled_stages),
-                    auto_approve_after: auto_approve,
-                    ..SimSettings::default()
-                };
-                demo::sim(settings).await
-            }
-            Command::Gates(args) => {
-                exit = ExitCode::from(snowgate::cli::run_gates(args).await);
-                Ok(())
-            }
-            Command::Freezes(args) => {
-                exit = ExitCode::from(snowgate::cli::run_freezes(args).await);
-                Ok(())
-            }
-            Command::Check { config } => {
-                exit = check(config).await;
-                Ok(())
-            }
-            Command::Healthcheck(args) => {
-                exit = ExitCode::from(snowgate::cli::healthcheck(args).await);
-                Ok(())
-            }
-            // Answered above, before the runtime started.
-            Command::Completions { .. } | Command::Man { .. } => Ok(()),
+                controlled_stages: (!controlled_stages.is_empty()).then_some(controlled_stages),
+                auto_approve_after: auto_approve,
+                ..SimSettings::default()
+            };
+            done(demo::sim(settings).await)
         }
-    });
-    match result {
-        Ok(()) => exit,
-        Err(e) => {
-            eprintln!("snowgate: {e:#}");
-            ExitCode::FAILURE
-        }
+        Command::Gates(args) => Ok(ExitCode::from(snowgate::cli::run_gates(args).await)),
+        Command::Freezes(args) => Ok(ExitCode::from(snowgate::cli::run_freezes(args).await)),
+        Command::Check { config } => Ok(check(config).await),
+        Command::Healthcheck(args) => Ok(ExitCode::from(snowgate::cli::healthcheck(args).await)),
+        // Answered in `main`, before the runtime started.
+        Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -49,9 +49,40 @@ pub struct Metrics {
     pub jenkins_latency: Family<EndpointLabel, Histogram>,
     pub outbox_backlog: Gauge,
     pub open_long_polls: Gauge,
+    pub liveness: Liveness,
+}
+
+/// What the alert rules watch for a gate held too long and a replica that stopped renewing its
+/// lease (deploy/prometheus/alerts.yml).
+pub struct Liveness {
     pub oldest_open_gate: Gauge,
     pub heartbeats: Family<ResultLabel, Counter>,
     pub replicas_alive: Gauge,
+}
+
+impl Liveness {
+    fn register(r: &mut Registry) -> Liveness {
+        Liveness {
+            oldest_open_gate: register(
+                r,
+                "oldest_open_gate_age_seconds",
+                "Age of the oldest gate still registering or pending (0 when none is)",
+                Gauge::default(),
+            ),
+            heartbeats: register(
+                r,
+                "replica_heartbeats",
+                "This replica's heartbeats in the store (its liveness lease), by result (ok, error)",
+                heartbeat_family(),
+            ),
+            replicas_alive: register(
+                r,
+                "replicas_alive",
+                "Replicas whose heartbeat is within store.lease_ttl, as this replica last counted",
+                Gauge::default(),
+            ),
+        }
+    }
 }
 
 /// Register `metric` under `name` and hand it back (the registry keeps a clone: metrics are
@@ -155,24 +186,7 @@ impl Metrics {
                 "Gates with at least one open long-poll",
                 Gauge::default(),
             ),
-            oldest_open_gate: register(
-                &mut r,
-                "oldest_open_gate_age_seconds",
-                "Age of the oldest gate still registering or pending (0 when none is)",
-                Gauge::default(),
-            ),
-            heartbeats: register(
-                &mut r,
-                "replica_heartbeats",
-                "This replica's heartbeats in the store (its liveness lease), by result (ok, error)",
-                heartbeat_family(),
-            ),
-            replicas_alive: register(
-                &mut r,
-                "replicas_alive",
-                "Replicas whose heartbeat is within store.lease_ttl, as this replica last counted",
-                Gauge::default(),
-            ),
+            liveness: Liveness::register(&mut r),
             registry: r,
         }
     }

@@ -72,7 +72,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             let age = open.first().map_or(0, |g| {
                 (chrono::Utc::now() - g.created_at).num_seconds().max(0)
             });
-            m.oldest_open_gate.set(age);
+            m.liveness.oldest_open_gate.set(age);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the oldest open gate"),
     }

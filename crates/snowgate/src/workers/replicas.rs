@@ -26,13 +26,14 @@ pub(crate) async fn share_rate_limit(
         let beat = store.heartbeat(&replica, ttl).await;
         let result = if beat.is_ok() { "ok" } else { "error" };
         metrics
+            .liveness
             .heartbeats
             .get_or_create(&ResultLabel {
                 result: result.into(),
             })
             .inc();
         if let Ok(live) = beat {
-            metrics.replicas_alive.set(i64::from(live));
+            metrics.liveness.replicas_alive.set(i64::from(live));
         }
         match beat {
             Ok(live) if live != last => {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::Value;
+use snowgate::domain::GateState;
 
 use crate::helpers::*;
 
@@ -183,6 +184,9 @@ async fn the_oldest_open_gates_age_and_the_heartbeats_the_alerts_use_are_reporte
         0.0
     );
     let gate = app.open("Deploy").await;
+    let id = gate.id.to_string();
+    app.until_state(&id, GateState::Pending).await;
+    // Ages are whole seconds: after 2.1 s the gate is at least 2 s old, however slow the machine.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert!(sample(&app, "snowgate_oldest_open_gate_age_seconds").await >= 2.0);
     // The replica heartbeat runs at start and every lease_ttl / 3.
@@ -193,12 +197,13 @@ async fn the_oldest_open_gates_age_and_the_heartbeats_the_alerts_use_are_reporte
     );
     assert_eq!(sample(&app, "snowgate_replicas_alive").await, 1.0);
     // Decided, the gate is no longer open.
-    app.sim
+    let answer = app
+        .sim
         .approve(&app.change_of("Deploy"), "ok")
         .await
         .unwrap();
-    app.until_state(&gate.id.to_string(), snowgate::domain::GateState::Approved)
-        .await;
+    assert_eq!(answer, Some(200));
+    app.until_state(&id, GateState::Approved).await;
     assert_eq!(
         sample(&app, "snowgate_oldest_open_gate_age_seconds").await,
         0.0

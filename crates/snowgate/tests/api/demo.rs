@@ -1,5 +1,5 @@
 //! `snowgate demo`, the way a newcomer runs it: the real binary on free ports, and the
-//! walkthrough's own commands for change mode and the change policies (steps 5 to 12) run in
+//! walkthrough's own commands for change mode and the change policies (steps 5 to 13) run in
 //! bash, one step at a time, as they are printed.
 use std::process::Stdio;
 use std::time::Duration;
@@ -150,6 +150,18 @@ async fn until_message(api: &str, id: &str, text: &str) -> String {
     panic!("gate {id} never says {text:?}: {}", get_json(&url).await);
 }
 
+/// Until the gate links its CR: what a person sees before going on to the next step.
+async fn until_cr(api: &str, id: &str) {
+    let url = format!("{api}/api/v1/gates/{id}");
+    for _ in 0..300 {
+        if get_json(&url).await["changeRequest"]["number"].is_string() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gate {id} never links its CR: {}", get_json(&url).await);
+}
+
 /// The first line of a step's output: the id a `VAR=$(…); echo $VAR` line printed.
 fn first_line(printed: &str) -> String {
     let id = printed
@@ -169,10 +181,10 @@ async fn the_demo_walkthrough_shows_evidence_conflicts_a_freeze_and_a_superseded
     let (api, sim, text) = (&demo.api, &demo.sim, &demo.text);
     let mut sh = Shell::start();
 
-    // 5. Change mode: snowgate creates the CR.
+    // 5. Change mode: snowgate creates the CR (a person reads it before going on).
     let out = sh.run(&step(text, 5)).await;
     let chg = first_line(&out);
-    assert!(out.contains("\"number\":\"CHG"), "{out}");
+    until_cr(api, &chg).await;
 
     // 6. Evidence: queued, then on the CR in ServiceNow.
     let out = sh.run(&step(text, 6)).await;
@@ -196,12 +208,14 @@ async fn the_demo_walkthrough_shows_evidence_conflicts_a_freeze_and_a_superseded
     let out = sh.run(&step(text, 8)).await;
     assert!(out.contains("\"state\":\"approved\""), "{out}");
 
-    // 9 and 10. A freeze holds the next build's approval.
+    // 9 to 11. A freeze holds the next build's approval.
     let out = sh.run(&step(text, 9)).await;
     let freeze = first_line(&out);
     let frozen = out.lines().nth(1).unwrap_or_default().trim().to_string();
+    until_cr(api, &frozen).await;
+    sh.run(&step(text, 10)).await;
     until_message(api, &frozen, "held by change freeze `Year end`").await;
-    let out = sh.run(&step(text, 10)).await;
+    let out = sh.run(&step(text, 11)).await;
     assert!(out.contains("\"state\":\"pending\""), "{out}");
     assert!(out.contains(&format!("\"id\":\"{freeze}\"")), "{out}");
     assert!(
@@ -209,13 +223,13 @@ async fn the_demo_walkthrough_shows_evidence_conflicts_a_freeze_and_a_superseded
         "{out}"
     );
 
-    // 11. Deleting the freeze lets the held approval proceed.
-    let out = sh.run(&step(text, 11)).await;
+    // 12. Deleting the freeze lets the held approval proceed.
+    let out = sh.run(&step(text, 12)).await;
     assert!(out.starts_with("204\n"), "{out}");
     assert!(out.contains("\"state\":\"approved\""), "{out}");
 
-    // 12. Build 45 supersedes build 44.
-    let out = sh.run(&step(text, 12)).await;
+    // 13. Build 45 supersedes build 44.
+    let out = sh.run(&step(text, 13)).await;
     let old = first_line(&out);
     let gate = get_json(&format!("{api}/api/v1/gates/{old}")).await;
     assert_eq!(gate["state"], "superseded", "{out}");

@@ -389,4 +389,21 @@ async fn a_repeated_approval_callback_for_a_held_gate_is_answered_200_and_acknow
         .filter(|e| e.kind == "freeze_hold")
         .count();
     assert_eq!(holds, 1, "one hold for one approval");
+    // One acknowledgement PUT for the three callbacks, once the outbox has sent it.
+    let acks = || {
+        app.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.contains("changeControl"))
+            .count()
+    };
+    for _ in 0..100 {
+        if acks() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A second one would follow the first at once; give it the time to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(acks(), 1);
 }

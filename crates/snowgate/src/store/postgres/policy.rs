@@ -91,21 +91,7 @@ pub(super) async fn hold_approval(
         tx.commit().await.map_err(pg)?;
         return Ok(TransitionOutcome::Conflict(before));
     }
-    tx.execute(
-        sql::UPSERT_HOLD,
-        &[
-            &id,
-            &hold.freeze_id,
-            &hold.freeze_name,
-            &hold.until_ms,
-            &hold.to.as_str(),
-            &hold.proceed,
-            &text(&hold.message),
-            &now,
-        ],
-    )
-    .await
-    .map_err(pg)?;
+    upsert_hold(&tx, &id, hold, &now).await?;
     insert_event(
         &tx,
         &id,
@@ -124,6 +110,30 @@ pub(super) async fn hold_approval(
         .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
     tx.commit().await.map_err(pg)?;
     Ok(TransitionOutcome::Applied(gate))
+}
+
+async fn upsert_hold(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: &str,
+    hold: &Hold,
+    now: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        sql::UPSERT_HOLD,
+        &[
+            &id,
+            &hold.freeze_id,
+            &hold.freeze_name,
+            &hold.until_ms,
+            &hold.to.as_str(),
+            &hold.proceed,
+            &text(&hold.message),
+            &now,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
 }
 
 fn hold_from_row(r: &Row) -> Result<Hold, StoreError> {
