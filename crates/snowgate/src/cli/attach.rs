@@ -35,7 +35,7 @@ pub struct AttachArgs {
 }
 
 /// The content type of a file named `path`, from its extension.
-pub fn content_type_of(path: &Path) -> &'static str {
+fn content_type_of(path: &Path) -> &'static str {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

@@ -13,7 +13,7 @@ use crate::configuration::{parse_duration, Secret};
 use crate::routes::gates::MAX_WAIT_SECS;
 
 mod attach;
-pub mod ci_env;
+mod ci_env;
 mod client;
 pub mod docs;
 mod freezes;
@@ -21,10 +21,11 @@ mod open;
 mod render;
 mod retry;
 
-pub use attach::{content_type_of, AttachArgs};
+pub use attach::AttachArgs;
 use client::{display_url, Api, CallError};
 pub use freezes::{freeze_table, run_freezes, FreezesArgs, FreezesCommand};
-pub use open::{OpenArgs, OPEN_ERROR, OPEN_EXIT_CODES, OPEN_PROCEED, OPEN_STOP};
+pub use open::OpenArgs;
+use open::{OPEN_ERROR, OPEN_EXIT_CODES};
 pub use render::{age, event_table, gate_details, gate_table};
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";

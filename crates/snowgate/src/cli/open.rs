@@ -38,9 +38,11 @@ the mode is change unless --mode says: ServiceNow DevOps registers only Jenkins 
 
 Exit codes of `gates open` (not those of `gates wait`, which has 0-4):
   0  the gate lets the stage go on (with --wait: decided with proceed true: approved, resumed,
-     or not_controlled where snowgate lets those go on; without --wait: opened)
-  1  --wait: the gate is decided with proceed false and the stage must stop (rejected,
-     canceled, failed, timed out, aborted, superseded)
+     or not_controlled where snowgate lets those go on; without --wait: opened, and not
+     decided with proceed false)
+  1  the gate is decided with proceed false and the stage must stop (rejected, canceled,
+     failed, timed out, aborted, superseded); without --wait too, when the open's answer is
+     already such a gate (registration failed, or a repeated open found it decided)
   2  usage or configuration error (a missing value, a bad token or field: snowgate's message
      is printed), or snowgate still unreachable after --retry-for
 
@@ -280,7 +282,7 @@ pub async fn run(api: Result<Api, CallError>, args: OpenArgs, json_output: bool)
     let outcome = match open(&api, &body, &mut retry).await {
         Ok(gate) if !args.wait => {
             show(&gate, json_output);
-            Ok(OPEN_PROCEED)
+            Ok(no_wait_exit_code(&gate))
         }
         Ok(gate) => wait(&api, gate, &args, &mut retry, json_output).await,
         Err(e) => Err(e),
@@ -291,6 +293,17 @@ pub async fn run(api: Result<Api, CallError>, args: OpenArgs, json_output: bool)
             e.report(json_output);
             OPEN_ERROR
         }
+    }
+}
+
+/// Without `--wait`: the open's answer can already be a stop (registration failed, or a
+/// retried job got back a gate that was rejected or superseded meanwhile); a script that goes on
+/// after exit 0 must not deploy then.
+fn no_wait_exit_code(gate: &GateView) -> u8 {
+    if gate.proceed == Some(false) {
+        OPEN_STOP
+    } else {
+        OPEN_PROCEED
     }
 }
 

@@ -267,6 +267,37 @@ async fn without_wait_a_jenkins_stage_opens_once_and_flags_override_the_environm
 }
 
 #[tokio::test]
+async fn without_wait_an_open_answered_with_a_gate_decided_to_stop_exits_1() {
+    let app = spawn_app().await;
+    // The same job URL, build and stage as Jenkins' variables: the job's gate, aborted by an
+    // operator before a retried step opens it again.
+    let g = app.open("Deploy").await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/gates/{}/abort", g.id),
+            Some(OPERATOR_TOKEN),
+            &serde_json::json!({"reason": "freeze"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let run = ci_run(&app.address, &jenkins_env(), &["gates", "open", "--json"]).await;
+    assert_eq!(run.code, 1, "{}", run.output());
+    let v: GateView = json_of(&run);
+    assert_eq!((v.id, v.state), (g.id, GateState::Aborted));
+    assert_eq!(v.proceed, Some(false));
+    let run = ci_run(&app.address, &jenkins_env(), &["gates", "open"]).await;
+    assert_eq!(run.code, 1, "{}", run.output());
+    // A gate still undecided is exit 0 without --wait.
+    let run = ci_run(
+        &app.address,
+        &jenkins_env(),
+        &["gates", "open", "--stage", "Other"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.output());
+}
+
+#[tokio::test]
 async fn a_missing_value_is_a_usage_error_naming_the_flag_and_the_variables() {
     let app = spawn_app().await;
     let env: Vec<_> = github_env()
@@ -366,6 +397,18 @@ async fn until_output(out: &Mutex<String>, text: &str, n: usize) {
     panic!("`{text}` never showed:\n{}", out.lock().unwrap());
 }
 
+/// The number of the CR the simulator made for `stage`, once a registration made it: the kill
+/// may have come before the first registration ended, and the restarted snowgate then repeats it.
+async fn until_registered(sim: &servicenow_sim::SimHandle, stage: &str) -> String {
+    for _ in 0..600 {
+        if let Some(c) = sim.changes().into_iter().find(|c| c.stage_name == stage) {
+            return c.number;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no change request was registered for stage {stage}");
+}
+
 #[tokio::test]
 async fn the_wait_survives_snowgate_starting_late_and_restarting_while_it_waits() {
     let sim_cfg = SimSettings::default();
@@ -408,12 +451,7 @@ async fn the_wait_survives_snowgate_starting_late_and_restarting_while_it_waits(
     // The job sees snowgate gone before it is back.
     until_output(&stderr, "retrying for up to", 2).await;
     let _bin = Served(start_binary(&config, &address, &log).await);
-    let number = sim
-        .changes()
-        .into_iter()
-        .find(|c| c.stage_name == "Deploy")
-        .unwrap()
-        .number;
+    let number = until_registered(&sim, "Deploy").await;
     sim.approve(&number, "approved after the restart")
         .await
         .unwrap();

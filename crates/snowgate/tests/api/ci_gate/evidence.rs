@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 use servicenow_sim::SimSettings;
 use snowgate::api::GateView;
+use snowgate::domain::ChangeRequest;
 
 use super::{ci_run, jenkins_env};
 use crate::change::{change_app_with, notes, until_notes};
@@ -24,6 +25,20 @@ async fn until_attached(app: &TestApp, n: usize) -> Vec<servicenow_sim::Attachme
         "fewer than {n} attachments: {}",
         app.sim.attachments().len()
     );
+}
+
+/// The gate's change request once snowgate knows its number and sys_id: the open answers as
+/// soon as the gate is stored, and finding or creating the CR may take longer than that.
+async fn until_cr_known(app: &TestApp, g: &GateView) -> ChangeRequest {
+    for _ in 0..400 {
+        if let Some(cr) = app.gate(g.id).await.change_request {
+            if cr.number.is_some() && cr.sys_id.is_some() {
+                return cr;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gate {} never learned its change request", g.id);
 }
 
 /// `gates open` in change mode from Jenkins' variables, for `environment`.
@@ -47,7 +62,7 @@ async fn files_and_links_from_the_command_line_reach_the_change_request_once() {
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     let g = open(&app, "Production").await;
     let id = g.id.to_string();
-    let cr = change_request(&g).clone();
+    let cr = until_cr_known(&app, &g).await;
     let dir = tempfile::tempdir().unwrap();
     let xml = dir.path().join("junit.xml");
     std::fs::write(&xml, "<testsuite tests=\"3\"/>\n").unwrap();
@@ -101,7 +116,7 @@ async fn a_link_from_the_command_line_becomes_a_work_note_on_the_change_request(
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     let g = open(&app, "Production").await;
     let id = g.id.to_string();
-    let cr = change_request(&g).clone();
+    let cr = until_cr_known(&app, &g).await;
     let number = cr.number.clone().unwrap();
     let before = notes(&app, &number).len();
     let args = [

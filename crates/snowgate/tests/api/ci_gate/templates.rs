@@ -69,6 +69,40 @@ fn flags(script: &str) -> Vec<String> {
         .collect()
 }
 
+/// The long flags of the help's option lines: those whose trimmed start is `--flag` or
+/// `-x, --flag`, the flag followed by a space, `=`, `<` or the line's end. A flag named only in
+/// the prose does not count.
+fn option_flags(help: &str) -> Vec<String> {
+    help.lines()
+        .filter_map(|line| {
+            let t = line.trim_start();
+            let t = match t.split_once(", ") {
+                Some((short, rest))
+                    if short.len() == 2 && short.starts_with('-') && short != "--" =>
+                {
+                    rest
+                }
+                _ => t,
+            };
+            let name = t.strip_prefix("--")?;
+            let end = name.find([' ', '=', '<']).unwrap_or(name.len());
+            let name = &name[..end];
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            valid.then(|| format!("--{name}"))
+        })
+        .collect()
+}
+
+#[test]
+fn only_option_lines_of_a_help_count_as_flags() {
+    let help = "Usage: x [OPTIONS]\n\nOptions:\n      --wait\n          Wait.\n                      --retry-for <RETRY_FOR>\n  -h, --help\n      --mode=<MODE>\n\n  1  --made-up:                 a flag in prose\n     --also-prose, or so\n";
+    assert_eq!(
+        option_flags(help),
+        ["--wait", "--retry-for", "--help", "--mode"]
+    );
+}
+
 #[tokio::test]
 async fn the_templates_pass_only_flags_that_gates_open_takes() {
     let help = run_cmd(
@@ -90,6 +124,18 @@ async fn the_templates_pass_only_flags_that_gates_open_takes() {
             help.stdout
         );
     }
+    let accepted = option_flags(&help.stdout);
+    for f in [
+        "--wait",
+        "--retry-for",
+        "--short-description",
+        "--json",
+        "--help",
+    ] {
+        assert!(accepted.contains(&f.to_string()), "{f} not in {accepted:?}");
+    }
+    // A flag the binary does not take is not accepted, though the prose could name it.
+    assert!(!accepted.contains(&"--made-up-flag".to_string()));
     let (action, _) = action_step();
     let gitlab = gitlab_script();
     for (name, script) in [("action.yml", &action), ("snowgate.gitlab-ci.yml", &gitlab)] {
@@ -115,8 +161,8 @@ async fn the_templates_pass_only_flags_that_gates_open_takes() {
                 continue;
             }
             assert!(
-                help.stdout.contains(&format!("{f} ")) || help.stdout.contains(&format!("{f}\n")),
-                "{name} passes {f}, which `gates open --help` does not list:\n{}",
+                accepted.contains(&f),
+                "{name} passes {f}, which no option line of `gates open --help` lists:\n{}",
                 help.stdout
             );
         }
@@ -185,7 +231,44 @@ async fn the_action_run_as_github_runs_it_opens_the_gate_of_the_job() {
         (format!("{RUN_ID}002").as_str(), "deploy-prod")
     );
     let out = std::fs::read_to_string(&output).unwrap();
-    assert_eq!(out.trim(), format!("gate-id={}", g.id));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [format!("snowgate-bin={bin}"), format!("gate-id={}", g.id)]
+    );
+}
+
+#[tokio::test]
+async fn the_action_refuses_a_download_without_its_sha256_before_fetching_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("github_output");
+    // A server that records whether anything asked it for the binary.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let download = format!("http://{}/snowgate", listener.local_addr().unwrap());
+    let inputs = HashMap::from([
+        ("url", "http://127.0.0.1:1"),
+        ("token", PIPELINE_TOKEN),
+        ("environment", "Production"),
+        ("snowgate-url", download.as_str()),
+    ]);
+    let (script, _) = action_step();
+    let mut cmd = bash(&github_env(), &script);
+    cmd.env("RUNNER_TEMP", tmp.path())
+        .env("GITHUB_OUTPUT", &output)
+        .envs(action_env(&inputs));
+    let run = run_cmd(cmd, &[PIPELINE_TOKEN]).await;
+    assert_eq!(run.code, 2, "{}", run.output());
+    assert!(
+        run.output()
+            .contains("snowgate-url is set but snowgate-sha256 is empty"),
+        "{}",
+        run.output()
+    );
+    assert!(!tmp.path().join("snowgate").exists(), "nothing downloaded");
+    // The step has ended; a connection it had made would be waiting to be accepted.
+    let accepted =
+        tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
+    assert!(accepted.is_err(), "the action fetched {download}");
 }
 
 #[tokio::test]
@@ -201,12 +284,20 @@ async fn the_gitlab_template_script_waits_for_the_decision() {
             "SNOWGATE_SHORT_DESCRIPTION",
             "Deploy shop/app pipeline 4711",
         ),
-        ("SNOWGATE_OPEN_ARGS", "--supersede"),
+        ("SNOWGATE_DESCRIPTION", "Two words  and  more"),
+        (
+            "SNOWGATE_OPEN_ARGS",
+            "--supersede --cr-field assignment_group=CAB*",
+        ),
     ]);
+    // A file the `*` would match were the line globbed.
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("assignment_group=CAB-prod"), "").unwrap();
     // GitLab runs the script lines in one shell, stopping at the first failure.
     let script = format!("set -e\n{}", gitlab_script());
     let mut cmd = bash(&env, &script);
-    cmd.env("SNOWGATE_URL", &app.address)
+    cmd.current_dir(cwd.path())
+        .env("SNOWGATE_URL", &app.address)
         .env("SNOWGATE_TOKEN", PIPELINE_TOKEN);
     let waiter = tokio::spawn(run_cmd(cmd, &[PIPELINE_TOKEN]));
     let g = super::the_gate(&app.address).await;
@@ -220,6 +311,9 @@ async fn the_gitlab_template_script_waits_for_the_decision() {
     let number = cr_number(&g).unwrap().to_string();
     let cr = app.sim.chg_change(&number).unwrap();
     assert_eq!(cr.short_description, "Deploy shop/app pipeline 4711");
+    let field = |k: &str| cr.fields.get(k).map(String::as_str);
+    assert_eq!(field("description"), Some("Two words  and  more"));
+    assert_eq!(field("assignment_group"), Some("CAB*"), "not globbed");
     app.sim
         .chg_set_state(&number, "Implement", None, None)
         .unwrap();
