@@ -16,7 +16,7 @@
 #   as strings, "true" for true), so data the schema calls negative is sometimes accepted.
 #
 # Environment: SCHEMATHESIS_MAX_EXAMPLES (30 per operation), SCHEMATHESIS_TIME_BOX (seconds per
-# run, 150), SCHEMATHESIS_VENV (where the virtual environment lives, target/schemathesis-venv).
+# run, 300), SCHEMATHESIS_VENV (where the virtual environment lives, target/schemathesis-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
