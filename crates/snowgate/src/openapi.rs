@@ -16,7 +16,7 @@ use serde_json::Value;
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::RefOr;
-use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 use uuid::Uuid;
 
 use crate::api::ErrorBody;
@@ -199,6 +199,52 @@ pub struct BadGateway(pub ErrorBody);
 /// `servicenow_unavailable`: ServiceNow did not answer within `servicenow.timeout`.
 #[derive(ToResponse)]
 pub struct GatewayTimeout(pub ErrorBody);
+
+/// The errors every ServiceNow pass-through may answer, by status (the reusable responses
+/// above).
+#[derive(IntoResponses)]
+pub enum PassthroughErrors {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] BadRequest),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 404)]
+    NotFound(#[ref_response] NotFound),
+    #[response(status = 422)]
+    Rejected(#[ref_response] Rejected),
+    #[response(status = 502)]
+    BadGateway(#[ref_response] BadGateway),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+    #[response(status = 504)]
+    GatewayTimeout(#[ref_response] GatewayTimeout),
+}
+
+/// The errors of an operator's decision by hand (resume, abort).
+#[derive(IntoResponses)]
+pub enum DecisionErrors {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] BadRequest),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 403)]
+    Forbidden(#[ref_response] Forbidden),
+    #[response(status = 404)]
+    NotFound(#[ref_response] NotFound),
+    #[response(status = 409)]
+    Conflict(#[ref_response] Conflict),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
+
+/// The errors of an endpoint that reads a JSON body: too large, or not JSON.
+#[derive(IntoResponses)]
+pub enum BodyErrors {
+    #[response(status = 413)]
+    PayloadTooLarge(#[ref_response] PayloadTooLarge),
+    #[response(status = 415)]
+    UnsupportedMediaType(#[ref_response] UnsupportedMediaType),
+}
 
 // ---------------------------------------------------------------------------------------------
 // Answers the handlers build with `json!`.

@@ -92,8 +92,7 @@ fn parse(body: &Value) -> Result<(String, Evidence), ApiError> {
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, response = crate::openapi::NotFound),
         (status = 409, description = "The gate has no change request yet, or the ServiceNow credentials cannot attach", body = crate::api::ErrorBody),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::BodyErrors,
         (status = 503, response = crate::openapi::Unavailable),
     ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]

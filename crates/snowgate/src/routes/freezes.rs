@@ -21,8 +21,7 @@ const MAX_HOLDS: u32 = 10_000;
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, response = crate::openapi::Forbidden),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::BodyErrors,
         (status = 503, response = crate::openapi::Unavailable),
     ))]
 #[tracing::instrument(skip_all)]

@@ -93,8 +93,7 @@ fn checked_spec(body: &serde_json::Value, state: &AppState) -> Result<GateSpec, 
             body = crate::api::GateView, headers(("Location" = String, description = "The gate's path"))),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::BodyErrors,
         (status = 503, response = crate::openapi::Unavailable),
     ))]
 #[tracing::instrument(skip_all)]

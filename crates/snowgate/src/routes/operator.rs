@@ -59,14 +59,8 @@ async fn act(
     security(("operator" = [])), params(("id" = String, Path, format = Uuid, description = "The gate's id")), request_body = crate::openapi::OperatorDecision,
     responses(
         (status = 200, description = "The gate, decided", body = crate::api::GateView),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 409, response = crate::openapi::Conflict),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::DecisionErrors,
+        crate::openapi::BodyErrors,
     ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn resume(
@@ -83,14 +77,8 @@ pub async fn resume(
     security(("operator" = [])), params(("id" = String, Path, format = Uuid, description = "The gate's id")), request_body = crate::openapi::OperatorDecision,
     responses(
         (status = 200, description = "The gate, decided", body = crate::api::GateView),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 409, response = crate::openapi::Conflict),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::DecisionErrors,
+        crate::openapi::BodyErrors,
     ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]
 pub async fn abort(
@@ -114,8 +102,7 @@ pub async fn abort(
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, response = crate::openapi::NotFound),
         (status = 409, response = crate::openapi::Conflict),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::BodyErrors,
         (status = 503, response = crate::openapi::Unavailable),
     ))]
 #[tracing::instrument(skip_all, fields(gate_id = %path))]

@@ -135,15 +135,8 @@ type Answer = Result<HttpResponse, PassthroughError>;
     security(("pipeline" = []), ("operator" = [])), request_body = crate::openapi::StepMapping,
     responses(
         (status = 200, description = "ServiceNow's answer", body = crate::openapi::StepMappingAnswer),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 422, response = crate::openapi::Rejected),
-        (status = 502, response = crate::openapi::BadGateway),
-        (status = 503, response = crate::openapi::Unavailable),
-        (status = 504, response = crate::openapi::GatewayTimeout),
+        crate::openapi::PassthroughErrors,
+        crate::openapi::BodyErrors,
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn step_mapping(
@@ -219,13 +212,7 @@ pub fn change_info_view(info: &ChangeInfo, source: &str, result: Option<Value>) 
     ),
     responses(
         (status = 200, description = "What is known of the change request", body = crate::openapi::ChangeInfoAnswer),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 422, response = crate::openapi::Rejected),
-        (status = 502, response = crate::openapi::BadGateway),
-        (status = 503, response = crate::openapi::Unavailable),
-        (status = 504, response = crate::openapi::GatewayTimeout),
+        crate::openapi::PassthroughErrors,
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn change_info(
@@ -259,15 +246,8 @@ pub async fn change_info(
     request_body = crate::openapi::ChangeRequestFields,
     responses(
         (status = 200, description = "Updated", body = crate::openapi::ChangeInfoUpdated),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 422, response = crate::openapi::Rejected),
-        (status = 502, response = crate::openapi::BadGateway),
-        (status = 503, response = crate::openapi::Unavailable),
-        (status = 504, response = crate::openapi::GatewayTimeout),
+        crate::openapi::PassthroughErrors,
+        crate::openapi::BodyErrors,
     ))]
 #[tracing::instrument(skip_all, fields(change = %path))]
 pub async fn update_change_info(
@@ -343,15 +323,8 @@ async fn register(
     security(("pipeline" = []), ("operator" = [])), request_body = crate::openapi::Registration,
     responses(
         (status = 200, description = "ServiceNow's `result`", body = serde_json::Value),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 422, response = crate::openapi::Rejected),
-        (status = 502, response = crate::openapi::BadGateway),
-        (status = 503, response = crate::openapi::Unavailable),
-        (status = 504, response = crate::openapi::GatewayTimeout),
+        crate::openapi::PassthroughErrors,
+        crate::openapi::BodyErrors,
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn artifacts(
@@ -368,15 +341,8 @@ pub async fn artifacts(
     security(("pipeline" = []), ("operator" = [])), request_body = crate::openapi::Registration,
     responses(
         (status = 200, description = "ServiceNow's `result`", body = serde_json::Value),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 422, response = crate::openapi::Rejected),
-        (status = 502, response = crate::openapi::BadGateway),
-        (status = 503, response = crate::openapi::Unavailable),
-        (status = 504, response = crate::openapi::GatewayTimeout),
+        crate::openapi::PassthroughErrors,
+        crate::openapi::BodyErrors,
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn packages(
