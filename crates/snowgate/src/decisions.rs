@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::change_mode::ChangeMode;
 use crate::configuration::{AutoTransition, GateMode};
@@ -95,8 +96,24 @@ impl Decider {
 
     /// As `decide`, for a decision that arrived by HTTP at `received`: the long-polls it
     /// releases report the time since then (`Server-Timing`).
-    #[tracing::instrument(skip_all, fields(gate_id = %t.gate_id, to = %t.to, actor = %t.actor))]
+    ///
+    /// The decision runs to its end in a task of its own: a caller that goes away meanwhile
+    /// (a callback whose connection closed while the store committed) must not leave a
+    /// committed decision without its wake-ups, or this process's long-polls would wait out
+    /// their time for it.
     pub async fn decide_received(
+        &self,
+        t: Transition,
+        received: Option<std::time::Instant>,
+    ) -> Result<TransitionOutcome, StoreError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.apply(t, received).await }.in_current_span())
+            .await
+            .map_err(|e| StoreError::unavailable(format!("a decision's task ended: {e}")))?
+    }
+
+    #[tracing::instrument(skip_all, fields(gate_id = %t.gate_id, to = %t.to, actor = %t.actor))]
+    async fn apply(
         &self,
         t: Transition,
         received: Option<std::time::Instant>,

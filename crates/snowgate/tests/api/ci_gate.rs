@@ -211,6 +211,11 @@ async fn a_jenkins_stage_exits_0_with_servicenows_comments_once_approved_in_devo
     let waiter = wait_in_background(&app.address, &jenkins_env(), &[]);
     let g = the_gate(&app.address).await;
     assert_eq!(g.job_url, "https://ci.example.com/job/shop/job/app/");
+    assert_eq!(
+        g.build_url.as_deref(),
+        Some("https://ci.example.com/job/shop/job/app/42/"),
+        "Jenkins' BUILD_URL"
+    );
     assert_eq!(g.mode, GateMode::Devops);
     app.until_state(g.id, GateState::Pending).await;
     let number = app.change_of("Deploy");
@@ -231,6 +236,109 @@ async fn a_jenkins_stage_exits_0_with_servicenows_comments_once_approved_in_devo
         run.stderr
     );
     assert!(run.stdout.contains(&number), "{}", run.stdout);
+}
+
+/// The progress lines of gate `id` in `stderr`: `snowgate: gate <id> <state> for <age>…`.
+fn progress_lines<'a>(stderr: &'a str, id: &str, state: &str) -> Vec<&'a str> {
+    let start = format!("snowgate: gate {id} {state} for ");
+    stderr.lines().filter(|l| l.starts_with(&start)).collect()
+}
+
+#[tokio::test]
+async fn a_plain_shell_job_gated_by_flags_alone_shows_progress_and_exits_1_when_canceled() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    // No CI's variables at all: everything from flags, as a plain shell pipeline would. Its
+    // job is no Jenkins job ServiceNow's DevOps API knows, so it gates in change mode.
+    let flags = [
+        "--job-url",
+        "https://build.example.com/pipelines/shop-app/",
+        "--build",
+        "318",
+        "--stage",
+        "Release",
+        "--build-url",
+        "https://build.example.com/pipelines/shop-app/318/",
+        "--mode",
+        "change",
+        "--environment",
+        "Production",
+    ];
+    let waiter = wait_in_background(&app.address, &[], &flags);
+    let g = the_gate(&app.address).await;
+    assert_eq!(g.job_url, "https://build.example.com/pipelines/shop-app/");
+    assert_eq!(
+        (g.build_number.as_str(), g.stage_name.as_str()),
+        ("318", "Release")
+    );
+    assert_eq!(
+        g.build_url.as_deref(),
+        Some("https://build.example.com/pipelines/shop-app/318/")
+    );
+    assert_eq!(g.mode, GateMode::Change);
+    let number = pending_cr(&app, g.id).await;
+    // --progress-every 1: a line each second while ServiceNow has not decided.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    app.sim
+        .chg_set_state(&number, "Canceled", None, None)
+        .unwrap();
+    let run = waiter.await.unwrap();
+    assert_eq!(run.code, 1, "{}", run.output());
+    let id = g.id.to_string();
+    let lines = progress_lines(&run.stderr, &id, "pending");
+    assert!(
+        lines.len() >= 2,
+        "progress lines while pending:\n{}",
+        run.stderr
+    );
+    for line in &lines {
+        let rest = line
+            .strip_prefix(&format!("snowgate: gate {id} pending for "))
+            .unwrap();
+        let age = rest.split(';').next().unwrap();
+        assert!(
+            age.strip_suffix('s')
+                .is_some_and(|n| n.parse::<u64>().is_ok()),
+            "an age in seconds, e.g. 3s: {line}"
+        );
+        assert!(rest.contains(&number), "the CR's number: {line}");
+    }
+    assert!(run.stderr.contains("the stage must stop"), "{}", run.stderr);
+    let g = app.gate(&id).await;
+    // Change mode fails the gate of a canceled CR, as Octopus Deploy fails its deployment.
+    assert_eq!((g.state, g.proceed), (GateState::Failed, Some(false)));
+    assert!(g.message.contains("was canceled"), "{}", g.message);
+    assert!(run.stderr.contains("was canceled"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_waiting_build_is_stopped_with_exit_1_when_a_newer_build_supersedes_it() {
+    let app = spawn_app().await;
+    let waiter = wait_in_background(&app.address, &jenkins_env(), &[]);
+    let older = the_gate(&app.address).await;
+    app.until_state(older.id, GateState::Pending).await;
+    let mut newer_env = jenkins_env();
+    newer_env.retain(|(k, _)| !matches!(*k, "BUILD_NUMBER" | "BUILD_URL"));
+    newer_env.push(("BUILD_NUMBER", "43"));
+    newer_env.push(("BUILD_URL", "https://ci.example.com/job/shop/job/app/43/"));
+    let newer = ci_run(
+        &app.address,
+        &newer_env,
+        &["gates", "open", "--json", "--supersede"],
+    )
+    .await;
+    assert_eq!(newer.code, 0, "{}", newer.output());
+    let newer: GateView = json_of(&newer);
+    assert_eq!(newer.build_number, "43");
+    let run = waiter.await.unwrap();
+    assert_eq!(run.code, 1, "{}", run.output());
+    let g = app.gate(&older.id.to_string()).await;
+    assert_eq!((g.state, g.proceed), (GateState::Superseded, Some(false)));
+    assert!(run.stderr.contains("the stage must stop"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("43"),
+        "the newer build named: {}",
+        run.stderr
+    );
 }
 
 #[tokio::test]

@@ -568,3 +568,58 @@ async fn sqlite_lookups_by_key_read_their_own_store_and_the_latest_commit() {
         );
     }
 }
+
+/// A decision whose caller goes away while the store commits (a callback whose connection
+/// closed) still wakes its gate's long-polls: the decision runs to its end by itself, or the
+/// long-polls of this process would wait out their time for a gate already decided.
+#[tokio::test]
+async fn a_decision_abandoned_by_its_caller_still_wakes_its_long_polls() {
+    use snowgate::decisions::{Decider, Wakeups};
+    use snowgate::freezes::Freezes;
+    use snowgate::metrics::Metrics;
+    use snowgate::waiters::Waiters;
+
+    let (_dir, store) = sqlite_store();
+    let opened = store
+        .open_gate(
+            spec("Deploy"),
+            CallbackToken::generate(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let id = opened.gate.id;
+    let mut pending = decision(id, GateState::Pending);
+    pending.proceed = None;
+    pending.outbox.clear();
+    assert!(matches!(
+        store.transition(pending, follow_ups).await.unwrap(),
+        TransitionOutcome::Applied(_)
+    ));
+    let settings = snowgate::configuration::Settings::default();
+    let waiters = Waiters::new();
+    let decider = Decider::new(
+        store.clone(),
+        waiters.clone(),
+        Arc::new(Wakeups::default()),
+        Arc::new(Metrics::new()),
+        Arc::new(Freezes::new(&settings, store.clone()).unwrap()),
+    );
+    let mut long_poll = waiters.subscribe(id);
+    // Polled once, then dropped: the caller left before the commit.
+    let left = tokio::time::timeout(
+        Duration::ZERO,
+        decider.decide(decision(id, GateState::Approved)),
+    )
+    .await;
+    assert!(left.is_err(), "the decision was not committed yet");
+    let woken = tokio::time::timeout(Duration::from_secs(10), long_poll.decided())
+        .await
+        .expect("the long-poll was woken")
+        .expect("with the decision");
+    assert_eq!(woken.gate.state, GateState::Approved);
+    assert_eq!(
+        store.gate(id).await.unwrap().unwrap().state,
+        GateState::Approved
+    );
+}

@@ -1,5 +1,6 @@
 //! Gates in PostgreSQL: opening, change-request updates and completion, each in its own
-//! transaction (decisions are the writer's, in batches: `writer.rs`).
+//! transaction (decisions are the writer's, in batches: `writer.rs`). Each runs once or more
+//! per gate, and its statements are prepared once per connection.
 use std::time::Duration;
 
 use chrono::Utc;
@@ -7,7 +8,7 @@ use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use super::rows::{
-    gate_from_row, insert_event, insert_outbox, load_gate, now_ms, pg, reload_gate, text,
+    gate_from_row, insert_event, insert_outbox, load_gate, now_ms, pg, prepared, reload_gate, text,
 };
 use super::PostgresStore;
 use crate::domain::gate::{timestamp, Actor};
@@ -33,11 +34,16 @@ pub(super) async fn open_gate(
     let id = Uuid::new_v4();
     let id_s = id.to_string();
     if !insert_gate(&tx, &id_s, &spec, &token).await? {
+        let existing = prepared(
+            &tx,
+            &format!(
+                "SELECT {GATE_COLUMNS} FROM gates WHERE job_url = $1 AND build_number = $2 AND stage_name = $3"
+            ),
+        )
+        .await?;
         let row = tx
             .query_one(
-                &format!(
-                    "SELECT {GATE_COLUMNS} FROM gates WHERE job_url = $1 AND build_number = $2 AND stage_name = $3"
-                ),
+                &existing,
                 &[&spec.job_url, &spec.build_number, &spec.stage_name],
             )
             .await
@@ -92,9 +98,10 @@ async fn insert_gate(
 ) -> Result<bool, StoreError> {
     let now = Utc::now();
     let spec_json = serde_json::to_string(spec).map_err(StoreError::corrupt_from)?;
+    let insert = prepared(tx, INSERT_GATE).await?;
     let inserted = tx
         .execute(
-            INSERT_GATE,
+            &insert,
             &[
                 &id,
                 &spec.job_url,
@@ -140,9 +147,10 @@ pub(super) async fn update_change_request(
     let tx = c.transaction().await.map_err(pg)?;
     let id_s = id.to_string();
     let cr_json = serde_json::to_string(&u.cr).map_err(StoreError::corrupt_from)?;
+    let update = prepared(&tx, sql::UPDATE_CHANGE_REQUEST).await?;
     let changed = tx
         .execute(
-            sql::UPDATE_CHANGE_REQUEST,
+            &update,
             &[
                 &cr_json,
                 &timestamp(&Utc::now()),
@@ -179,14 +187,14 @@ pub(super) async fn complete_gate(
     let id_s = id.to_string();
     // The gate and its completion under one row lock: replicas completing together serialise
     // (SQLite's single writer reads them apart).
-    let Some(row) = tx
-        .query_opt(
-            &format!("SELECT {GATE_COLUMNS}, completed_result FROM gates WHERE id = $1 FOR UPDATE"),
-            &[&id_s],
-        )
-        .await
-        .map_err(pg)?
-    else {
+    let lock = prepared(
+        &tx,
+        &format!(
+            "SELECT {GATE_COLUMNS}, completed_result FROM gates WHERE id = $1 FOR NO KEY UPDATE"
+        ),
+    )
+    .await?;
+    let Some(row) = tx.query_opt(&lock, &[&id_s]).await.map_err(pg)? else {
         return Ok(Completion::NotFound);
     };
     let gate = gate_from_row(&row)?;
@@ -199,12 +207,14 @@ pub(super) async fn complete_gate(
         tx.commit().await.map_err(pg)?;
         return Ok(Completion::AlreadyCompleted { result: prev, gate });
     }
-    tx.execute(
+    let complete = prepared(
+        &tx,
         "UPDATE gates SET completed_result = $1, completed_at = $2 WHERE id = $3",
-        &[&result, &timestamp(&Utc::now()), &id_s],
     )
-    .await
-    .map_err(pg)?;
+    .await?;
+    tx.execute(&complete, &[&result, &timestamp(&Utc::now()), &id_s])
+        .await
+        .map_err(pg)?;
     insert_event(
         &tx,
         &id_s,

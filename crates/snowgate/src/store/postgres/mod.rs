@@ -353,7 +353,9 @@ impl GateStore for PostgresStore {
 
     async fn count_by_state(&self) -> Result<Vec<(GateState, u64)>, StoreError> {
         let c = self.client().await?;
-        let rows = c.query(sql::COUNT_BY_STATE, &[]).await.map_err(pg)?;
+        // Every scrape of `/metrics` counts: prepared once per connection.
+        let stmt = rows::prepared(&c, sql::COUNT_BY_STATE).await?;
+        let rows = c.query(&stmt, &[]).await.map_err(pg)?;
         Ok(rows
             .iter()
             .filter_map(|r| {

@@ -66,7 +66,7 @@ pub(super) async fn hold_approval(
     let now = timestamp(&Utc::now());
     // The row lock orders this hold after a decision of another replica on the same gate.
     let before = match tx
-        .query_opt(&format!("{} FOR UPDATE", sql::GATE_BY_ID), &[&id])
+        .query_opt(&format!("{} FOR NO KEY UPDATE", sql::GATE_BY_ID), &[&id])
         .await
         .map_err(pg)?
     {

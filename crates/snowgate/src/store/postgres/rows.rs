@@ -2,7 +2,7 @@
 //! items).
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use crate::domain::gate::{timestamp, Actor};
@@ -42,6 +42,15 @@ pub(super) fn pg(e: impl std::error::Error + Send + Sync + 'static) -> StoreErro
         context: text,
         source: Some(Box::new(e)),
     }
+}
+
+/// `statement` prepared once per connection: every later use saves the round trip of
+/// preparing it again.
+pub(super) async fn prepared(
+    c: &impl GenericClient,
+    statement: &str,
+) -> Result<Statement, StoreError> {
+    c.prepare_cached(statement).await.map_err(pg)
 }
 
 pub(super) fn gate_from_row(row: &Row) -> Result<Gate, StoreError> {

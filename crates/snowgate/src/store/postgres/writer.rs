@@ -1,7 +1,9 @@
 //! Group commit on PostgreSQL: one writer task per replica commits the decisions (and outbox
 //! results) that arrive together in one transaction, as the SQLite writer thread does. A
-//! batch is whatever is queued when the writer is free: a decision on an idle store starts at
-//! once, and under load the next batch gathers while the previous one commits.
+//! batch is whatever is queued when the writer is free, plus, when several came together,
+//! what arrives while the writer yields to the runtime a few times: a decision on an idle
+//! store starts at once, and under load the next batch gathers while the previous one
+//! commits. A batch the server aborts for a deadlock or serialisation failure is tried again.
 //!
 //! Within a batch every compare-and-set still touches exactly one row, with its event and
 //! outbox rows; the gates are locked first, in id order, so batches of two replicas never
@@ -60,14 +62,8 @@ enum Outcome {
 /// The writer task: runs until every sender (every clone of the store) is gone.
 pub(super) async fn run(pool: Pool, origin: Arc<str>, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        match commit(&pool, &origin, &batch).await {
+        let batch = gather(first, &mut rx).await;
+        match commit_retrying(&pool, &origin, &batch).await {
             Ok(outcomes) => answer_all(batch, outcomes),
             Err(e) if batch.len() > 1 && refused_data(&e) => {
                 // One job's data was refused (say, a constraint): commit each alone, so only
@@ -89,20 +85,82 @@ pub(super) async fn run(pool: Pool, origin: Arc<str>, mut rx: mpsc::Receiver<Job
     }
 }
 
-/// Whether the server refused the batch's data (SQLSTATE class 22 data exception or 23
-/// integrity constraint violation), rather than failing as a whole (connection, timeout).
-fn refused_data(e: &StoreError) -> bool {
+/// The batch that starts with `first`: whatever else is queued, up to `MAX_BATCH`. A job alone
+/// on an idle store goes at once; when others came with it (decisions arriving together),
+/// the writer yields to the runtime a few times, a few microseconds each, so the callbacks
+/// being handled at this moment join this commit instead of waiting for the next one.
+async fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+    /// Yields while the batch still grows; never a timer (tokio's resolution is 1 ms).
+    const YIELDS: usize = 4;
+    let mut batch = vec![first];
+    let mut yields = 0;
+    loop {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if batch.len() == 1 || batch.len() >= MAX_BATCH || yields == YIELDS {
+            return batch;
+        }
+        tokio::task::yield_now().await;
+        yields += 1;
+        if rx.is_empty() {
+            return batch;
+        }
+    }
+}
+
+/// Tries of a batch that PostgreSQL aborted for a reason of its own (a deadlock or a
+/// serialisation failure) rather than for the batch's data or a lost connection.
+const TRANSIENT_TRIES: usize = 3;
+
+/// `commit`, tried again when the server aborted the batch transiently: nothing of an
+/// aborted batch was written, so trying it again is safe, and each of its jobs still
+/// answers once.
+async fn commit_retrying(
+    pool: &Pool,
+    origin: &str,
+    jobs: &[Job],
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut tries = 1;
+    loop {
+        match commit(pool, origin, jobs).await {
+            Err(e) if tries < TRANSIENT_TRIES && transient(&e) => {
+                tracing::warn!(error = %e, jobs = jobs.len(), tries, "store: a batch was aborted by the server; trying it again");
+                tries += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// The SQLSTATE of a PostgreSQL error behind `e`, if the server sent one.
+fn sqlstate(e: &StoreError) -> Option<&str> {
     let StoreError::Unavailable {
         source: Some(source),
         ..
     } = e
     else {
-        return false;
+        return None;
     };
     source
         .downcast_ref::<tokio_postgres::Error>()
         .and_then(|e| e.code())
-        .is_some_and(|code| matches!(&code.code()[..2], "22" | "23"))
+        .map(|code| code.code())
+}
+
+/// A deadlock (40P01) or serialisation failure (40001): the server rolled back, and the same
+/// statements may succeed when sent again.
+fn transient(e: &StoreError) -> bool {
+    matches!(sqlstate(e), Some("40P01" | "40001"))
+}
+
+/// Whether the server refused the batch's data (SQLSTATE class 22 data exception or 23
+/// integrity constraint violation), rather than failing as a whole (connection, timeout).
+fn refused_data(e: &StoreError) -> bool {
+    sqlstate(e).is_some_and(|code| matches!(code.get(..2), Some("22" | "23")))
 }
 
 fn answer_all(batch: Vec<Job>, outcomes: Vec<Outcome>) {
@@ -301,7 +359,10 @@ fn cas_params(t: &Transition) -> Result<CasParams<'_>, StoreError> {
 }
 
 /// `BEGIN`, and the batch's gates locked in id order (batches of two replicas take their locks
-/// in the same order, so neither waits for the other in a cycle), in one round trip.
+/// in the same order, so neither waits for the other in a cycle), in one round trip. The lock
+/// is `FOR NO KEY UPDATE`, the one a compare-and-set's `UPDATE` takes anyway (it changes no
+/// key): the foreign-key checks of other transactions' event and outbox rows (`KEY SHARE`)
+/// do not wait for it, so they cannot close a cycle with a batch either.
 async fn begin_and_lock(
     c: &ClientWrapper,
     transitions: &[(&Transition, FollowUps)],
@@ -314,7 +375,7 @@ async fn begin_and_lock(
     ids.dedup();
     let lock = c
         .prepare_cached(&format!(
-            "SELECT {GATE_COLUMNS} FROM gates WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            "SELECT {GATE_COLUMNS} FROM gates WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE"
         ))
         .await
         .map_err(pg)?;
@@ -338,7 +399,7 @@ struct Writes {
     events: EventColumns,
     outbox: OutboxColumns,
     done: Vec<i64>,
-    retries: Vec<(i64, i64, String)>,
+    retries: RetryColumns,
     notify: Vec<String>,
 }
 
@@ -377,6 +438,21 @@ const INSERT_OUTBOX: &str =
        WITH ORDINALITY AS o(gate_id, kind, payload, claimed_until, n) \
      ORDER BY o.n";
 
+/// Outbox rows due again, as columns for one `UPDATE … FROM UNNEST(…)`.
+#[derive(Default)]
+struct RetryColumns {
+    id: Vec<i64>,
+    due_ms: Vec<i64>,
+    error: Vec<String>,
+}
+
+/// Many outbox retries in one statement (`sql::RETRY_OUTBOX` for each row of the arrays).
+const RETRY_OUTBOX_ROWS: &str =
+    "UPDATE outbox SET attempts = attempts + 1, due_ms = r.due_ms, claimed_until = 0, \
+       last_error = r.error \
+     FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS r(id, due_ms, error) \
+     WHERE outbox.id = r.id";
+
 /// Finished and abandoned outbox rows, together.
 const DELETE_OUTBOX_ROWS: &str = "DELETE FROM outbox WHERE id = ANY($1)";
 
@@ -387,7 +463,7 @@ impl Writes {
             events: EventColumns::default(),
             outbox: OutboxColumns::default(),
             done: Vec::new(),
-            retries: Vec::new(),
+            retries: RetryColumns::default(),
             notify: Vec::new(),
         }
     }
@@ -429,7 +505,9 @@ impl Writes {
             }
             OutboxResult::Retry { after, error } => {
                 let due = now_ms() + after.as_millis() as i64;
-                self.retries.push((due, item.id, text(error).into_owned()));
+                self.retries.id.push(item.id);
+                self.retries.due_ms.push(due);
+                self.retries.error.push(text(error).into_owned());
                 (
                     format!("{kind}_retry"),
                     crate::store::retry_message(item, *after, error),
@@ -486,14 +564,12 @@ impl Writes {
                 async move { tx.execute(&stmt, &[&self.done]).await },
             ));
         }
-        if !self.retries.is_empty() {
-            let stmt = tx.prepare_cached(sql::RETRY_OUTBOX).await.map_err(pg)?;
-            for (due, id, error) in &self.retries {
-                let stmt = stmt.clone();
-                pending.push(Box::pin(async move {
-                    tx.execute(&stmt, &[due, error, id]).await
-                }));
-            }
+        let r = &self.retries;
+        if !r.id.is_empty() {
+            let stmt = tx.prepare_cached(RETRY_OUTBOX_ROWS).await.map_err(pg)?;
+            pending.push(Box::pin(async move {
+                tx.execute(&stmt, &[&r.id, &r.due_ms, &r.error]).await
+            }));
         }
         if !self.notify.is_empty() {
             // Tell every listening replica which gates were decided, when (and only if) the
