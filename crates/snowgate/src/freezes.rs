@@ -149,14 +149,19 @@ pub enum FreezeVerdict {
 }
 
 impl Freezes {
-    /// Look at a decision before it is applied: ServiceNow's approval of a gate an active
-    /// freeze covers is held (or fails the gate); everything else passes unchanged.
+    /// Look at a decision before it is applied: a decision that would let a stage an active
+    /// freeze covers proceed is held (or fails the gate): ServiceNow's approval, and as much
+    /// snowgate's own (a timeout that continues, a stage not under change control). Only an
+    /// operator's resume goes through, as a recorded override (`Decider::operator_decision`);
+    /// everything that stops a stage passes unchanged.
     pub async fn apply(
         &self,
         store: &dyn GateStore,
         t: Transition,
     ) -> Result<FreezeVerdict, StoreError> {
-        if t.to != GateState::Approved || t.actor != Actor::ServiceNow || !self.any_active().await?
+        if t.proceed != Some(true)
+            || matches!(t.actor, Actor::Operator(_))
+            || !self.any_active().await?
         {
             return Ok(FreezeVerdict::Decide(t));
         }
@@ -166,12 +171,17 @@ impl Freezes {
         let Some(freeze) = self.covering(&gate.spec, false).await? else {
             return Ok(FreezeVerdict::Decide(t));
         };
+        let decided = if t.to == GateState::Approved && t.actor == Actor::ServiceNow {
+            "ServiceNow approved".to_string()
+        } else {
+            t.message.clone()
+        };
         if self.action == FreezeAction::Fail {
             return Ok(FreezeVerdict::Decide(Transition {
                 to: GateState::Failed,
                 proceed: Some(false),
                 message: format!(
-                    "ServiceNow approved, but {}; the stage does not proceed (freeze.action: fail)",
+                    "{decided}, but {}; the stage does not proceed (freeze.action: fail)",
                     freeze.describe()
                 ),
                 event_kind: "freeze_failed",
@@ -179,7 +189,7 @@ impl Freezes {
             }));
         }
         let message = format!(
-            "ServiceNow approved; held by {}. The stage proceeds when the freeze ends",
+            "{decided}; held by {}. The stage proceeds when the freeze ends",
             freeze.describe()
         );
         let hold = Hold {
@@ -190,6 +200,7 @@ impl Freezes {
             to: t.to,
             proceed: t.proceed,
             message: t.message,
+            actor: t.actor,
         };
         tracing::info!(gate_id = %t.gate_id, freeze = %freeze.name, until = %freeze.end, "approval held by a change freeze");
         let outcome = store.hold_approval(hold, message, t.outbox).await?;

@@ -298,6 +298,8 @@ pub struct Hold {
     pub to: GateState,
     pub proceed: Option<bool>,
     pub message: String,
+    /// Who made the held decision (ServiceNow, or snowgate itself).
+    pub actor: Actor,
 }
 
 /// Held while one gate searches ServiceNow for the open change request of a title, and creates

@@ -179,10 +179,11 @@ pub const DELETE_FREEZE: &str = "DELETE FROM freezes WHERE id = $1";
 pub const RELEASE_HOLDS_OF_FREEZE: &str =
     "UPDATE held_approvals SET until_ms = 0 WHERE freeze_id = $1";
 
-/// A gate whose approval a freeze holds: pending, with the freeze's message and no timers (no
-/// polls, no timeouts: ServiceNow has decided; only the freeze's end is awaited).
-pub const HOLD_GATE: &str =
-    "UPDATE gates SET state = 'pending', message = $1, updated_at = $2, next_poll_ms = NULL, \
+/// A gate whose approval a freeze holds: pending, with the freeze's message and no timeouts
+/// (only the freeze's end is awaited). Its polls go on: a change request canceled, rejected
+/// or out of its window during the freeze decides the gate at once, and a repeated approval
+/// changes nothing.
+pub const HOLD_GATE: &str = "UPDATE gates SET state = 'pending', message = $1, updated_at = $2, \
      creation_deadline_ms = NULL, step_deadline_ms = NULL \
      WHERE id = $3 AND state IN ('registering', 'pending')";
 
@@ -192,16 +193,17 @@ pub const IS_HELD: &str = "SELECT 1 FROM held_approvals WHERE gate_id = $1";
 
 /// The approval held, or the newer one replacing it.
 pub const UPSERT_HOLD: &str =
-    "INSERT INTO held_approvals (gate_id, freeze_id, freeze_name, until_ms, to_state, proceed, message, held_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+    "INSERT INTO held_approvals (gate_id, freeze_id, freeze_name, until_ms, to_state, proceed, message, held_at, actor) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (gate_id) DO UPDATE SET freeze_id = excluded.freeze_id, \
      freeze_name = excluded.freeze_name, until_ms = excluded.until_ms, \
      to_state = excluded.to_state, proceed = excluded.proceed, message = excluded.message, \
-     held_at = excluded.held_at";
+     held_at = excluded.held_at, actor = excluded.actor";
 
 /// Held approvals of pending gates due by `$1`, the earliest first.
 pub const DUE_HOLDS: &str =
-    "SELECT h.gate_id, h.freeze_id, h.freeze_name, h.until_ms, h.to_state, h.proceed, h.message \
+    "SELECT h.gate_id, h.freeze_id, h.freeze_name, h.until_ms, h.to_state, h.proceed, h.message, \
+       h.actor \
      FROM held_approvals h JOIN gates g ON g.id = h.gate_id \
      WHERE g.state = 'pending' AND h.until_ms <= $1 ORDER BY h.until_ms, h.gate_id LIMIT $2";
 

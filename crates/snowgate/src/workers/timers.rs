@@ -3,11 +3,12 @@
 //! stored with the gates; this worker sleeps until the earliest one.
 use std::sync::Arc;
 
+use crate::configuration::GateMode;
 use crate::decisions::Decider;
 use crate::domain::gate::Actor;
-use crate::domain::timers::{Deadline, Timers};
-use crate::domain::{Gate, GateState};
-use crate::store::{GateStore, StoreError, Transition};
+use crate::domain::timers::{on_change_known, Deadline, Timers};
+use crate::domain::{ChangeRequest, Gate, GateState};
+use crate::store::{CrUpdate, GateStore, Hold, StoreError, Transition};
 use crate::waiters::ShutdownFlag;
 
 #[derive(Clone)]
@@ -66,8 +67,9 @@ impl TimeoutWorker {
         tracing::info!("timers stopped");
     }
 
-    /// Approvals held by a freeze that has ended (or was deleted) are applied now, unless
-    /// another freeze covers the gate, which then carries the hold on until its own end.
+    /// Decisions held by a freeze that has ended (or was deleted) are applied now (a change
+    /// mode approval is read again first: `read_again`), unless another freeze covers the
+    /// gate, which then carries the hold on until its own end.
     async fn release_holds(&self) -> Result<(), StoreError> {
         let now = chrono::Utc::now().timestamp_millis();
         let due = self.store.holds(now, 100).await?;
@@ -90,7 +92,13 @@ impl TimeoutWorker {
                     .await?;
                 continue;
             }
-            tracing::info!(gate_id = %gate.id, freeze = %hold.freeze_name, "a change freeze is over: the held approval is applied");
+            if hold.actor == Actor::ServiceNow && gate.spec.mode == GateMode::Change {
+                if let Some(cr) = gate.change_request.clone() {
+                    self.read_again(&gate, cr, &hold, now).await?;
+                    continue;
+                }
+            }
+            tracing::info!(gate_id = %gate.id, freeze = %hold.freeze_name, "a change freeze is over: the held decision is applied");
             self.decider
                 .decide(Transition {
                     gate_id: gate.id,
@@ -100,7 +108,7 @@ impl TimeoutWorker {
                         "{} (held by change freeze `{}` until it was over)",
                         hold.message, hold.freeze_name
                     ),
-                    actor: Actor::ServiceNow,
+                    actor: hold.actor.clone(),
                     event_kind: "freeze_released",
                     change_request: None,
                     outbox: Vec::new(),
@@ -109,6 +117,46 @@ impl TimeoutWorker {
                 .await?;
             self.store.clear_hold(gate.id).await?;
         }
+        Ok(())
+    }
+
+    /// A change-mode approval held by a freeze that is over is not applied as it was: the
+    /// change request may have moved during the freeze (canceled, sent back, its window
+    /// closed). The gate is polled at once instead, with its step timeout running again, and
+    /// the CR as it is now decides.
+    async fn read_again(
+        &self,
+        gate: &Gate,
+        cr: ChangeRequest,
+        hold: &Hold,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let number = cr
+            .number
+            .clone()
+            .unwrap_or_else(|| "the change request".into());
+        let message = format!(
+            "change freeze `{}` is over: reading {number} again before the stage proceeds",
+            hold.freeze_name
+        );
+        tracing::info!(gate_id = %gate.id, freeze = %hold.freeze_name, "a change freeze is over: the change request is read again");
+        self.store
+            .update_change_request(
+                gate.id,
+                CrUpdate {
+                    cr,
+                    actor: Actor::Snowgate,
+                    message: Some(message.clone()),
+                    event: Some(message),
+                    change_known: true,
+                    step_deadline_ms: on_change_known(&gate.spec, now_ms, false),
+                    next_poll_ms: Some(now_ms),
+                },
+            )
+            .await?;
+        self.store.clear_hold(gate.id).await?;
+        self.decider.wakeups().poller.notify_one();
+        self.decider.wakeups().timers.notify_one();
         Ok(())
     }
 

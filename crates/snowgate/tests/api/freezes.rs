@@ -407,3 +407,107 @@ async fn a_repeated_approval_callback_for_a_held_gate_is_answered_200_and_acknow
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(acks(), 1);
 }
+
+#[tokio::test]
+async fn a_timeout_that_would_let_the_stage_continue_is_held_by_a_freeze_too() {
+    let app = spawn_app().await;
+    let f = declare(&app, &freeze("Quarter close", -60, 3600, &[])).await;
+    let mut body = gate_body("Deploy");
+    body["changeStepTimeoutSecs"] = json!(1);
+    body["abortOnChangeStepTimeout"] = json!(false);
+    let resp = app.open_gate(&body).await;
+    assert_eq!(resp.status(), 201);
+    let gate: GateView = resp.json().await.unwrap();
+    // The step timeout passes: it would continue the stage, but the freeze holds it.
+    until_event(&app, gate.id, "freeze_hold").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = app.gate(gate.id).await;
+    assert_eq!((held.state, held.proceed), (GateState::Pending, None));
+    assert!(
+        held.message.contains("No change decision within 1s")
+            && held
+                .message
+                .contains("held by change freeze `Quarter close`"),
+        "{held:?}"
+    );
+    let resp = delete(
+        &app,
+        &format!("/api/v1/freezes/{}", f.freeze.id),
+        OPERATOR_TOKEN,
+    )
+    .await;
+    assert_eq!(resp.status(), 204);
+    let g = app.until_state(gate.id, GateState::TimedOut).await;
+    assert_eq!(g.proceed, Some(true));
+    assert_eq!(g.decided_by.as_deref(), Some("snowgate"), "{g:?}");
+    assert!(g.message.contains("continues"), "{g:?}");
+}
+
+#[tokio::test]
+async fn a_change_request_canceled_during_a_freeze_fails_its_held_gate_at_once() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    declare(&app, &freeze("Release freeze", -60, 3600, &[])).await;
+    let g = open_change(&app, "Deploy", json!({})).await;
+    let number = cr_number(&g).unwrap().to_string();
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    until_event(&app, g.id, "freeze_hold").await;
+    app.sim
+        .chg_set_state(&number, "Canceled", None, None)
+        .unwrap();
+    // Still frozen: the polls go on, and the cancellation decides.
+    let failed = app.until_state(g.id, GateState::Failed).await;
+    assert_eq!(failed.proceed, Some(false));
+    assert!(failed.message.contains("was canceled"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn when_a_freeze_ends_a_held_change_request_is_read_again_before_the_stage_proceeds() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    let f = declare(&app, &freeze("Release freeze", -60, 3600, &[])).await;
+    let g = open_change(&app, "Deploy", json!({})).await;
+    let number = cr_number(&g).unwrap().to_string();
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    until_event(&app, g.id, "freeze_hold").await;
+    // Sent back for another assessment while the freeze held it.
+    app.sim
+        .chg_set_state(&number, "Assess", None, None)
+        .unwrap();
+    let resp = delete(
+        &app,
+        &format!("/api/v1/freezes/{}", f.freeze.id),
+        OPERATOR_TOKEN,
+    )
+    .await;
+    assert_eq!(resp.status(), 204);
+    for _ in 0..200 {
+        if app
+            .gate(g.id)
+            .await
+            .message
+            .contains("Waiting for approval")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting = app.gate(g.id).await;
+    assert_eq!((waiting.state, waiting.proceed), (GateState::Pending, None));
+    assert!(
+        waiting.message.contains("Waiting for approval"),
+        "the stale approval is not applied: {waiting:?}"
+    );
+    assert!(app
+        .events(g.id)
+        .await
+        .iter()
+        .any(|e| e.message.contains("reading") && e.message.contains(&number)));
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    let approved = app.until_state(g.id, GateState::Approved).await;
+    assert_eq!(approved.proceed, Some(true));
+}

@@ -129,6 +129,7 @@ async fn upsert_hold(
             &hold.proceed,
             &text(&hold.message),
             &now,
+            &hold.actor.to_string(),
         ],
     )
     .await
@@ -148,6 +149,10 @@ fn hold_from_row(r: &Row) -> Result<Hold, StoreError> {
             .ok_or_else(|| StoreError::corrupt(format!("held state `{to}`")))?,
         proceed: r.get(5),
         message: r.get(6),
+        actor: r
+            .get::<_, String>(7)
+            .parse()
+            .map_err(StoreError::corrupt_from)?,
     })
 }
 

@@ -75,7 +75,8 @@ pub(super) fn hold_approval(
             hold.to.as_str(),
             hold.proceed,
             hold.message,
-            now
+            now,
+            hold.actor.to_string()
         ],
     )?;
     insert_event(
@@ -98,6 +99,7 @@ pub(super) fn hold_approval(
 fn hold_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Hold, StoreError>> {
     let gate_id: String = r.get(0)?;
     let to: String = r.get(4)?;
+    let actor: String = r.get(7)?;
     let (freeze_id, freeze_name, until_ms, proceed, message) =
         (r.get(1)?, r.get(2)?, r.get(3)?, r.get(5)?, r.get(6)?);
     let hold = || -> Result<Hold, StoreError> {
@@ -110,6 +112,7 @@ fn hold_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Hold, StoreError>> {
                 .ok_or_else(|| StoreError::corrupt(format!("held state `{to}`")))?,
             proceed,
             message,
+            actor: actor.parse().map_err(StoreError::corrupt_from)?,
         })
     };
     Ok(hold())
