@@ -12,6 +12,10 @@ use crate::domain::GateSpec;
 
 /// Longest freeze name (a CR title is 160 characters; a freeze name reads like one).
 pub const MAX_FREEZE_NAME: usize = 160;
+
+/// The keys of a freeze in `POST /api/v1/freezes`.
+const FREEZE_FIELDS: [&str; 6] = ["name", "start", "end", "reason", "jobs", "environments"];
+
 /// Longest reason.
 pub const MAX_REASON: usize = 1000;
 /// Most job patterns or environments one freeze lists.
@@ -55,6 +59,13 @@ impl Freeze {
         let obj = body
             .as_object()
             .ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
+        // A misspelt key (`enviroments`) must not quietly widen the freeze to everything.
+        if let Some(key) = obj.keys().find(|k| !FREEZE_FIELDS.contains(&k.as_str())) {
+            return Err(FieldError::new(
+                key,
+                format!("is not a field of a freeze ({})", FREEZE_FIELDS.join(", ")),
+            ));
+        }
         let f = Fields(obj);
         let name = f
             .string("name", MAX_FREEZE_NAME)?
@@ -249,6 +260,7 @@ mod tests {
             (with("jobs", json!([1])), "jobs[0]"),
             (with("environments", json!([""])), "environments[0]"),
             (json!([]), "body"),
+            (with("enviroments", json!(["Production"])), "enviroments"),
         ] {
             let e = Freeze::parse(&b, "f".into(), "alice").unwrap_err();
             assert_eq!(e.field, field, "{b}");

@@ -380,8 +380,10 @@ pub struct Evidence {
     pub url: Option<String>,
 }
 
-/// `POST /api/v1/freezes`.
+/// `POST /api/v1/freezes`. A key of no field is refused (400 naming it): a misspelt
+/// `environments` must not make a freeze cover every environment.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeclareFreeze {
     #[schema(min_length = 1, max_length = 160)]
     pub name: String,

@@ -150,6 +150,23 @@ async fn deleting_a_freeze_early_releases_the_approvals_it_held() {
 }
 
 #[tokio::test]
+async fn operators_and_pipelines_both_read_the_freezes_and_the_gates_they_hold() {
+    let app = spawn_app().await;
+    let f = declare(&app, &freeze("Incident 4712", -60, 3600, &[])).await;
+    let gate = app.open("Deploy").await;
+    approve(&app, "Deploy").await;
+    until_event(&app, gate.id, "freeze_hold").await;
+    for token in [PIPELINE_TOKEN, OPERATOR_TOKEN] {
+        let resp = app.get("/api/v1/freezes", Some(token)).await;
+        assert_eq!(resp.status(), 200);
+        let list: FreezeList = resp.json().await.unwrap();
+        assert_eq!(list.freezes.len(), 1);
+        assert_eq!(list.freezes[0].freeze.id, f.freeze.id);
+        assert_eq!(list.freezes[0].held_gates, vec![gate.id]);
+    }
+}
+
+#[tokio::test]
 async fn with_freeze_action_fail_an_approval_during_a_freeze_fails_the_gate_naming_it() {
     let app = spawn_app_with(sim_settings(), |s| s.freeze.action = FreezeAction::Fail).await;
     declare(&app, &freeze("Black Friday", -60, 3600, &["shop/app"])).await;
@@ -296,6 +313,8 @@ async fn bad_freeze_requests_are_refused_by_field_and_store_nothing() {
         (with("reason", json!(42)), "reason"),
         (with("jobs", json!({"a": 1})), "jobs"),
         (with("environments", json!([7])), "environments[0]"),
+        // A misspelt key would otherwise make the freeze cover every environment.
+        (with("enviroments", json!(["Production"])), "enviroments"),
     ] {
         let resp = app
             .post_json("/api/v1/freezes", Some(OPERATOR_TOKEN), &body)
@@ -314,6 +333,8 @@ async fn bad_freeze_requests_are_refused_by_field_and_store_nothing() {
     let resp = delete(&app, "/api/v1/freezes/no-such-freeze", PIPELINE_TOKEN).await;
     assert_error(resp, 403, "forbidden").await;
     assert!(freezes(&app).await.freezes.is_empty(), "nothing was stored");
+    let resp = app.get("/api/v1/freezes", None).await;
+    assert_error(resp, 401, "unauthorized").await;
 }
 
 #[tokio::test]
