@@ -138,12 +138,19 @@ pub async fn callback(
     }
 }
 
-/// A notice: the CR is recorded and the gate stays pending; the step timeout starts now.
+/// A notice: the CR is recorded and the gate stays pending; the step timeout starts now. A
+/// notice for a gate snowgate decided (a timeout, an operator, a newer build) gets 410 as a
+/// decision would: the plugin has forgotten that token.
 async fn notice(
     state: &AppState,
     gate: &Gate,
     cr: ChangeRequest,
 ) -> Result<HttpResponse, ApiError> {
+    if gate.state.is_terminal() {
+        if let Some(gone) = forgotten(gate) {
+            return Err(gone);
+        }
+    }
     let number = cr.number.clone().unwrap_or_default();
     let update = notice_update(gate, cr, chrono::Utc::now().timestamp_millis());
     let step_deadline = update.step_deadline_ms.is_some();
@@ -195,14 +202,8 @@ async fn late_decision(
     current: &crate::domain::Gate,
     to: GateState,
 ) -> Result<HttpResponse, ApiError> {
-    let by = current.decided_by.as_deref().unwrap_or("");
-    if by != "servicenow" {
-        tracing::info!(gate_id = %current.id, decided_by = by, "callback for a gate decided by a timeout or an operator");
-        return Err(ApiError::Gone(format!(
-            "the gate was decided ({}) by {} before ServiceNow's callback; its token is no longer registered",
-            current.state,
-            if by.is_empty() { "snowgate" } else { by }
-        )));
+    if let Some(gone) = forgotten(current) {
+        return Err(gone);
     }
     let note = format!(
         "ServiceNow's callback ({to}) arrived after the gate was decided ({}); it is acknowledged",
@@ -219,6 +220,21 @@ async fn late_decision(
             current.state
         )))
     }
+}
+
+/// The 410 for a callback to a decided gate whose token the plugin would have forgotten: one
+/// decided by a timeout, an operator or a supersede, not by ServiceNow.
+fn forgotten(current: &Gate) -> Option<ApiError> {
+    let by = current.decided_by.as_deref().unwrap_or("");
+    if by == "servicenow" {
+        return None;
+    }
+    tracing::info!(gate_id = %current.id, decided_by = by, "callback for a gate decided by a timeout, an operator or a newer build");
+    Some(ApiError::Gone(format!(
+        "the gate was decided ({}) by {} before ServiceNow's callback; its token is no longer registered",
+        current.state,
+        if by.is_empty() { "snowgate" } else { by }
+    )))
 }
 
 #[cfg(test)]

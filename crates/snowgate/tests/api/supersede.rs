@@ -119,12 +119,22 @@ async fn a_callback_for_a_superseded_gate_is_answered_410_and_not_acknowledged()
         )
         .await;
     assert_eq!(resp.status(), 410);
+    // A notice (the CR's number) gets 410 too: the plugin has forgotten the token either way.
+    let before = app.gate(old.id).await;
+    let resp = app
+        .send_callback(
+            &callback,
+            r#"{"changeRequestId":"CHG0099999","changeRequestUrl":"https://example.service-now.com/chg"}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 410);
     let g = app.gate(old.id).await;
     assert_eq!(
         g.state,
         GateState::Superseded,
         "the late approval changes nothing"
     );
+    assert_eq!(g.change_request, before.change_request, "nor the notice");
     assert!(!app
         .events(old.id)
         .await
