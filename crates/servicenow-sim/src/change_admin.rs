@@ -388,6 +388,18 @@ impl SimHandle {
         Ok(self.shared.with_chg(|c| c.clear_conflicts(number))?)
     }
 
+    /// Each later conflict check of the CR `number` runs on for `gets` GETs of its status
+    /// (`job_status` "1", no conflicts) before it completes; a POST meanwhile starts it over.
+    pub fn chg_keep_conflict_checks_running(
+        &self,
+        number: &str,
+        gets: usize,
+    ) -> anyhow::Result<()> {
+        Ok(self
+            .shared
+            .with_chg(|c| c.keep_checks_running(number, gets))?)
+    }
+
     /// How many conflict checks (`POST …/conflict` answered 200) ran for the CR `number`; 0 for
     /// an unknown CR.
     pub fn chg_conflict_checks(&self, number: &str) -> usize {

@@ -48,8 +48,45 @@ impl LinkError {
 pub struct ChangeMode {
     pub client: ChangeClient,
     pub settings: ChangeSettings,
+    /// The conflict checks this process started (`change.conflicts`).
+    pub conflict_checks: StartedChecks,
     jobs: GlobSet,
     environments: GlobSet,
+}
+
+/// The conflict checks this process started, by the CR's sys_id, each with the `last_run`
+/// ServiceNow showed just before it: a later read whose `last_run` differs shows that check
+/// (or a newer one), and one that shows the same is an older run's result.
+#[derive(Default)]
+pub struct StartedChecks(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+/// Most checks remembered at once; beyond it they are forgotten (their CRs are checked anew).
+const STARTED_CHECKS: usize = 10_000;
+
+impl StartedChecks {
+    pub fn started(&self, sys_id: &str, last_run_before: String) {
+        if let Ok(mut started) = self.0.lock() {
+            if started.len() >= STARTED_CHECKS {
+                started.clear();
+            }
+            started.insert(sys_id.to_string(), last_run_before);
+        }
+    }
+
+    /// Whether a completed run that started at `last_run` is one this process asked for since
+    /// its last look; if so it is forgotten, and the next look starts a check again.
+    pub fn finished(&self, sys_id: &str, last_run: &str) -> bool {
+        let Ok(mut started) = self.0.lock() else {
+            return false;
+        };
+        match started.get(sys_id) {
+            Some(before) if before != last_run => {
+                started.remove(sys_id);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 pub(crate) fn globs(patterns: &[String], case_insensitive: bool) -> anyhow::Result<GlobSet> {
@@ -88,6 +125,7 @@ impl ChangeMode {
             environments: globs(&settings.environments, true)?,
             client,
             settings,
+            conflict_checks: StartedChecks::default(),
         })
     }
 

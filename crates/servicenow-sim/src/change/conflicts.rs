@@ -1,10 +1,12 @@
 //! Conflict checking: `POST`, `GET` and `DELETE /change/{sys_id}/conflict`, as ServiceNow's
 //! Change Management API documents them, and the conflicts a test plants for a CR.
 //!
-//! A simulated check completes the moment it starts: the POST takes a snapshot of the
+//! A simulated check completes the moment it starts, unless a test asks it to run on for a
+//! number of GETs (`ChgModel::keep_checks_running`): the POST takes a snapshot of the
 //! conflicts planted for the CR, and GET shows that snapshot until the next POST. Conflicts
 //! planted after a POST appear only after the next one, as on an instance, where GET shows
-//! "the results of the last completed conflict checking process".
+//! "the results of the last completed conflict checking process". A POST while a check runs
+//! starts it over (what an instance does then is not documented).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -78,6 +80,10 @@ struct CrConflicts {
     planted: Vec<Stored>,
     last: Option<CheckRun>,
     runs: usize,
+    /// GETs for which each new check of the CR shows as still running.
+    running_for: usize,
+    /// GETs left before the last check shows as completed.
+    running_left: usize,
 }
 
 /// Conflicts and checks, by the checked CR's sys_id; schedules get one sys_id per name.
@@ -117,18 +123,31 @@ impl ChgModel {
             conflicts: entry.planted.clone(),
         });
         entry.runs += 1;
+        entry.running_left = entry.running_for;
         Ok(new_sys_id())
     }
 
     /// GET's `result` for the CR with this sys_id.
-    pub(crate) fn conflict_status(&self, sys_id: &str) -> Result<Value, ChgError> {
+    pub(crate) fn conflict_status(&mut self, sys_id: &str) -> Result<Value, ChgError> {
         self.by_sys_id(sys_id).ok_or_else(not_found)?;
-        let last = self
-            .conflicts
-            .by_change
-            .get(sys_id)
-            .and_then(|c| c.last.as_ref());
+        let entry = self.conflicts.by_change.get_mut(sys_id);
+        let running = entry.as_ref().is_some_and(|c| c.running_left > 0);
+        let last = entry.map(|c| {
+            c.running_left = c.running_left.saturating_sub(1);
+            &*c
+        });
+        let last = last.and_then(|c| c.last.as_ref());
         Ok(match last {
+            // A check still running: ServiceNow documents no running status; job status "1"
+            // (anything but the "2" of its finished examples) and no conflicts yet are the
+            // simulator's choice.
+            Some(run) if running => json!({
+                "status": "Conflict",
+                "last_run": run.started,
+                "record_count": "0",
+                "job_status": "1",
+                "conflicts": [],
+            }),
             // Never checked. ServiceNow documents "Not run" as a status but not the other
             // fields before a first run: the empty date, "0" records and job status "0" are the
             // simulator's choice.
@@ -230,6 +249,21 @@ impl ChgModel {
                 })
                 .collect(),
         )
+    }
+
+    /// Each later check of the CR `number` shows as running for `gets` GETs before it completes.
+    pub(crate) fn keep_checks_running(
+        &mut self,
+        number: &str,
+        gets: usize,
+    ) -> Result<(), ChgError> {
+        let checked = self.sys_id_of(number)?;
+        self.conflicts
+            .by_change
+            .entry(checked)
+            .or_default()
+            .running_for = gets;
+        Ok(())
     }
 
     /// How many checks ran for the CR `number` (0 when unknown).

@@ -15,8 +15,9 @@ use crate::domain::change::{parse_planned, verdict, CrState, Verdict};
 use crate::domain::gate::Actor;
 use crate::domain::timers::{ms, on_change_known, poll_interval, Timers};
 use crate::domain::{ChangeRequest, Gate, GateState};
+use crate::servicenow::change::ConflictReport;
 use crate::servicenow::devops::ChangeInfo;
-use crate::servicenow::{DevOpsClient, RateLimiter};
+use crate::servicenow::{DevOpsClient, RateLimiter, ServiceNowError};
 use crate::store::{CrUpdate, GateStore, StoreError, Transition};
 use crate::waiters::ShutdownFlag;
 use crate::workers::outbox::change_request_of;
@@ -228,9 +229,9 @@ impl Poller {
     }
 
     /// `change.conflicts`: ServiceNow's conflict detection on a CR that would approve its gate.
-    /// A check is started at each such poll and its results read; until a completed check
-    /// reports no conflicts the gate does not proceed (`wait`), or conflicts fail it (`fail`).
-    /// A check that cannot run keeps the gate waiting, in ServiceNow's words.
+    /// Each such poll reads the CR's last check (`check_results`); until a check started for
+    /// it reports no conflicts the gate does not proceed (`wait`), or conflicts fail it
+    /// (`fail`). A check that cannot run keeps the gate waiting, in ServiceNow's words.
     async fn conflict_check(&self, cr: &ChangeRequest, number: &str) -> ConflictStep {
         let Some(change) = &self.change else {
             return ConflictStep::Clear;
@@ -243,12 +244,13 @@ impl Poller {
         else {
             return ConflictStep::Clear;
         };
-        let report = match change.client.start_conflict_check(sys_id).await {
-            Ok(()) => change.client.conflicts(sys_id).await,
-            Err(e) => Err(e),
-        };
-        let report = match report {
-            Ok(r) => r,
+        let report = match check_results(change, sys_id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return ConflictStep::Wait(format!(
+                    "{number} is approved; waiting for ServiceNow's conflict check to complete"
+                ))
+            }
             Err(e) => {
                 return ConflictStep::Wait(format!(
                     "{number} is approved, but ServiceNow's conflict check could not run: {}",
@@ -256,11 +258,6 @@ impl Poller {
                 ))
             }
         };
-        if !report.completed {
-            return ConflictStep::Wait(format!(
-                "{number} is approved; waiting for ServiceNow's conflict check to complete"
-            ));
-        }
         if report.conflicts.is_empty() {
             return ConflictStep::Clear;
         }
@@ -340,6 +337,29 @@ impl Poller {
         }
         Ok(())
     }
+}
+
+/// The results of a conflict check of the CR started for this gate's approval, or `None` while
+/// there are none yet. A check that is running is never started over: a poll reads it until
+/// it completes (ServiceNow may run it in the background). A completed run this process did
+/// not ask for since its last look (an older one) is not used: a check is started, and read
+/// at once, for a check that completes at once.
+async fn check_results(
+    change: &ChangeMode,
+    sys_id: &str,
+) -> Result<Option<ConflictReport>, ServiceNowError> {
+    let checks = &change.conflict_checks;
+    let last = change.client.conflicts(sys_id).await?;
+    if !last.completed && !last.never_run {
+        return Ok(None);
+    }
+    if last.completed && checks.finished(sys_id, &last.last_run) {
+        return Ok(Some(last));
+    }
+    change.client.start_conflict_check(sys_id).await?;
+    checks.started(sys_id, last.last_run);
+    let now = change.client.conflicts(sys_id).await?;
+    Ok((now.completed && checks.finished(sys_id, &now.last_run)).then_some(now))
 }
 
 /// What a conflict check means for a gate whose CR would approve it.

@@ -128,3 +128,41 @@ async fn a_check_without_conflicts_approves_and_a_failing_check_keeps_the_gate_w
     let g = until_message(&app, &id, "conflict check could not run").await;
     assert_eq!(g.state, GateState::Pending, "{g:?}");
 }
+
+#[tokio::test]
+async fn a_check_servicenow_runs_in_the_background_is_read_until_it_completes_not_restarted() {
+    let app = change_app_with(SimSettings::default(), |s| with_ci(s, ConflictPolicy::Fail)).await;
+    let other = other_change(&app).await;
+    let g = open_change(&app, "Deploy", json!({})).await;
+    let number = cr_number(&g).unwrap().to_string();
+    // Each check shows as running for three reads of its status; a POST meanwhile would start
+    // it over, and a gate that starts one at every poll would never see it complete.
+    app.sim
+        .chg_keep_conflict_checks_running(&number, 3)
+        .unwrap();
+    app.sim
+        .chg_add_conflict(&number, maintenance(&other))
+        .unwrap();
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    let id = g.id.to_string();
+    until_message(
+        &app,
+        &id,
+        "waiting for ServiceNow's conflict check to complete",
+    )
+    .await;
+    let failed = app.until_state(&id, GateState::Failed).await;
+    assert!(
+        failed
+            .message
+            .contains(&format!("{other} (Not In Maintenance Window)")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        app.sim.chg_conflict_checks(&number),
+        1,
+        "one check, read until it completed"
+    );
+}

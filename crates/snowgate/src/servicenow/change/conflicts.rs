@@ -16,6 +16,12 @@ pub struct ConflictReport {
     /// examples of completed checks answer `"2"`, so anything else counts as not completed
     /// (fail closed: the gate waits).
     pub completed: bool,
+    /// No check has run for the CR yet (`status` "Not run", documented as a status value;
+    /// the CR's `conflict_status` defaults to "Not Run").
+    pub never_run: bool,
+    /// When the last check started (`last_run`, ServiceNow's text): a check started since
+    /// shows a different one.
+    pub last_run: String,
     pub conflicts: Vec<Conflict>,
 }
 
@@ -49,6 +55,10 @@ struct ConflictAnswer {
 #[derive(Debug, Default, Deserialize)]
 struct ConflictResult {
     job_status: Option<Scalar>,
+    /// Documented as strings; read as any JSON so that another shape reads as unknown rather
+    /// than failing the whole answer.
+    status: Option<Value>,
+    last_run: Option<Value>,
     #[serde(default)]
     conflicts: Vec<Value>,
 }
@@ -92,6 +102,16 @@ impl ChangeClient {
             .collect();
         Ok(ConflictReport {
             completed,
+            never_run: result
+                .status
+                .as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.trim().eq_ignore_ascii_case("not run")),
+            last_run: result
+                .last_run
+                .as_ref()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .unwrap_or_default(),
             conflicts,
         })
     }
