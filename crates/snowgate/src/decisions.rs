@@ -348,6 +348,8 @@ pub fn superseded_decision(older: &Gate, newer: &Gate, change: Option<&ChangeMod
             payload: json!({
                 "fields": {"state": "canceled"},
                 "what": "cancellation (superseded)",
+                // Read the CR first: one closed or canceled since the last poll stays as it is.
+                "onlyIfOpen": true,
             }),
         });
     }

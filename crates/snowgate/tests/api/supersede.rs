@@ -1,6 +1,8 @@
 //! Superseded runs: a newer build's gate for the same job, branch and stage decides the older
 //! ones still waiting `superseded`, releases their long-polls, tells their CRs, and a later
 //! callback for them is answered 410.
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use servicenow_sim::SimSettings;
 use snowgate::api::GateView;
@@ -188,6 +190,71 @@ async fn in_change_mode_the_superseded_gate_s_change_request_gets_a_work_note() 
 }
 
 #[tokio::test]
+async fn with_cancel_superseded_a_change_request_the_gate_adopted_is_left_open() {
+    let app = change_app_with(SimSettings::default(), |s| {
+        s.change.cancel_superseded = true;
+    })
+    .await;
+    // The release train's CR, raised by hand in ServiceNow: not snowgate's to cancel.
+    let train = app
+        .sim
+        .chg_create(
+            json!({"short_description": "Release train 12"}),
+            "normal",
+            "Assess",
+        )
+        .unwrap();
+    let old = change_build(&app, 41, json!({"changeRequestNumber": train.number})).await;
+    assert_eq!(cr_number(&old), Some(train.number.as_str()));
+    change_build(&app, 42, json!({"supersede": true})).await;
+    app.until_state(old.id, GateState::Superseded).await;
+    let n = until_notes(&app, &train.number, 1).await;
+    assert!(n.iter().any(|n| n.contains("superseded")), "{n:?}");
+    assert_eq!(
+        app.sim.chg_change(&train.number).unwrap().state,
+        "Assess",
+        "an adopted CR is never canceled"
+    );
+    assert!(!app
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "PATCH" && r.body.contains("canceled")));
+}
+
+#[tokio::test]
+async fn with_cancel_superseded_a_change_request_closed_since_the_last_poll_is_left_closed() {
+    let app = change_app_with(SimSettings::default(), |s| {
+        s.change.cancel_superseded = true;
+        // No poll within the test: snowgate last saw the CR in New.
+        s.servicenow.poll_interval = snowgate::configuration::Dur(Duration::from_secs(600));
+    })
+    .await;
+    let old = change_build(&app, 41, json!({})).await;
+    let number = cr_number(&old).unwrap().to_string();
+    app.sim
+        .chg_set_state(&number, "Closed", None, None)
+        .unwrap();
+    change_build(&app, 42, json!({"supersede": true})).await;
+    app.until_state(old.id, GateState::Superseded).await;
+    let mut said = None;
+    for _ in 0..200 {
+        said = app
+            .events(old.id)
+            .await
+            .into_iter()
+            .find(|e| e.message.contains("cancellation (superseded) not written"));
+        if said.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let said = said.expect("the cancellation's outcome in the events");
+    assert!(said.message.contains("Closed"), "{said:?}");
+    assert_eq!(app.sim.chg_change(&number).unwrap().state, "Closed");
+}
+
+#[tokio::test]
 async fn with_cancel_superseded_the_change_request_snowgate_created_is_canceled() {
     let app = change_app_with(SimSettings::default(), |s| {
         s.change.cancel_superseded = true;
@@ -207,7 +274,7 @@ async fn with_cancel_superseded_the_change_request_snowgate_created_is_canceled(
         if app.sim.chg_change(&number).unwrap().state == "Canceled" {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(app.sim.chg_change(&number).unwrap().state, "Canceled");
     assert!(

@@ -133,7 +133,24 @@ impl Outbox {
             item.payload["fields"].as_object(),
             item.payload["steps"].as_array(),
         ) {
-            (Some(fields), _) => change.client.patch(&sys_id, fields).await.map(|r| r.number),
+            (Some(_), _) if item.payload["onlyIfOpen"] == true => {
+                match change.client.get(&sys_id).await {
+                    Ok(cr) => match CrState::parse(&cr.state).filter(|s| !s.is_open()) {
+                        Some(closed) => {
+                            return OutboxResult::Done {
+                                message: format!(
+                                    "{what} not written: {} is {} already",
+                                    cr.number,
+                                    closed.name()
+                                ),
+                            }
+                        }
+                        None => self.patch_fields(change, &sys_id, &item.payload).await,
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            (Some(_), _) => self.patch_fields(change, &sys_id, &item.payload).await,
             (None, Some(steps)) => self.move_through(change, &sys_id, steps).await,
             (None, None) => {
                 return OutboxResult::GiveUp {
@@ -195,6 +212,17 @@ impl Outbox {
                 error: format!("ServiceNow refused the evidence {name}: {}", e.describe()),
             },
         }
+    }
+
+    /// PATCH the CR with the payload's `fields`; the CR's number.
+    async fn patch_fields(
+        &self,
+        change: &ChangeMode,
+        sys_id: &str,
+        payload: &serde_json::Value,
+    ) -> Result<String, crate::servicenow::ServiceNowError> {
+        let fields = payload["fields"].as_object().cloned().unwrap_or_default();
+        change.client.patch(sys_id, &fields).await.map(|r| r.number)
     }
 
     /// PATCH a CR through states in order, skipping the steps it has already passed (so a
