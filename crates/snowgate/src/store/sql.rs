@@ -218,10 +218,11 @@ pub const EXTEND_HOLD: &str =
 
 pub const CLEAR_HOLD: &str = "DELETE FROM held_approvals WHERE gate_id = $1";
 
-/// Evidence for a gate's CR, once per content digest.
+/// Evidence for a gate's CR, once per content digest and gate, and once per digest and CR
+/// (`$5`, the CR's sys_id: gates sharing a CR); either conflict is a duplicate.
 pub const INSERT_EVIDENCE: &str =
-    "INSERT INTO evidence (gate_id, sha256, name, created_at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (gate_id, sha256) DO NOTHING";
+    "INSERT INTO evidence (gate_id, sha256, name, created_at, cr_sys_id) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 
 /// The table of applied schema versions.
 pub const CREATE_SCHEMA_MIGRATIONS: &str =

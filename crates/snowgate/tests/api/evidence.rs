@@ -81,6 +81,33 @@ async fn a_text_file_is_attached_to_the_cr_once_and_its_sys_id_is_in_the_events(
 }
 
 #[tokio::test]
+async fn two_gates_sharing_one_change_request_send_it_the_same_evidence_once() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    // Two stages of one build and environment: one CR title, so one CR.
+    let (deploy, sys_id) = gate_with_cr(&app).await;
+    let verify = open_change(&app, "Verify", json!({})).await;
+    assert_eq!(
+        change_request(&verify).sys_id.as_deref(),
+        Some(sys_id.as_str())
+    );
+    let body = json!({"name": "scan.txt", "contentType": "text/plain",
+                      "content": "0 critical findings\n"});
+    let resp = post(&app, deploy.id, &body).await;
+    assert_eq!(resp.status(), 202);
+    let resp = post(&app, verify.id, &body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "duplicate");
+    let attached = until_attached(&app, 1).await;
+    assert_eq!(attached.len(), 1, "the CR got the report once");
+    assert_eq!(attached[0].table_sys_id, sys_id);
+    // Other content for the same CR from the other gate still goes.
+    let other = json!({"name": "scan.txt", "contentType": "text/plain",
+                       "content": "1 critical finding\n"});
+    assert_eq!(post(&app, verify.id, &other).await.status(), 202);
+    assert_eq!(until_attached(&app, 2).await.len(), 2);
+}
+
+#[tokio::test]
 async fn bytes_in_base64_are_attached_as_they_were_after_a_503_is_retried() {
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     let (g, _) = gate_with_cr(&app).await;

@@ -213,13 +213,14 @@ pub(super) async fn queue_evidence(
     let mut c = store.client().await?;
     let tx = c.transaction().await.map_err(pg)?;
     let id = gate_id.to_string();
-    if load_gate(&tx, &id).await?.is_none() {
+    let Some(gate) = load_gate(&tx, &id).await? else {
         return Ok(EvidenceQueued::NotFound);
-    }
+    };
+    let cr = gate.change_request.and_then(|cr| cr.sys_id);
     let added = tx
         .execute(
             sql::INSERT_EVIDENCE,
-            &[&id, &sha256, &name, &timestamp(&Utc::now())],
+            &[&id, &sha256, &name, &timestamp(&Utc::now()), &cr],
         )
         .await
         .map_err(pg)?;

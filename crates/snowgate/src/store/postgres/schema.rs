@@ -19,7 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../../migrations/postgres/003_status_and_lookup.sql"),
     include_str!("../../../../../migrations/postgres/004_freezes.sql"),
     include_str!("../../../../../migrations/postgres/005_evidence.sql"),
-    include_str!("../../../../../migrations/postgres/006_hold_actor.sql"),
+    include_str!("../../../../../migrations/postgres/006_hold_actor_and_evidence_per_cr.sql"),
 ];
 
 pub(super) async fn migrate(store: &PostgresStore) -> Result<(), StoreError> {

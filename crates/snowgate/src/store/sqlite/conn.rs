@@ -22,7 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../../migrations/sqlite/005_status_and_lookup.sql"),
     include_str!("../../../../../migrations/sqlite/006_freezes.sql"),
     include_str!("../../../../../migrations/sqlite/007_evidence.sql"),
-    include_str!("../../../../../migrations/sqlite/008_hold_actor.sql"),
+    include_str!("../../../../../migrations/sqlite/008_hold_actor_and_evidence_per_cr.sql"),
 ];
 
 /// Largest number of writes committed together.

@@ -163,12 +163,13 @@ pub(super) fn queue_evidence(
 ) -> Result<crate::store::EvidenceQueued, StoreError> {
     use crate::store::EvidenceQueued;
     let id = gate_id.to_string();
-    if load_gate(conn, &id)?.is_none() {
+    let Some(gate) = load_gate(conn, &id)? else {
         return Ok(EvidenceQueued::NotFound);
-    }
+    };
+    let cr = gate.change_request.and_then(|cr| cr.sys_id);
     let added = conn.execute(
         &sql::sqlite(sql::INSERT_EVIDENCE),
-        params![id, sha256, name, timestamp(&Utc::now())],
+        params![id, sha256, name, timestamp(&Utc::now()), cr],
     )?;
     if added == 0 {
         return Ok(EvidenceQueued::Duplicate);
