@@ -206,6 +206,11 @@ async fn bad_evidence_requests_are_refused_by_field() {
     for (body, field) in [
         (with("name", Value::Null), "name"),
         (with("name", json!("../etc/passwd")), "name"),
+        (
+            with("name", json!(format!("{}.txt", "a".repeat(252)))),
+            "name",
+        ),
+        (with("contentType", json!("t".repeat(256))), "contentType"),
         (with("contentType", Value::Null), "contentType"),
         (with("url", json!("https://x.example/")), "content"),
         (json!({"name": "a", "contentType": "text/plain"}), "content"),

@@ -532,3 +532,31 @@ async fn when_a_freeze_ends_a_held_change_request_is_read_again_before_the_stage
     let approved = app.until_state(g.id, GateState::Approved).await;
     assert_eq!(approved.proceed, Some(true));
 }
+
+#[tokio::test]
+async fn in_change_mode_freeze_action_fail_fails_the_gate_whose_cr_reaches_implement() {
+    let app = change_app_with(SimSettings::default(), |s| {
+        s.freeze.action = FreezeAction::Fail;
+    })
+    .await;
+    let mut production = freeze("Production freeze", -60, 3600, &[]);
+    production["environments"] = json!(["Production"]);
+    declare(&app, &production).await;
+    let g = open_change(&app, "Deploy", json!({})).await;
+    let number = cr_number(&g).unwrap().to_string();
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    let failed = app.until_state(g.id, GateState::Failed).await;
+    assert_eq!(failed.proceed, Some(false));
+    assert!(
+        failed.message.contains("`Production freeze`")
+            && failed.message.contains("freeze.action: fail"),
+        "{failed:?}"
+    );
+    assert!(app
+        .events(g.id)
+        .await
+        .iter()
+        .any(|e| e.kind == "freeze_failed"));
+}

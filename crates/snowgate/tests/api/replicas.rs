@@ -471,3 +471,62 @@ async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
         .unwrap();
     assert_eq!(body.state, GateState::Approved);
 }
+
+#[tokio::test]
+async fn a_freeze_declared_at_one_replica_holds_approvals_at_the_other_until_deleted_there() {
+    let c = cluster(quiet_sim(), "1h").await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now();
+    let freeze = serde_json::json!({
+        "name": "Incident 99", "reason": "stop the line",
+        "start": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+        "end": (now + chrono::Duration::hours(1)).to_rfc3339(),
+    });
+    let resp = client
+        .post(format!("{}/api/v1/freezes", c.urls[0]))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&freeze)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let declared: snowgate::api::FreezeView = resp.json().await.unwrap();
+    let g = open_on(&client, &c.urls[1], "Deploy").await;
+    let id = g.id.to_string();
+    // A replica reads the stored freezes at most once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(succeed_at(&client, &c.urls[1], &c.sim, "Deploy").await, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = gate(&client, &c.urls[1], &id).await;
+    assert_eq!(held.state, GateState::Pending, "{held:?}");
+    assert!(held.message.contains("`Incident 99`"), "{held:?}");
+    let resp = client
+        .delete(format!(
+            "{}/api/v1/freezes/{}",
+            c.urls[1], declared.freeze.id
+        ))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let mut state = held.state;
+    for _ in 0..100 {
+        state = gate(&client, &c.urls[0], &id).await.state;
+        if state == GateState::Approved {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, GateState::Approved, "released after the delete");
+    let list: snowgate::api::FreezeList = client
+        .get(format!("{}/api/v1/freezes", c.urls[0]))
+        .bearer_auth(PIPELINE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.freezes.is_empty(), "deleted for both replicas");
+}
