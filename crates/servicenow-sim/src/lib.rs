@@ -75,6 +75,8 @@
 //! | `POST /__sim/chg/oauth/expire-tokens` | every access token expires now | `oauth_expire_tokens()` |
 //! | `POST /__sim/chg/oauth/revoke-refresh` | every refresh token issued so far is revoked | `oauth_revoke_refresh()` |
 //! | `GET /__sim/attachments` | uploads through `POST /api/now/attachment/file` (`attachments/`), oldest first, without content: `{"attachments":[{"sysId","tableName","tableSysId","fileName","contentType","sizeBytes","sha256"}…]}` | `attachments()` ([`AttachmentRecord`], with the bytes) |
+//! | – | every later upload is stored at once and answered only after a delay (a lost answer) | `set_attachment_answer_delay(delay)` |
+//! | – | each later conflict check of a CR shows as running for N reads of its status | `chg_keep_conflict_checks_running(number, n)` |
 //!
 //! `{number}` may be `latest`, the newest CR. Decisions answer
 //! `{"number":"CHG0030001","state":"Implement","callbackStatus":200}` (`callbackStatus` is `null`

@@ -36,4 +36,11 @@ impl SimHandle {
     pub fn attachments(&self) -> Vec<AttachmentRecord> {
         self.shared.with_attachments(|s| s.records.clone())
     }
+
+    /// Every later upload is stored at once but answered only after `delay`, as when an
+    /// instance's answer is lost or late: a client that gives up meanwhile does not know that
+    /// its file is attached. `Duration::ZERO` answers at once again.
+    pub fn set_attachment_answer_delay(&self, delay: std::time::Duration) {
+        self.shared.with_attachments(|s| s.answer_delay = delay);
+    }
 }

@@ -12,14 +12,17 @@
 //! must be able to write the target record), the three required query parameters (400 when
 //! missing or empty), and the record (404). Then 201 with `Location` and the metadata.
 //!
-//! Modules: `routes` (the upload), `admin` (`GET /__sim/attachments` and the [`crate::SimHandle`]
-//! methods), `sha256` (the digest tests compare uploads by).
+//! Modules: `routes` (the upload), `read` (`GET /api/now/attachment`, the metadata by encoded
+//! query, and `GET /api/now/attachment/{sys_id}/file`, the bytes), `admin` (`GET
+//! /__sim/attachments` and the [`crate::SimHandle`] methods), `sha256` (the digest tests compare
+//! uploads by).
 
 use std::sync::PoisonError;
 
 use super::Shared;
 
 mod admin;
+mod read;
 mod routes;
 mod sha256;
 
@@ -56,6 +59,8 @@ pub struct AttachmentRecord {
 #[derive(Debug, Default)]
 pub(crate) struct AttachmentStore {
     records: Vec<AttachmentRecord>,
+    /// How long an upload's answer waits after it was stored (`set_attachment_answer_delay`).
+    answer_delay: std::time::Duration,
 }
 
 impl Shared {

@@ -20,6 +20,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(web::PayloadConfig::new(MAX_UPLOAD_BYTES))
             .to(entry),
     );
+    super::read::configure(cfg);
     super::admin::configure(cfg);
 }
 
@@ -98,7 +99,13 @@ async fn serve(shared: &Arc<Shared>, req: &HttpRequest, body: &[u8]) -> HttpResp
             ),
         );
     }
-    created(shared, target, content_type, body)
+    let answer = created(shared, target, content_type, body);
+    let delay = shared.with_attachments(|s| s.answer_delay);
+    if !delay.is_zero() {
+        // Stored already: a client that gives up now does not learn that it was.
+        tokio::time::sleep(delay).await;
+    }
+    answer
 }
 
 /// The request's `Content-Type`, or the refusal: 406 when `Accept` excludes JSON (absent, it
@@ -168,7 +175,7 @@ fn created(shared: &Shared, target: Target, content_type: String, body: &[u8]) -
 
 /// The documented metadata, every field a String. The account is the simulator's one user
 /// (OAuth tokens are issued to it too).
-fn metadata(record: &AttachmentRecord, base_url: &str, user: &str) -> Value {
+pub(super) fn metadata(record: &AttachmentRecord, base_url: &str, user: &str) -> Value {
     let now = crate::model::now();
     json!({
         "sys_id": record.sys_id,

@@ -129,6 +129,32 @@ async fn bytes_in_base64_are_attached_as_they_were_after_a_503_is_retried() {
 }
 
 #[tokio::test]
+async fn an_upload_whose_answer_was_lost_is_found_on_the_cr_and_not_sent_again() {
+    let app = change_app_with(SimSettings::default(), |s| {
+        s.servicenow.timeout = snowgate::configuration::Dur(Duration::from_secs(1));
+    })
+    .await;
+    let (g, sys_id) = gate_with_cr(&app).await;
+    // ServiceNow stores the file but answers after snowgate has given up waiting.
+    app.sim.set_attachment_answer_delay(Duration::from_secs(3));
+    let body = json!({"name": "sbom.json", "contentType": "application/json",
+                      "content": "{\"components\": []}"});
+    assert_eq!(post(&app, g.id, &body).await.status(), 202);
+    let done = until_event(&app, g.id, "attach_done").await;
+    app.sim.set_attachment_answer_delay(Duration::ZERO);
+    assert!(done.contains("already"), "{done}");
+    let attached = until_attached(&app, 1).await;
+    assert_eq!(attached.len(), 1, "sent once: {attached:?}");
+    assert!(done.contains(&attached[0].sys_id), "{done}");
+    assert_eq!(attached[0].table_sys_id, sys_id);
+    let events = app.events(g.id).await;
+    assert!(
+        events.iter().any(|e| e.kind == "attach_retry"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_link_becomes_a_work_note_on_the_cr() {
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     let (g, _) = gate_with_cr(&app).await;

@@ -196,6 +196,26 @@ impl Outbox {
             };
         };
         let number = cr.number.clone().unwrap_or_else(|| sys_id.to_string());
+        let sha256 = p["sha256"].as_str().unwrap_or("");
+        if item.attempts > 0 {
+            // An earlier attempt may have been stored with its answer lost (a timeout, a
+            // dropped connection): look before sending the file again.
+            match change.client.find(sys_id, name, content.len(), sha256).await {
+                Ok(Some(attachment)) => {
+                    return OutboxResult::Done {
+                        message: format!(
+                            "evidence {name} (sha256 {sha256}) is on {number} already as attachment {attachment} (an earlier attempt's answer was lost)"
+                        ),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) if e.is_transient() => return self.retry_or_give_up(item, e.describe()),
+                // Not allowed to read attachments back: send it, as the first attempt did.
+                Err(e) => {
+                    tracing::warn!(gate_id = %gate.id, error = %e.describe(), "evidence: cannot look for an earlier attempt's attachment");
+                }
+            }
+        }
         match change
             .client
             .attach(sys_id, name, content_type, content)
@@ -203,8 +223,7 @@ impl Outbox {
         {
             Ok(attachment) => OutboxResult::Done {
                 message: format!(
-                    "evidence {name} (sha256 {}) attached to {number} as attachment {attachment}",
-                    p["sha256"].as_str().unwrap_or("")
+                    "evidence {name} (sha256 {sha256}) attached to {number} as attachment {attachment}"
                 ),
             },
             Err(e) if e.is_transient() => self.retry_or_give_up(item, e.describe()),
