@@ -54,34 +54,37 @@ pub struct ChangeMode {
     environments: GlobSet,
 }
 
-/// The conflict checks this process started, by the CR's sys_id, each with the `last_run`
-/// ServiceNow showed just before it: a later read whose `last_run` differs shows that check
-/// (or a newer one), and one that shows the same is an older run's result.
+/// The conflict checks this process started, by the gate they were started for, each with the
+/// `last_run` ServiceNow showed just before it: a later read whose `last_run` differs shows a
+/// check that started after it (`last_run` has a resolution of one second, so a check started
+/// within the same second as the one before reads as not yet run, and the gate's next poll
+/// looks again), and one that shows the same is an older run's result. Keyed by gate, not by
+/// CR: gates sharing a CR never take each other's starts.
 #[derive(Default)]
-pub struct StartedChecks(std::sync::Mutex<std::collections::HashMap<String, String>>);
+pub struct StartedChecks(std::sync::Mutex<std::collections::HashMap<uuid::Uuid, String>>);
 
 /// Most checks remembered at once; beyond it they are forgotten (their CRs are checked anew).
 const STARTED_CHECKS: usize = 10_000;
 
 impl StartedChecks {
-    pub fn started(&self, sys_id: &str, last_run_before: String) {
+    pub fn started(&self, gate: uuid::Uuid, last_run_before: String) {
         if let Ok(mut started) = self.0.lock() {
             if started.len() >= STARTED_CHECKS {
                 started.clear();
             }
-            started.insert(sys_id.to_string(), last_run_before);
+            started.insert(gate, last_run_before);
         }
     }
 
     /// Whether a completed run that started at `last_run` is one this process asked for since
     /// its last look; if so it is forgotten, and the next look starts a check again.
-    pub fn finished(&self, sys_id: &str, last_run: &str) -> bool {
+    pub fn finished(&self, gate: uuid::Uuid, last_run: &str) -> bool {
         let Ok(mut started) = self.0.lock() else {
             return false;
         };
-        match started.get(sys_id) {
+        match started.get(&gate) {
             Some(before) if before != last_run => {
-                started.remove(sys_id);
+                started.remove(&gate);
                 true
             }
             _ => false,

@@ -205,7 +205,7 @@ impl Poller {
                 message,
                 recheck_in,
             } => return self.wait(gate, cr, message, recheck_in).await,
-            Verdict::Approve(m) => match self.conflict_check(&cr, number).await {
+            Verdict::Approve(m) => match self.conflict_check(gate, &cr, number).await {
                 ConflictStep::Clear => (
                     GateState::Approved,
                     true,
@@ -232,7 +232,7 @@ impl Poller {
     /// Each such poll reads the CR's last check (`check_results`); until a check started for
     /// it reports no conflicts the gate does not proceed (`wait`), or conflicts fail it
     /// (`fail`). A check that cannot run keeps the gate waiting, in ServiceNow's words.
-    async fn conflict_check(&self, cr: &ChangeRequest, number: &str) -> ConflictStep {
+    async fn conflict_check(&self, gate: &Gate, cr: &ChangeRequest, number: &str) -> ConflictStep {
         let Some(change) = &self.change else {
             return ConflictStep::Clear;
         };
@@ -244,7 +244,7 @@ impl Poller {
         else {
             return ConflictStep::Clear;
         };
-        let report = match check_results(change, sys_id).await {
+        let report = match check_results(change, gate.id, sys_id).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return ConflictStep::Wait(format!(
@@ -339,13 +339,14 @@ impl Poller {
     }
 }
 
-/// The results of a conflict check of the CR started for this gate's approval, or `None` while
-/// there are none yet. A check that is running is never started over: a poll reads it until
-/// it completes (ServiceNow may run it in the background). A completed run this process did
-/// not ask for since its last look (an older one) is not used: a check is started, and read
-/// at once, for a check that completes at once.
+/// The results of a conflict check of the CR `sys_id` started for gate `gate`'s approval, or
+/// `None` while there are none yet. A check that is running is never started over: a poll
+/// reads it until it completes (ServiceNow may run it in the background). A completed run
+/// older than the gate's last start is not used: a check is started, and read at once, for a
+/// check that completes at once. Gates sharing one CR each start their own.
 async fn check_results(
     change: &ChangeMode,
+    gate: uuid::Uuid,
     sys_id: &str,
 ) -> Result<Option<ConflictReport>, ServiceNowError> {
     let checks = &change.conflict_checks;
@@ -353,13 +354,13 @@ async fn check_results(
     if !last.completed && !last.never_run {
         return Ok(None);
     }
-    if last.completed && checks.finished(sys_id, &last.last_run) {
+    if last.completed && checks.finished(gate, &last.last_run) {
         return Ok(Some(last));
     }
     change.client.start_conflict_check(sys_id).await?;
-    checks.started(sys_id, last.last_run);
+    checks.started(gate, last.last_run);
     let now = change.client.conflicts(sys_id).await?;
-    Ok((now.completed && checks.finished(sys_id, &now.last_run)).then_some(now))
+    Ok((now.completed && checks.finished(gate, &now.last_run)).then_some(now))
 }
 
 /// What a conflict check means for a gate whose CR would approve it.

@@ -132,7 +132,16 @@ async fn a_check_without_conflicts_approves_and_a_failing_check_keeps_the_gate_w
 #[tokio::test]
 async fn a_check_servicenow_runs_in_the_background_is_read_until_it_completes_not_restarted() {
     let app = change_app_with(SimSettings::default(), |s| with_ci(s, ConflictPolicy::Fail)).await;
-    let other = other_change(&app).await;
+    // A change of another team's, with no gate of its own here: one gate checks, once.
+    let other = app
+        .sim
+        .chg_create(
+            json!({"short_description": "DB migration"}),
+            "normal",
+            "Scheduled",
+        )
+        .unwrap()
+        .number;
     let g = open_change(&app, "Deploy", json!({})).await;
     let number = cr_number(&g).unwrap().to_string();
     // Each check shows as running for three reads of its status; a POST meanwhile would start

@@ -623,3 +623,57 @@ async fn a_decision_abandoned_by_its_caller_still_wakes_its_long_polls() {
         GateState::Approved
     );
 }
+
+/// Change-mode title locks hold their connection across ServiceNow's search and create; a
+/// quarter of the pool at most (one here) may be held so, and decisions always find one.
+#[tokio::test]
+async fn title_locks_never_take_the_connections_decisions_need() {
+    let pg = PgServer::start();
+    pg.database("titles").await;
+    let store: Arc<dyn GateStore> = Arc::new(pg_store(&pg, "titles", 2).await);
+    let opened = store
+        .open_gate(
+            spec("Deploy"),
+            CallbackToken::generate(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let first = store
+        .lock_title("Deploy shop/app to Production")
+        .await
+        .unwrap();
+    // Another title waits for the one permit, not for a connection of its own.
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move { store.lock_title("Deploy billing to Production").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "a second title lock waits for the permit"
+    );
+    // The store still answers: reads and decisions have the rest of the pool.
+    let read = tokio::time::timeout(Duration::from_secs(2), store.gate(opened.gate.id))
+        .await
+        .expect("a read while a title lock is held")
+        .unwrap();
+    assert!(read.is_some());
+    let mut pending = decision(opened.gate.id, GateState::Pending);
+    pending.proceed = None;
+    pending.outbox.clear();
+    let decided = tokio::time::timeout(
+        Duration::from_secs(2),
+        store.transition(pending, follow_ups),
+    )
+    .await
+    .expect("a decision while a title lock is held")
+    .unwrap();
+    assert!(matches!(decided, TransitionOutcome::Applied(_)));
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the second title lock once the first is dropped")
+        .unwrap()
+        .unwrap();
+}

@@ -49,6 +49,8 @@ pub struct PostgresStore {
     origin: Arc<str>,
     /// The group-committing writer task (decisions and outbox results).
     writer: mpsc::Sender<writer::Job>,
+    /// Connections change-mode title locks may hold at once (`titles.rs`).
+    title_locks: Arc<tokio::sync::Semaphore>,
 }
 
 /// Connection settings for [`PostgresStore::connect`].
@@ -111,6 +113,9 @@ impl PostgresStore {
             tls,
             origin,
             writer,
+            title_locks: Arc::new(tokio::sync::Semaphore::new(titles::title_lock_permits(
+                o.pool_size.max(2),
+            ))),
         };
         schema::migrate(&store).await?;
         Ok(store)
