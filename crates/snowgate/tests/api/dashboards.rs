@@ -124,6 +124,127 @@ async fn every_metric_the_dashboard_and_the_alert_rules_query_is_served_by_metri
     assert!(!is_served("snowgate_outbox_backlog_total", &families));
 }
 
+/// Labels Prometheus adds itself (the scrape target's, and a histogram's buckets): never on
+/// snowgate's own series.
+const SCRAPE_LABELS: [&str; 3] = ["job", "instance", "le"];
+
+/// The labels `expr` reads: in its selectors (`{state=~"…"}`) and its groupings (`by (…)`),
+/// without the scrape target's.
+fn labels_read(expr: &str) -> Vec<String> {
+    let mut labels = Vec::new();
+    let mut names = |list: &str| {
+        for part in list.split(',') {
+            let name: String = part
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && !SCRAPE_LABELS.contains(&name.as_str()) {
+                labels.push(name);
+            }
+        }
+    };
+    let mut rest = expr;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
+        names(&rest[open + 1..close]);
+        rest = &rest[close..];
+    }
+    let mut rest = expr;
+    while let Some(at) = rest.find("by (").or_else(|| rest.find("by(")) {
+        let open = at + rest[at..].find('(').unwrap();
+        let close = rest[open..].find(')').map_or(rest.len(), |c| open + c);
+        names(&rest[open + 1..close]);
+        rest = &rest[close..];
+    }
+    labels.sort();
+    labels.dedup();
+    labels
+}
+
+/// Every alert rule's `expr`.
+fn rule_exprs() -> Vec<String> {
+    let doc = yaml_rust2::YamlLoader::load_from_str(&read("prometheus/alerts.yml"))
+        .expect("deploy/prometheus/alerts.yml is YAML")
+        .remove(0);
+    doc["groups"]
+        .as_vec()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_vec().cloned().unwrap_or_default())
+        .filter_map(|r| r["expr"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The label names each served series family carries, from `/metrics`' sample lines (a
+/// counter's `_total`, a histogram's `_bucket` under their own names).
+async fn served_labels(app: &TestApp) -> BTreeMap<String, Vec<String>> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let labels = out.entry(name.to_string()).or_default();
+        for pair in rest.split("\",") {
+            if let Some((label, _)) = pair.split_once('=') {
+                let label = label.trim_matches(|c| c == ',' || c == ' ').to_string();
+                if !labels.contains(&label) {
+                    labels.push(label);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_label_the_dashboard_and_the_alert_rules_read_is_on_the_metrics_they_query() {
+    let app = spawn_app().await;
+    // Traffic, so the labelled series exist: a registration, a decision, an acknowledgement.
+    let g = app.open("Deploy").await;
+    app.until_state(g.id, GateState::Pending).await;
+    app.sim
+        .approve(&app.change_of("Deploy"), "ok")
+        .await
+        .unwrap();
+    app.until_state(g.id, GateState::Approved).await;
+    let served = served_labels(&app).await;
+    let mut exprs: Vec<String> = dashboard_queries().into_iter().map(|(_, e)| e).collect();
+    exprs.extend(rule_exprs());
+    let mut checked = 0;
+    for expr in &exprs {
+        let metrics = metric_names(expr);
+        for label in labels_read(expr) {
+            let carried = metrics
+                .iter()
+                .filter_map(|m| served.get(m))
+                .any(|labels| labels.contains(&label));
+            // Jenkins is not configured here: its series do not exist, and its labels are
+            // those of ServiceNow's requests (the same `RequestLabels`).
+            let jenkins_only = metrics.iter().all(|m| m.starts_with("snowgate_jenkins_"));
+            assert!(
+                carried || jenkins_only,
+                "{expr}: the label {label:?} is on no series of {metrics:?}: {served:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "the check read labels: {checked}");
+    assert!(
+        labels_read(r#"sum by (reason) (snowgate_gates{job="x", state="pending"})"#)
+            == ["reason", "state"]
+    );
+}
+
 #[tokio::test]
 async fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     for args in [

@@ -320,3 +320,90 @@ async fn the_gitlab_template_script_waits_for_the_decision() {
     let run = waiter.await.unwrap();
     assert_eq!(run.code, 0, "{}", run.output());
 }
+
+#[test]
+fn the_workflow_example_passes_the_action_only_inputs_it_declares_and_every_required_one() {
+    let action = load("github-actions/action.yml");
+    let declared = action["inputs"].as_hash().unwrap();
+    let example = load("github-actions/example.yml");
+    let steps = example["jobs"]["deploy"]["steps"].as_vec().unwrap();
+    let step = steps
+        .iter()
+        .find(|s| s["uses"].as_str() == Some("./integrations/github-actions"))
+        .expect("the deploy job uses the action");
+    let given = step["with"].as_hash().unwrap();
+    for key in given.keys() {
+        assert!(
+            declared.contains_key(key),
+            "example.yml passes {key:?}, which action.yml does not declare"
+        );
+    }
+    for (name, input) in declared {
+        if input["required"].as_bool() == Some(true) {
+            assert!(
+                given.contains_key(name),
+                "example.yml lacks the required {name:?}"
+            );
+        }
+    }
+    // The later step reads outputs the action declares.
+    let outputs = action["outputs"].as_hash().unwrap();
+    for output in ["gate-id", "snowgate-bin"] {
+        assert!(
+            outputs.contains_key(&Yaml::String(output.into())),
+            "{output}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_action_with_wait_holds_the_job_until_the_change_reaches_implement() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("github_output");
+    let bin = env!("CARGO_BIN_EXE_snowgate");
+    let inputs = HashMap::from([
+        ("url", app.address.as_str()),
+        ("token", PIPELINE_TOKEN),
+        ("wait", "true"),
+        ("environment", "Production"),
+        ("snowgate-path", bin),
+    ]);
+    let (script, _) = action_step();
+    let mut cmd = bash(&github_env(), &script);
+    cmd.env("RUNNER_TEMP", tmp.path())
+        .env("GITHUB_OUTPUT", &output)
+        .envs(action_env(&inputs));
+    let job = tokio::spawn(run_cmd(cmd, &[PIPELINE_TOKEN]));
+    let mut gate = None;
+    for _ in 0..200 {
+        let list: snowgate::api::GateList = app
+            .get("/api/v1/gates", Some(PIPELINE_TOKEN))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(g) = list.gates.into_iter().next() {
+            if g.change_request
+                .as_ref()
+                .and_then(|c| c.number.clone())
+                .is_some()
+            {
+                gate = Some(g);
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let g = gate.expect("the action opened the job's gate and its CR");
+    assert!(!job.is_finished(), "the job waits for the decision");
+    let number = cr_number(&g).unwrap().to_string();
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    let run = job.await.unwrap();
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stderr.contains("the stage may go on"), "{}", run.stderr);
+    let out = std::fs::read_to_string(&output).unwrap();
+    assert!(out.contains(&format!("gate-id={}", g.id)), "{out}");
+}
