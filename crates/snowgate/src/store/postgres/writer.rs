@@ -8,8 +8,9 @@
 //! Within a batch every compare-and-set still touches exactly one row, with its event and
 //! outbox rows; the gates are locked first, in id order, so batches of two replicas never
 //! deadlock. Statements go out pipelined (tokio-postgres sends the requests of futures polled
-//! together without waiting for each answer), so a batch costs three round trips and one WAL
-//! flush however many decisions it holds. Each caller is answered only after its batch
+//! together without waiting for each answer), so a batch costs two round trips (`BEGIN`, the
+//! locks and the compare-and-sets; then the inserts and `COMMIT`) and one WAL flush however
+//! many decisions it holds. Each caller is answered only after its batch
 //! committed.
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -195,7 +196,7 @@ async fn commit(pool: &Pool, origin: &str, jobs: &[Job]) -> Result<Vec<Outcome>,
     committed
 }
 
-/// The batch's statements in three pipelined round trips: `BEGIN` with the row locks, the
+/// The batch's statements in two pipelined round trips: `BEGIN` with the row locks and the
 /// compare-and-sets, then every insert, deletion and notification with the `COMMIT` (which
 /// PostgreSQL turns into a rollback if any statement before it failed; that failure is
 /// what the batch then reports).
@@ -275,25 +276,14 @@ async fn decide(
             Job::Finish { .. } => None,
         })
         .collect();
-    let current = begin_and_lock(tx, &transitions).await?;
+    let planned: Vec<CasParams> = transitions
+        .iter()
+        .map(|(t, _)| cas_params(t))
+        .collect::<Result<_, _>>()?;
+    let (current, rows) = begin_lock_and_set(tx, &planned, &writes.now).await?;
     if transitions.is_empty() {
         return Ok(Vec::new());
     }
-    let planned: Vec<CasParams> = transitions
-        .iter()
-        .filter(|(t, _)| current.contains_key(&t.gate_id.to_string()))
-        .map(|(t, _)| cas_params(t))
-        .collect::<Result<_, _>>()?;
-    let stmt = tx
-        .prepare_cached(&format!(
-            "{}= ANY($12) RETURNING {GATE_COLUMNS}",
-            sql::TRANSITION_SET
-        ))
-        .await
-        .map_err(pg)?;
-    let rows = try_join_all(planned.iter().map(|p| p.run(tx, &stmt, &writes.now)))
-        .await
-        .map_err(pg)?;
     record(transitions, current, rows, writes)
 }
 
@@ -305,17 +295,16 @@ fn record(
     rows: Vec<Option<tokio_postgres::Row>>,
     writes: &mut Writes,
 ) -> Result<Vec<TransitionOutcome>, StoreError> {
-    let mut rows = rows.into_iter();
+    if rows.len() != transitions.len() {
+        return Err(StoreError::corrupt("a compare-and-set went missing"));
+    }
     let mut outcomes = Vec::with_capacity(transitions.len());
-    for (t, follow_ups) in transitions {
+    for ((t, follow_ups), row) in transitions.into_iter().zip(rows) {
         let id = t.gate_id.to_string();
         let Some(before) = current.get(&id) else {
             outcomes.push(TransitionOutcome::NotFound);
             continue;
         };
-        let row = rows
-            .next()
-            .ok_or_else(|| StoreError::corrupt("a compare-and-set went missing"))?;
         let Some(row) = row else {
             // The gate is no longer in a state this move may leave (possibly moved by an
             // earlier decision of this same batch): here it is as it is now.
@@ -358,20 +347,23 @@ fn cas_params(t: &Transition) -> Result<CasParams<'_>, StoreError> {
     })
 }
 
-/// `BEGIN`, and the batch's gates locked in id order (batches of two replicas take their locks
-/// in the same order, so neither waits for the other in a cycle), in one round trip. The lock
-/// is `FOR NO KEY UPDATE`, the one a compare-and-set's `UPDATE` takes anyway (it changes no
-/// key): the foreign-key checks of other transactions' event and outbox rows (`KEY SHARE`)
-/// do not wait for it, so they cannot close a cycle with a batch either.
-async fn begin_and_lock(
+/// `BEGIN`, the batch's gates locked in id order, and every compare-and-set, in one round
+/// trip: the statements go out pipelined and PostgreSQL runs them in the order sent, so the
+/// locks are taken (and the gates read as they were) before any compare-and-set runs. Batches
+/// of two replicas take their locks in the same order, so neither waits for the other in a
+/// cycle. The lock is `FOR NO KEY UPDATE`, the one a compare-and-set's `UPDATE` takes anyway
+/// (it changes no key): the foreign-key checks of other transactions' event and outbox rows
+/// (`KEY SHARE`) do not wait for it, so they cannot close a cycle with a batch either. A
+/// compare-and-set of a gate that does not exist changes nothing; the lock's reading tells it
+/// apart from one that lost its race. The compare-and-sets' rows, one per transition, in
+/// order.
+async fn begin_lock_and_set(
     c: &ClientWrapper,
-    transitions: &[(&Transition, FollowUps)],
-) -> Result<HashMap<String, Gate>, StoreError> {
-    let mut ids: Vec<String> = transitions
-        .iter()
-        .map(|(t, _)| t.gate_id.to_string())
-        .collect();
-    ids.sort();
+    planned: &[CasParams<'_>],
+    now: &str,
+) -> Result<(HashMap<String, Gate>, Vec<Option<tokio_postgres::Row>>), StoreError> {
+    let mut ids: Vec<&str> = planned.iter().map(|p| p.id.as_str()).collect();
+    ids.sort_unstable();
     ids.dedup();
     let lock = c
         .prepare_cached(&format!(
@@ -379,18 +371,31 @@ async fn begin_and_lock(
         ))
         .await
         .map_err(pg)?;
-    let (begun, rows) = futures::join!(c.batch_execute("BEGIN"), async {
-        if ids.is_empty() {
-            Ok(Vec::new())
-        } else {
-            c.query(&lock, &[&ids]).await
-        }
-    });
+    let set = c
+        .prepare_cached(&format!(
+            "{}= ANY($12) RETURNING {GATE_COLUMNS}",
+            sql::TRANSITION_SET
+        ))
+        .await
+        .map_err(pg)?;
+    let (begun, locked, set) = futures::join!(
+        c.batch_execute("BEGIN"),
+        async {
+            if ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                c.query(&lock, &[&ids]).await
+            }
+        },
+        try_join_all(planned.iter().map(|p| p.run(c, &set, now)))
+    );
     begun.map_err(pg)?;
-    rows.map_err(pg)?
+    let current = locked
+        .map_err(pg)?
         .iter()
         .map(|r| gate_from_row(r).map(|g| (g.id.to_string(), g)))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((current, set.map_err(pg)?))
 }
 
 /// The rows a batch adds, deletes or changes besides its compare-and-sets, written together.
