@@ -76,6 +76,13 @@ impl StartedChecks {
         }
     }
 
+    /// Forget the check started for `gate` (its CR left Implement before the check was read).
+    pub fn forget(&self, gate: uuid::Uuid) {
+        if let Ok(mut started) = self.0.lock() {
+            started.remove(&gate);
+        }
+    }
+
     /// Whether a completed run that started at `last_run` is one this process asked for since
     /// its last look; if so it is forgotten, and the next look starts a check again.
     pub fn finished(&self, gate: uuid::Uuid, last_run: &str) -> bool {

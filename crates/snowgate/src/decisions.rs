@@ -32,7 +32,8 @@ pub struct Decider {
     waiters: Arc<Waiters>,
     wakeups: Arc<Wakeups>,
     metrics: Arc<Metrics>,
-    /// The change freezes, which hold back (or fail) ServiceNow's approvals while active.
+    /// The change freezes, which hold back (or fail) every decision but an operator's that
+    /// would let a covered stage go on, while active.
     freezes: Arc<Freezes>,
 }
 

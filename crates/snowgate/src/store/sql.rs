@@ -187,9 +187,10 @@ pub const HOLD_GATE: &str = "UPDATE gates SET state = 'pending', message = $1, u
      creation_deadline_ms = NULL, step_deadline_ms = NULL \
      WHERE id = $3 AND state IN ('registering', 'pending')";
 
-/// Whether a gate's approval is held already: ServiceNow resends a decision callback it is
-/// unsure arrived, and the repeat must change nothing (one hold, one acknowledgement).
-pub const IS_HELD: &str = "SELECT 1 FROM held_approvals WHERE gate_id = $1";
+/// The decision a gate's hold holds, if any: ServiceNow resends a decision callback it is
+/// unsure arrived, and a poll finds the same approval again, and the repeat must add nothing
+/// (one hold, one acknowledgement); it only holds the gate again (message, no timeouts).
+pub const IS_HELD: &str = "SELECT to_state FROM held_approvals WHERE gate_id = $1";
 
 /// The approval held, or the newer one replacing it.
 pub const UPSERT_HOLD: &str =

@@ -200,11 +200,31 @@ impl Poller {
         state: CrState,
         v: Verdict,
     ) -> Result<(), StoreError> {
+        let approves = matches!(v, Verdict::Approve(_));
+        if let (false, Some(change)) = (approves, &self.change) {
+            // A check started for an approval that did not last is not this CR's answer when
+            // it reaches Implement again.
+            change.conflict_checks.forget(gate.id);
+        }
+        // While a freeze covers the gate, its approval is held whatever the conflicts: the
+        // check waits until the freeze is over, when the CR is read again.
+        let frozen = approves
+            && self
+                .decider
+                .freezes()
+                .covering(&gate.spec, false)
+                .await?
+                .is_some();
         let (to, proceed, message) = match v {
             Verdict::Wait {
                 message,
                 recheck_in,
             } => return self.wait(gate, cr, message, recheck_in).await,
+            Verdict::Approve(m) if frozen => (
+                GateState::Approved,
+                true,
+                format!("Approved in ServiceNow: {m}"),
+            ),
             Verdict::Approve(m) => match self.conflict_check(gate, &cr, number).await {
                 ConflictStep::Clear => (
                     GateState::Approved,

@@ -32,6 +32,17 @@ impl Binary {
     }
 }
 
+/// A test that fails (panics) before it ends its `snowgate serve` must not leave it running:
+/// dropping the handle ends the process (by its own pid) if it still runs.
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Start `snowgate serve` with `config` and wait until it answers /healthz.
 pub async fn start_binary(config: &Path, address: &str, log: &Path) -> Binary {
     let log = std::fs::OpenOptions::new()

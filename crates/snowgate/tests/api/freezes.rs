@@ -504,6 +504,20 @@ async fn when_a_freeze_ends_a_held_change_request_is_read_again_before_the_stage
     )
     .await;
     assert_eq!(resp.status(), 204);
+    // The release reads the CR again (its event), and the CR as it is keeps the gate waiting.
+    let mut read_again = false;
+    for _ in 0..200 {
+        read_again = app
+            .events(g.id)
+            .await
+            .iter()
+            .any(|e| e.message.contains("reading") && e.message.contains(&number));
+        if read_again {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(read_again, "{:?}", app.events(g.id).await);
     for _ in 0..200 {
         if app
             .gate(g.id)
@@ -521,11 +535,6 @@ async fn when_a_freeze_ends_a_held_change_request_is_read_again_before_the_stage
         waiting.message.contains("Waiting for approval"),
         "the stale approval is not applied: {waiting:?}"
     );
-    assert!(app
-        .events(g.id)
-        .await
-        .iter()
-        .any(|e| e.message.contains("reading") && e.message.contains(&number)));
     app.sim
         .chg_set_state(&number, "Implement", None, None)
         .unwrap();
@@ -559,4 +568,53 @@ async fn in_change_mode_freeze_action_fail_fails_the_gate_whose_cr_reaches_imple
         .await
         .iter()
         .any(|e| e.kind == "freeze_failed"));
+}
+
+#[tokio::test]
+async fn an_approval_found_again_during_a_freeze_is_held_again_with_no_timeout_running() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    declare(&app, &freeze("Release freeze", -60, 3600, &[])).await;
+    let g = open_change(&app, "Deploy", json!({"changeStepTimeoutSecs": 3})).await;
+    let number = cr_number(&g).unwrap().to_string();
+    let until_message = |part: &'static str| {
+        let app = &app;
+        async move {
+            for _ in 0..200 {
+                let g = app.gate(g.id).await;
+                if g.message.contains(part) {
+                    return g;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("never {part:?}: {:?}", app.gate(g.id).await);
+        }
+    };
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    until_message("held by change freeze").await;
+    // Sent back, then approved again, while the freeze lasts.
+    app.sim
+        .chg_set_state(&number, "Assess", None, None)
+        .unwrap();
+    until_message("Waiting for approval").await;
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    let held = until_message("held by change freeze").await;
+    assert_eq!(
+        held.deadline, None,
+        "no timeout runs for a held approval: {held:?}"
+    );
+    // Past the 3 s step timeout: still held, not timed out.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let g = app.gate(g.id).await;
+    assert_eq!((g.state, g.proceed), (GateState::Pending, None), "{g:?}");
+    let holds = app
+        .events(g.id)
+        .await
+        .iter()
+        .filter(|e| e.kind == "freeze_hold")
+        .count();
+    assert_eq!(holds, 1, "the same approval again adds no hold");
 }

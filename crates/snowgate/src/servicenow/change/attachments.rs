@@ -31,7 +31,7 @@ struct AttachmentList {
 }
 
 /// Candidates read per lookup: more files of one name on one CR than snowgate ever sends.
-const CANDIDATES: usize = 20;
+const CANDIDATES: usize = 100;
 
 fn text(field: &Option<Scalar>) -> Option<String> {
     match field.as_ref()? {
@@ -79,8 +79,12 @@ impl ChangeClient {
         sha256: &str,
     ) -> Result<Option<String>, ServiceNowError> {
         use sha2::Digest as _;
-        let query =
-            format!("table_name=change_request^table_sys_id={sys_id}^file_name={file_name}");
+        // `^` joins an encoded query's conditions: a name holding one is matched here instead.
+        let query = if file_name.contains('^') {
+            format!("table_name=change_request^table_sys_id={sys_id}")
+        } else {
+            format!("table_name=change_request^table_sys_id={sys_id}^file_name={file_name}")
+        };
         let mut url = self.attachment_url(&[]);
         url.set_query(Some(&format!(
             "sysparm_query={}&sysparm_limit={CANDIDATES}",
@@ -100,7 +104,7 @@ impl ChangeClient {
             else {
                 continue;
             };
-            let bytes = self.download(&id).await?;
+            let bytes = self.download(&id, size).await?;
             if hex::encode(sha2::Sha256::digest(&bytes)) == sha256 {
                 return Ok(Some(id));
             }
@@ -158,8 +162,9 @@ impl ChangeClient {
         result
     }
 
-    /// An attachment's bytes (`GET /api/now/attachment/{sys_id}/file`).
-    async fn download(&self, attachment: &str) -> Result<Vec<u8>, ServiceNowError> {
+    /// An attachment's bytes (`GET /api/now/attachment/{sys_id}/file`) when they are at most
+    /// `size` bytes long; empty when there are more (never read past `size`).
+    async fn download(&self, attachment: &str, size: usize) -> Result<Vec<u8>, ServiceNowError> {
         let auth = self.auth.header(&self.http, &self.metrics, false).await?;
         let resp = self
             .http
@@ -174,7 +179,16 @@ impl ChangeClient {
                 ServiceNowError::Decode("the attachment's file could not be read".into())
             }));
         }
-        Ok(resp.bytes().await.map_err(classify)?.to_vec())
+        let mut resp = resp;
+        let mut bytes = Vec::with_capacity(size);
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if bytes.len() + chunk.len() > size {
+                // Not the file looked for: never read more than it would be.
+                return Ok(Vec::new());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     async fn attach_once(

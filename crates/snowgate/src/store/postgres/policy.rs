@@ -73,15 +73,11 @@ pub(super) async fn hold_approval(
         Some(row) => super::rows::gate_from_row(&row)?,
         None => return Ok(TransitionOutcome::NotFound),
     };
-    let held = tx
+    let held: Option<String> = tx
         .query_opt(sql::IS_HELD, &[&id])
         .await
         .map_err(pg)?
-        .is_some();
-    if held && before.state == GateState::Pending {
-        tx.commit().await.map_err(pg)?;
-        return Ok(TransitionOutcome::Applied(before));
-    }
+        .map(|r| r.get(0));
     if tx
         .execute(sql::HOLD_GATE, &[&text(message), &now, &id])
         .await
@@ -90,6 +86,15 @@ pub(super) async fn hold_approval(
     {
         tx.commit().await.map_err(pg)?;
         return Ok(TransitionOutcome::Conflict(before));
+    }
+    if held.as_deref() == Some(hold.to.as_str()) && before.state == GateState::Pending {
+        // The same decision again: held as it was (a poll in between may have armed a
+        // timeout or written its own message), nothing added.
+        let gate = load_gate(&tx, &id)
+            .await?
+            .ok_or_else(|| StoreError::corrupt("gate vanished"))?;
+        tx.commit().await.map_err(pg)?;
+        return Ok(TransitionOutcome::Applied(gate));
     }
     upsert_hold(&tx, &id, hold, &now).await?;
     insert_event(

@@ -25,8 +25,8 @@ pub(super) fn title_lock_permits(pool_size: usize) -> usize {
     (pool_size / 4).max(1)
 }
 
-/// Held until dropped; dropping it ends the transaction, which releases the lock (and then
-/// the permit, once the connection is back).
+/// Held until dropped; dropping it ends the transaction, which releases the lock, and then
+/// the permit (the connection goes back to the pool when the rollback's task ends).
 struct Held(Option<Object>, Option<OwnedSemaphorePermit>);
 
 impl Drop for Held {

@@ -55,15 +55,18 @@ pub(super) fn hold_approval(
         Some(g) => g,
         None => return Ok(TransitionOutcome::NotFound),
     };
-    let held = conn
-        .query_row(&sql::sqlite(sql::IS_HELD), params![id], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if held && before.state == GateState::Pending {
-        return Ok(TransitionOutcome::Applied(before));
-    }
+    let held: Option<String> = conn
+        .query_row(&sql::sqlite(sql::IS_HELD), params![id], |r| r.get(0))
+        .optional()?;
     if conn.execute(&sql::sqlite(sql::HOLD_GATE), params![message, now, id])? == 0 {
         return Ok(TransitionOutcome::Conflict(before));
+    }
+    if held.as_deref() == Some(hold.to.as_str()) && before.state == GateState::Pending {
+        // The same decision again: held as it was (a poll in between may have armed a
+        // timeout or written its own message), nothing added.
+        return Ok(TransitionOutcome::Applied(
+            load_gate(conn, &id)?.ok_or_else(|| StoreError::corrupt("gate vanished"))?,
+        ));
     }
     conn.execute(
         &sql::sqlite(sql::UPSERT_HOLD),

@@ -197,9 +197,10 @@ impl Outbox {
         };
         let number = cr.number.clone().unwrap_or_else(|| sys_id.to_string());
         let sha256 = p["sha256"].as_str().unwrap_or("");
-        if item.attempts > 0 {
+        {
             // An earlier attempt may have been stored with its answer lost (a timeout, a
-            // dropped connection): look before sending the file again.
+            // dropped connection, a crash before its result was written, which leaves the row
+            // as if never tried): look before sending the file, every time.
             match change.client.find(sys_id, name, content.len(), sha256).await {
                 Ok(Some(attachment)) => {
                     return OutboxResult::Done {
