@@ -279,8 +279,21 @@ impl ChangeClient {
         {
             result = self.call_once(method, url, body, true).await;
         }
-        let status = match &result {
-            Ok(_) => Some(200),
+        self.count_call(endpoint, 200, started, &result);
+        result
+    }
+
+    /// A call's outcome in the ServiceNow request metrics: `ok` is its status when it
+    /// succeeded, an error's own status otherwise (none for a transport error).
+    pub(super) fn count_call<T>(
+        &self,
+        endpoint: &str,
+        ok: u16,
+        started: std::time::Instant,
+        result: &Result<T, ServiceNowError>,
+    ) {
+        let status = match result {
+            Ok(_) => Some(ok),
             Err(ServiceNowError::Status { status, .. }) => Some(*status),
             Err(_) => None,
         };
@@ -291,7 +304,6 @@ impl ChangeClient {
             status,
             started.elapsed(),
         );
-        result
     }
 
     async fn call_once(

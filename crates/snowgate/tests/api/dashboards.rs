@@ -35,11 +35,16 @@ fn metric_names(text: &str) -> Vec<String> {
     names
 }
 
-/// The families `/metrics` declares (`# TYPE name kind`), by name.
-async fn served_families(app: &TestApp) -> BTreeMap<String, String> {
+/// `/metrics`' text.
+async fn metrics_text(app: &TestApp) -> String {
     let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
+    resp.text().await.unwrap()
+}
+
+/// The families `/metrics` declares (`# TYPE name kind`), by name.
+async fn served_families(app: &TestApp) -> BTreeMap<String, String> {
+    let text = metrics_text(app).await;
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_once(' '))
@@ -179,15 +184,7 @@ fn rule_exprs() -> Vec<String> {
 /// The label names each served series family carries, from `/metrics`' sample lines (a
 /// counter's `_total`, a histogram's `_bucket` under their own names).
 async fn served_labels(app: &TestApp) -> BTreeMap<String, Vec<String>> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(app).await;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((name, rest)) = line.split_once('{') else {

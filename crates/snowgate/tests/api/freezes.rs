@@ -40,6 +40,12 @@ async fn delete(app: &TestApp, path: impl AsRef<str>, token: &str) -> reqwest::R
         .unwrap()
 }
 
+/// An operator deletes the freeze `f` (204).
+async fn lift(app: &TestApp, f: &FreezeView) {
+    let path = format!("/api/v1/freezes/{}", f.freeze.id);
+    assert_eq!(delete(app, &path, OPERATOR_TOKEN).await.status(), 204);
+}
+
 async fn freezes(app: &TestApp) -> FreezeList {
     let resp = app.get("/api/v1/freezes", Some(PIPELINE_TOKEN)).await;
     assert_eq!(resp.status(), 200);
@@ -137,13 +143,7 @@ async fn deleting_a_freeze_early_releases_the_approvals_it_held() {
     until_event(&app, gate.id, "freeze_hold").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.gate(gate.id).await.state, GateState::Pending);
-    let resp = delete(
-        &app,
-        &format!("/api/v1/freezes/{}", f.freeze.id),
-        OPERATOR_TOKEN,
-    )
-    .await;
-    assert_eq!(resp.status(), 204);
+    lift(&app, &f).await;
     let g = app.until_state(gate.id, GateState::Approved).await;
     assert_eq!(g.proceed, Some(true));
     assert!(freezes(&app).await.freezes.is_empty());
@@ -451,13 +451,7 @@ async fn a_timeout_that_would_let_the_stage_continue_is_held_by_a_freeze_too() {
                 .contains("held by change freeze `Quarter close`"),
         "{held:?}"
     );
-    let resp = delete(
-        &app,
-        &format!("/api/v1/freezes/{}", f.freeze.id),
-        OPERATOR_TOKEN,
-    )
-    .await;
-    assert_eq!(resp.status(), 204);
+    lift(&app, &f).await;
     let g = app.until_state(gate.id, GateState::TimedOut).await;
     assert_eq!(g.proceed, Some(true));
     assert_eq!(g.decided_by.as_deref(), Some("snowgate"), "{g:?}");
@@ -497,13 +491,7 @@ async fn when_a_freeze_ends_a_held_change_request_is_read_again_before_the_stage
     app.sim
         .chg_set_state(&number, "Assess", None, None)
         .unwrap();
-    let resp = delete(
-        &app,
-        &format!("/api/v1/freezes/{}", f.freeze.id),
-        OPERATOR_TOKEN,
-    )
-    .await;
-    assert_eq!(resp.status(), 204);
+    lift(&app, &f).await;
     // The release reads the CR again (its event), and the CR as it is keeps the gate waiting.
     let mut read_again = false;
     for _ in 0..200 {

@@ -35,6 +35,28 @@ fn decision(id: uuid::Uuid, to: GateState) -> Transition {
     }
 }
 
+/// A new gate of `stage` in `store`; its id.
+async fn opened(store: &dyn GateStore, stage: &str) -> uuid::Uuid {
+    store
+        .open_gate(
+            spec(stage),
+            CallbackToken::generate(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap()
+        .gate
+        .id
+}
+
+/// The registration's move, registering → pending, with nothing to send.
+fn to_pending(id: uuid::Uuid) -> Transition {
+    let mut t = decision(id, GateState::Pending);
+    t.proceed = None;
+    t.outbox.clear();
+    t
+}
+
 /// A SQLite store in a directory of its own (deleted when the directory is dropped).
 fn sqlite_store() -> (tempfile::TempDir, Arc<dyn GateStore>) {
     let dir = tempfile::tempdir().unwrap();
@@ -580,20 +602,9 @@ async fn a_decision_abandoned_by_its_caller_still_wakes_its_long_polls() {
     use snowgate::waiters::Waiters;
 
     let (_dir, store) = sqlite_store();
-    let opened = store
-        .open_gate(
-            spec("Deploy"),
-            CallbackToken::generate(),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-    let id = opened.gate.id;
-    let mut pending = decision(id, GateState::Pending);
-    pending.proceed = None;
-    pending.outbox.clear();
+    let id = opened(&*store, "Deploy").await;
     assert!(matches!(
-        store.transition(pending, follow_ups).await.unwrap(),
+        store.transition(to_pending(id), follow_ups).await.unwrap(),
         TransitionOutcome::Applied(_)
     ));
     let settings = snowgate::configuration::Settings::default();
@@ -631,14 +642,7 @@ async fn title_locks_never_take_the_connections_decisions_need() {
     let pg = PgServer::start();
     pg.database("titles").await;
     let store: Arc<dyn GateStore> = Arc::new(pg_store(&pg, "titles", 2).await);
-    let opened = store
-        .open_gate(
-            spec("Deploy"),
-            CallbackToken::generate(),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    let id = opened(&*store, "Deploy").await;
     let first = store
         .lock_title("Deploy shop/app to Production")
         .await
@@ -654,17 +658,14 @@ async fn title_locks_never_take_the_connections_decisions_need() {
         "a second title lock waits for the permit"
     );
     // The store still answers: reads and decisions have the rest of the pool.
-    let read = tokio::time::timeout(Duration::from_secs(2), store.gate(opened.gate.id))
+    let read = tokio::time::timeout(Duration::from_secs(2), store.gate(id))
         .await
         .expect("a read while a title lock is held")
         .unwrap();
     assert!(read.is_some());
-    let mut pending = decision(opened.gate.id, GateState::Pending);
-    pending.proceed = None;
-    pending.outbox.clear();
     let decided = tokio::time::timeout(
         Duration::from_secs(2),
-        store.transition(pending, follow_ups),
+        store.transition(to_pending(id), follow_ups),
     )
     .await
     .expect("a decision while a title lock is held")

@@ -54,18 +54,7 @@ impl ChangeClient {
         let result = self
             .attach_once(sys_id, file_name, content_type, content)
             .await;
-        let status = match &result {
-            Ok(_) => Some(201),
-            Err(ServiceNowError::Status { status, .. }) => Some(*status),
-            Err(_) => None,
-        };
-        crate::metrics::record_call(
-            &self.metrics.servicenow_requests,
-            &self.metrics.servicenow_latency,
-            "POST attachment/file",
-            status,
-            started.elapsed(),
-        );
+        self.count_call("POST attachment/file", 201, started, &result);
         result
     }
 
@@ -147,18 +136,7 @@ impl ChangeClient {
             .await
         }
         .await;
-        let status = match &result {
-            Ok(_) => Some(200),
-            Err(ServiceNowError::Status { status, .. }) => Some(*status),
-            Err(_) => None,
-        };
-        crate::metrics::record_call(
-            &self.metrics.servicenow_requests,
-            &self.metrics.servicenow_latency,
-            what,
-            status,
-            started.elapsed(),
-        );
+        self.count_call(what, 200, started, &result);
         result
     }
 

@@ -196,27 +196,37 @@ fn action_env(inputs: &HashMap<&str, &str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The action's step as GitHub runs it for `app`, in change mode for Production with this
+/// binary, and `extra` inputs; `GITHUB_OUTPUT` is `github_output` in `tmp`.
+fn action_run(
+    app: &TestApp,
+    tmp: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> tokio::process::Command {
+    let mut inputs = HashMap::from([
+        ("url", app.address.as_str()),
+        ("token", PIPELINE_TOKEN),
+        ("environment", "Production"),
+        ("snowgate-path", env!("CARGO_BIN_EXE_snowgate")),
+    ]);
+    inputs.extend(extra.iter().copied());
+    let (script, _) = action_step();
+    let mut cmd = bash(&github_env(), &script);
+    cmd.env("RUNNER_TEMP", tmp)
+        .env("GITHUB_OUTPUT", tmp.join("github_output"))
+        .envs(action_env(&inputs));
+    cmd
+}
+
 #[tokio::test]
 async fn the_action_run_as_github_runs_it_opens_the_gate_of_the_job() {
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     let tmp = tempfile::tempdir().unwrap();
     let output = tmp.path().join("github_output");
     let bin = env!("CARGO_BIN_EXE_snowgate");
-    let inputs = HashMap::from([
-        ("url", app.address.as_str()),
-        ("token", PIPELINE_TOKEN),
-        ("wait", "false"),
-        ("environment", "Production"),
-        ("stage", "deploy-prod"),
-        ("snowgate-path", bin),
-    ]);
-    let (script, _) = action_step();
+    let extra = [("wait", "false"), ("stage", "deploy-prod")];
     // The token and URL reach snowgate only through the action's inputs.
-    let mut cmd = bash(&github_env(), &script);
-    cmd.env("RUNNER_TEMP", tmp.path())
-        .env("GITHUB_OUTPUT", &output)
-        .envs(action_env(&inputs));
-    let run = run_cmd(cmd, &[PIPELINE_TOKEN]).await;
+    let run = run_cmd(action_run(&app, tmp.path(), &extra), &[PIPELINE_TOKEN]).await;
     assert_eq!(run.code, 0, "{}", run.output());
     let list: snowgate::api::GateList = app
         .get("/api/v1/gates", Some(PIPELINE_TOKEN))
@@ -361,19 +371,7 @@ async fn the_action_with_wait_holds_the_job_until_the_change_reaches_implement()
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     let tmp = tempfile::tempdir().unwrap();
     let output = tmp.path().join("github_output");
-    let bin = env!("CARGO_BIN_EXE_snowgate");
-    let inputs = HashMap::from([
-        ("url", app.address.as_str()),
-        ("token", PIPELINE_TOKEN),
-        ("wait", "true"),
-        ("environment", "Production"),
-        ("snowgate-path", bin),
-    ]);
-    let (script, _) = action_step();
-    let mut cmd = bash(&github_env(), &script);
-    cmd.env("RUNNER_TEMP", tmp.path())
-        .env("GITHUB_OUTPUT", &output)
-        .envs(action_env(&inputs));
+    let cmd = action_run(&app, tmp.path(), &[("wait", "true")]);
     let job = tokio::spawn(run_cmd(cmd, &[PIPELINE_TOKEN]));
     let mut gate = None;
     for _ in 0..200 {
