@@ -2,8 +2,8 @@
 //! `/api/now/v1/attachment/file`), ServiceNow's "Attachment - POST /now/attachment/file":
 //! "Uploads a specified binary file as an attachment to a specified record."
 //!
-//! Attachments go only to the change API's CRs (`table_name=change_request`, `table_sys_id` a
-//! CR's sys_id). Every request is recorded first. Then, in this order: the method (405 unless
+//! Attachments go only to CRs (`table_name=change_request`, `table_sys_id` the sys_id of a CR of
+//! the change API or of one ServiceNow DevOps created). Every request is recorded first. Then, in this order: the method (405 unless
 //! POST), the injected fault (key `attachment.post`), authentication as the change API takes it
 //! (401: Basic with the simulator's user or an OAuth `Bearer` token), `Accept` (absent means
 //! JSON, the documented default; 406 when JSON is refused), `Content-Type` (400 when missing:

@@ -87,8 +87,11 @@ async fn serve(shared: &Arc<Shared>, req: &HttpRequest, body: &[u8]) -> HttpResp
         Ok(target) => target,
         Err(refused) => return refused.into_response(),
     };
+    // A CR of the change API, or one ServiceNow DevOps created for a step: both are
+    // change_request records on an instance.
     let known = target.table_name == CHANGE_TABLE
-        && shared.with_chg(|c| c.by_sys_id(&target.table_sys_id).is_some());
+        && (shared.with_chg(|c| c.by_sys_id(&target.table_sys_id).is_some())
+            || shared.with_model(|m| m.find_by_sys_id(&target.table_sys_id).is_some()));
     if !known {
         return platform_error(
             StatusCode::NOT_FOUND,

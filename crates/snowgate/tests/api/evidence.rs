@@ -108,6 +108,30 @@ async fn two_gates_sharing_one_change_request_send_it_the_same_evidence_once() {
 }
 
 #[tokio::test]
+async fn a_devops_mode_gate_with_basic_auth_attaches_to_the_cr_servicenow_devops_created() {
+    // Basic auth (the Attachment API does not take the DevOps token), a DevOps-mode gate.
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    let g = app.open("Deploy").await;
+    assert_eq!(g.mode, snowgate::configuration::GateMode::Devops);
+    let mut sys_id = None;
+    for _ in 0..200 {
+        sys_id = app.gate(g.id).await.change_request.and_then(|cr| cr.sys_id);
+        if sys_id.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sys_id = sys_id.expect("ServiceNow's notice names the CR");
+    let body = json!({"name": "junit.xml", "contentType": "application/xml",
+                      "content": "<testsuite tests=\"1\"/>"});
+    assert_eq!(post(&app, g.id, &body).await.status(), 202);
+    let attached = until_attached(&app, 1).await;
+    assert_eq!(attached.len(), 1);
+    assert_eq!(attached[0].table_sys_id, sys_id);
+    until_event(&app, g.id, "attach_done").await;
+}
+
+#[tokio::test]
 async fn bytes_in_base64_are_attached_as_they_were_after_a_503_is_retried() {
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     let (g, _) = gate_with_cr(&app).await;
