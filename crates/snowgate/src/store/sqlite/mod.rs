@@ -34,6 +34,7 @@ mod conn;
 mod gates;
 mod policy;
 mod rows;
+mod titles;
 mod work;
 
 /// Reader threads, each with its own connection (WAL lets them read while the writer writes).
@@ -52,9 +53,9 @@ struct Inner {
     readers: Mutex<mpsc::Sender<ReadJob>>,
     /// The exclusive lock on `<file>.lock`, held for the store's life.
     _lock: std::fs::File,
-    /// Change-request title searches, one at a time: one process owns a SQLite store, and
-    /// linking by title is rare enough that one lock for all titles costs nothing.
-    titles: Arc<tokio::sync::Mutex<()>>,
+    /// Change-request title searches, one at a time per title (one process owns a SQLite
+    /// store: an in-process lock suffices).
+    titles: titles::Titles,
 }
 
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
@@ -115,7 +116,7 @@ impl SqliteStore {
                 writer: Mutex::new(tx),
                 readers: Mutex::new(read_tx),
                 _lock: lock,
-                titles: Arc::new(tokio::sync::Mutex::new(())),
+                titles: titles::Titles::default(),
             }),
         })
     }
@@ -447,8 +448,8 @@ impl GateStore for SqliteStore {
         .await
     }
 
-    async fn lock_title(&self, _title: &str) -> Result<TitleLock, StoreError> {
-        Ok(TitleLock::new(self.inner.titles.clone().lock_owned().await))
+    async fn lock_title(&self, title: &str) -> Result<TitleLock, StoreError> {
+        Ok(self.inner.titles.lock(title).await)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
