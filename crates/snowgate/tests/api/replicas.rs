@@ -530,3 +530,101 @@ async fn a_freeze_declared_at_one_replica_holds_approvals_at_the_other_until_del
         .unwrap();
     assert!(list.freezes.is_empty(), "deleted for both replicas");
 }
+
+/// A TCP forwarder on loopback, as a load balancer in front of the replicas: each new
+/// connection goes to the backend set last.
+struct Balancer {
+    address: String,
+    backend: std::sync::Arc<std::sync::Mutex<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Balancer {
+    async fn start(backend: &str) -> Balancer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let backend = std::sync::Arc::new(std::sync::Mutex::new(
+            backend.trim_start_matches("http://").to_string(),
+        ));
+        let to = backend.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = to.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Balancer {
+            address,
+            backend,
+            task,
+        }
+    }
+
+    fn switch_to(&self, backend: &str) {
+        *self.backend.lock().unwrap() = backend.trim_start_matches("http://").to_string();
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn gates_open_wait_rides_out_a_failover_from_one_replica_to_the_other() {
+    let mut c = cluster(quiet_sim(), "1h").await;
+    let lb = Balancer::start(&c.urls[0]).await;
+    let args = [
+        "gates",
+        "open",
+        "--wait",
+        "--progress-every",
+        "1",
+        "--retry-for",
+        "60s",
+    ];
+    let waiting = tokio::spawn(crate::cli::run_cmd(
+        crate::ci_gate::ci_command(&lb.address, &crate::ci_gate::jenkins_env(), &args),
+        &[PIPELINE_TOKEN, OPERATOR_TOKEN],
+    ));
+    let client = reqwest::Client::new();
+    let mut pending = None;
+    for _ in 0..200 {
+        let list: snowgate::api::GateList = client
+            .get(format!("{}/api/v1/gates", c.urls[1]))
+            .bearer_auth(PIPELINE_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pending = list
+            .gates
+            .into_iter()
+            .find(|g| g.state == GateState::Pending);
+        if pending.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let g = pending.expect("the CLI opened its gate through the balancer");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the CLI waits");
+    // Replica a dies with the long-poll open; the balancer sends new connections to b.
+    c.kill(0);
+    lb.switch_to(&c.urls[1]);
+    assert_eq!(succeed_at(&client, &c.urls[1], &c.sim, "Deploy").await, 200);
+    let run = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the CLI ends once b answers")
+        .unwrap();
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stderr.contains("the stage may go on"), "{}", run.stderr);
+    assert!(run.stdout.contains(&g.id.to_string()) || run.stderr.contains(&g.id.to_string()));
+}
