@@ -72,6 +72,18 @@ async fn until_event(app: &TestApp, id: impl std::fmt::Display + Copy, kind: &st
     panic!("no {kind} event: {:?}", app.events(id).await);
 }
 
+/// A change-mode gate whose CR reached Implement during the freeze the caller declared: its
+/// approval held. The gate and the CR's number.
+async fn held_in_change_mode(app: &TestApp) -> (GateView, String) {
+    let g = open_change(app, "Deploy", json!({})).await;
+    let number = cr_number(&g).unwrap().to_string();
+    app.sim
+        .chg_set_state(&number, "Implement", None, None)
+        .unwrap();
+    until_event(app, g.id, "freeze_hold").await;
+    (g, number)
+}
+
 #[tokio::test]
 async fn an_approval_during_a_freeze_is_held_and_proceeds_by_itself_when_the_freeze_ends() {
     let app = spawn_app().await;
@@ -237,12 +249,7 @@ async fn in_change_mode_a_freeze_covers_its_environments_and_an_override_is_note
     let mut production = freeze("Production freeze", -60, 3600, &[]);
     production["environments"] = json!(["production"]);
     declare(&app, &production).await;
-    let g = open_change(&app, "Deploy", json!({})).await;
-    let number = cr_number(&g).unwrap().to_string();
-    app.sim
-        .chg_set_state(&number, "Implement", None, None)
-        .unwrap();
-    until_event(&app, g.id, "freeze_hold").await;
+    let (g, number) = held_in_change_mode(&app).await;
     let held = app.gate(g.id).await;
     assert_eq!(held.state, GateState::Pending);
     assert!(held.message.contains("`Production freeze`"), "{held:?}");
@@ -462,12 +469,7 @@ async fn a_timeout_that_would_let_the_stage_continue_is_held_by_a_freeze_too() {
 async fn a_change_request_canceled_during_a_freeze_fails_its_held_gate_at_once() {
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     declare(&app, &freeze("Release freeze", -60, 3600, &[])).await;
-    let g = open_change(&app, "Deploy", json!({})).await;
-    let number = cr_number(&g).unwrap().to_string();
-    app.sim
-        .chg_set_state(&number, "Implement", None, None)
-        .unwrap();
-    until_event(&app, g.id, "freeze_hold").await;
+    let (g, number) = held_in_change_mode(&app).await;
     app.sim
         .chg_set_state(&number, "Canceled", None, None)
         .unwrap();
@@ -481,12 +483,7 @@ async fn a_change_request_canceled_during_a_freeze_fails_its_held_gate_at_once()
 async fn when_a_freeze_ends_a_held_change_request_is_read_again_before_the_stage_proceeds() {
     let app = change_app_with(SimSettings::default(), |_| {}).await;
     let f = declare(&app, &freeze("Release freeze", -60, 3600, &[])).await;
-    let g = open_change(&app, "Deploy", json!({})).await;
-    let number = cr_number(&g).unwrap().to_string();
-    app.sim
-        .chg_set_state(&number, "Implement", None, None)
-        .unwrap();
-    until_event(&app, g.id, "freeze_hold").await;
+    let (g, number) = held_in_change_mode(&app).await;
     // Sent back for another assessment while the freeze held it.
     app.sim
         .chg_set_state(&number, "Assess", None, None)
