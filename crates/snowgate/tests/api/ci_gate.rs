@@ -311,6 +311,49 @@ async fn a_plain_shell_job_gated_by_flags_alone_shows_progress_and_exits_1_when_
 }
 
 #[tokio::test]
+async fn a_job_naming_its_change_request_waits_on_that_one_and_proceeds_when_it_is_approved() {
+    let app = change_app_with(SimSettings::default(), |_| {}).await;
+    // The release's CR, raised in ServiceNow beforehand.
+    let cr = app
+        .sim
+        .chg_create(
+            serde_json::json!({"short_description": "Release 7.2"}),
+            "normal",
+            "Assess",
+        )
+        .unwrap();
+    let flags = [
+        "--job-url",
+        "https://build.example.com/pipelines/shop-app/",
+        "--build",
+        "319",
+        "--stage",
+        "Release",
+        "--mode",
+        "change",
+        "--environment",
+        "Production",
+        "--change-request",
+        cr.number.as_str(),
+    ];
+    let waiter = wait_in_background(&app.address, &[], &flags);
+    let g = the_gate(&app.address).await;
+    assert_eq!(
+        pending_cr(&app, g.id).await,
+        cr.number,
+        "the CR named, not a new one"
+    );
+    assert_eq!(app.sim.chg_changes().len(), 1, "no CR created");
+    app.sim
+        .chg_set_state(&cr.number, "Implement", None, None)
+        .unwrap();
+    let run = waiter.await.unwrap();
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stderr.contains(&cr.number), "{}", run.stderr);
+    assert_eq!(app.gate(g.id).await.state, GateState::Approved);
+}
+
+#[tokio::test]
 async fn a_waiting_build_is_stopped_with_exit_1_when_a_newer_build_supersedes_it() {
     let app = spawn_app().await;
     let waiter = wait_in_background(&app.address, &jenkins_env(), &[]);
