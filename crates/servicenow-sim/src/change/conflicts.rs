@@ -130,13 +130,17 @@ impl ChgModel {
     /// GET's `result` for the CR with this sys_id.
     pub(crate) fn conflict_status(&mut self, sys_id: &str) -> Result<Value, ChgError> {
         self.by_sys_id(sys_id).ok_or_else(not_found)?;
-        let entry = self.conflicts.by_change.get_mut(sys_id);
-        let running = entry.as_ref().is_some_and(|c| c.running_left > 0);
-        let last = entry.map(|c| {
+        let mut running = false;
+        if let Some(c) = self.conflicts.by_change.get_mut(sys_id) {
+            // Each read of a running check brings it one read nearer to completing.
+            running = c.running_left > 0;
             c.running_left = c.running_left.saturating_sub(1);
-            &*c
-        });
-        let last = last.and_then(|c| c.last.as_ref());
+        }
+        let last = self
+            .conflicts
+            .by_change
+            .get(sys_id)
+            .and_then(|c| c.last.as_ref());
         Ok(match last {
             // A check still running: ServiceNow documents no running status; job status "1"
             // (anything but the "2" of its finished examples) and no conflicts yet are the

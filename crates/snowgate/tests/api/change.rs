@@ -731,15 +731,7 @@ change:
 
     let mut bin = start_binary(&config, &address, &log).await;
     for _ in 0..200 {
-        let g: GateView = client
-            .get(format!("{address}/api/v1/gates/{id}"))
-            .bearer_auth(PIPELINE_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let g: GateView = crate::durability::gate(&client, &address, &id).await;
         if g.state == GateState::Approved {
             break;
         }

@@ -146,8 +146,17 @@ pub async fn succeed_counted(
 }
 
 pub async fn gate(client: &reqwest::Client, address: &str, id: &str) -> GateView {
+    get_json(client, address, &format!("/api/v1/gates/{id}")).await
+}
+
+/// GET `path` at the snowgate at `address` with the pipeline token, read as `T`.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    address: &str,
+    path: &str,
+) -> T {
     client
-        .get(format!("{address}/api/v1/gates/{id}"))
+        .get(format!("{address}{path}"))
         .bearer_auth(PIPELINE_TOKEN)
         .send()
         .await

@@ -6,7 +6,7 @@ use servicenow_sim::{SimHandle, SimSettings};
 use snowgate::api::GateView;
 use snowgate::domain::GateState;
 
-use crate::durability::{free_port, gate, post, start_binary, Binary};
+use crate::durability::{free_port, gate, get_json, post, start_binary, Binary};
 use crate::helpers::*;
 use crate::pg::PgServer;
 
@@ -472,23 +472,6 @@ async fn a_postgres_restart_is_survived_and_readyz_tells_meanwhile() {
     assert_eq!(body.state, GateState::Approved);
 }
 
-/// GET `path` at the replica `base` with the pipeline token, read as `T`.
-async fn read<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    base: &str,
-    path: &str,
-) -> T {
-    client
-        .get(format!("{base}{path}"))
-        .bearer_auth(PIPELINE_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_freeze_declared_at_one_replica_holds_approvals_at_the_other_until_deleted_there() {
     let c = cluster(quiet_sim(), "1h").await;
@@ -536,7 +519,7 @@ async fn a_freeze_declared_at_one_replica_holds_approvals_at_the_other_until_del
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(state, GateState::Approved, "released after the delete");
-    let list: snowgate::api::FreezeList = read(&client, &c.urls[0], "/api/v1/freezes").await;
+    let list: snowgate::api::FreezeList = get_json(&client, &c.urls[0], "/api/v1/freezes").await;
     assert!(list.freezes.is_empty(), "deleted for both replicas");
 }
 
@@ -604,7 +587,7 @@ async fn gates_open_wait_rides_out_a_failover_from_one_replica_to_the_other() {
     let client = reqwest::Client::new();
     let mut pending = None;
     for _ in 0..200 {
-        let list: snowgate::api::GateList = read(&client, &c.urls[1], "/api/v1/gates").await;
+        let list: snowgate::api::GateList = get_json(&client, &c.urls[1], "/api/v1/gates").await;
         pending = list
             .gates
             .into_iter()

@@ -1,15 +1,15 @@
 //! ServiceNow's Attachment API, raw-body form: `POST /api/now/attachment/file?table_name=
 //! change_request&table_sys_id=…&file_name=…` with the file as the body and its content type
 //! (mandatory there); 201 answers the attachment's metadata, its `sys_id` among them. Before
-//! an upload is tried again, `find` looks for it on the CR (`GET /api/now/attachment` by
-//! encoded query, then each candidate's bytes), since a lost answer may hide a stored file.
+//! each upload, `find` looks for it on the CR (`GET /api/now/attachment` by encoded query,
+//! then each candidate's bytes), since a lost answer may hide a stored file.
 use reqwest::Method;
 use serde::Deserialize;
 
 use super::ChangeClient;
 use crate::servicenow::devops::encode_query_value;
 use crate::servicenow::error::{classify, read_answer, ServiceNowError};
-use crate::servicenow::lenient::Scalar;
+use crate::servicenow::lenient::{text, Scalar};
 
 #[derive(Debug, Default, Deserialize)]
 struct AttachmentAnswer {
@@ -32,14 +32,6 @@ struct AttachmentList {
 
 /// Candidates read per lookup: more files of one name on one CR than snowgate ever sends.
 const CANDIDATES: usize = 100;
-
-fn text(field: &Option<Scalar>) -> Option<String> {
-    match field.as_ref()? {
-        Scalar::Str(s) => Some(s.clone()),
-        Scalar::Num(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
 
 impl ChangeClient {
     /// Attach `content` to the change request `sys_id` as `file_name`; the attachment's sys_id.
@@ -88,9 +80,7 @@ impl ChangeClient {
                 && text(&meta.file_name).as_deref() == Some(file_name);
             let same_size =
                 text(&meta.size_bytes).and_then(|s| s.parse::<usize>().ok()) == Some(size);
-            let Some(id) =
-                text(&meta.sys_id).filter(|id| same_record && same_size && !id.is_empty())
-            else {
+            let Some(id) = text(&meta.sys_id).filter(|_| same_record && same_size) else {
                 continue;
             };
             let bytes = self.download(&id, size).await?;

@@ -133,24 +133,18 @@ impl Outbox {
             item.payload["fields"].as_object(),
             item.payload["steps"].as_array(),
         ) {
-            (Some(_), _) if item.payload["onlyIfOpen"] == true => {
-                match change.client.get(&sys_id).await {
-                    Ok(cr) => match CrState::parse(&cr.state).filter(|s| !s.is_open()) {
-                        Some(closed) => {
-                            return OutboxResult::Done {
-                                message: format!(
-                                    "{what} not written: {} is {} already",
-                                    cr.number,
-                                    closed.name()
-                                ),
-                            }
+            (Some(fields), _) if item.payload["onlyIfOpen"] == true => {
+                match closed_already(change, &sys_id).await {
+                    Ok(Some(closed)) => {
+                        return OutboxResult::Done {
+                            message: format!("{what} not written: {closed}"),
                         }
-                        None => self.patch_fields(change, &sys_id, &item.payload).await,
-                    },
+                    }
+                    Ok(None) => change.client.patch(&sys_id, fields).await.map(|r| r.number),
                     Err(e) => Err(e),
                 }
             }
-            (Some(_), _) => self.patch_fields(change, &sys_id, &item.payload).await,
+            (Some(fields), _) => change.client.patch(&sys_id, fields).await.map(|r| r.number),
             (None, Some(steps)) => self.move_through(change, &sys_id, steps).await,
             (None, None) => {
                 return OutboxResult::GiveUp {
@@ -197,24 +191,22 @@ impl Outbox {
         };
         let number = cr.number.clone().unwrap_or_else(|| sys_id.to_string());
         let sha256 = p["sha256"].as_str().unwrap_or("");
-        {
-            // An earlier attempt may have been stored with its answer lost (a timeout, a
-            // dropped connection, a crash before its result was written, which leaves the row
-            // as if never tried): look before sending the file, every time.
-            match change.client.find(sys_id, name, content.len(), sha256).await {
-                Ok(Some(attachment)) => {
-                    return OutboxResult::Done {
-                        message: format!(
-                            "evidence {name} (sha256 {sha256}) is on {number} already as attachment {attachment} (an earlier attempt's answer was lost)"
-                        ),
-                    }
+        // An earlier attempt may have been stored with its answer lost (a timeout, a dropped
+        // connection, a crash before its result was written, which leaves the row as if never
+        // tried): look before sending the file, every time.
+        match change.client.find(sys_id, name, content.len(), sha256).await {
+            Ok(Some(attachment)) => {
+                return OutboxResult::Done {
+                    message: format!(
+                        "evidence {name} (sha256 {sha256}) is on {number} already as attachment {attachment} (an earlier attempt's answer was lost)"
+                    ),
                 }
-                Ok(None) => {}
-                Err(e) if e.is_transient() => return self.retry_or_give_up(item, e.describe()),
-                // Not allowed to read attachments back: send it, as the first attempt did.
-                Err(e) => {
-                    tracing::warn!(gate_id = %gate.id, error = %e.describe(), "evidence: cannot look for an earlier attempt's attachment");
-                }
+            }
+            Ok(None) => {}
+            Err(e) if e.is_transient() => return self.retry_or_give_up(item, e.describe()),
+            // Not allowed to read attachments back: send it, as without the look.
+            Err(e) => {
+                tracing::warn!(gate_id = %gate.id, error = %e.describe(), "evidence: cannot look for an earlier attempt's attachment");
             }
         }
         match change
@@ -232,17 +224,6 @@ impl Outbox {
                 error: format!("ServiceNow refused the evidence {name}: {}", e.describe()),
             },
         }
-    }
-
-    /// PATCH the CR with the payload's `fields`; the CR's number.
-    async fn patch_fields(
-        &self,
-        change: &ChangeMode,
-        sys_id: &str,
-        payload: &serde_json::Value,
-    ) -> Result<String, crate::servicenow::ServiceNowError> {
-        let fields = payload["fields"].as_object().cloned().unwrap_or_default();
-        change.client.patch(sys_id, &fields).await.map(|r| r.number)
     }
 
     /// PATCH a CR through states in order, skipping the steps it has already passed (so a
@@ -272,6 +253,18 @@ impl Outbox {
         }
         Ok(current.number)
     }
+}
+
+/// `CHG… is Closed already` when the CR is no longer open in ServiceNow (read now, not from the
+/// last poll), else `None`.
+async fn closed_already(
+    change: &ChangeMode,
+    sys_id: &str,
+) -> Result<Option<String>, crate::servicenow::ServiceNowError> {
+    let cr = change.client.get(sys_id).await?;
+    Ok(CrState::parse(&cr.state)
+        .filter(|s| !s.is_open())
+        .map(|closed| format!("{} is {} already", cr.number, closed.name())))
 }
 
 /// What a linked CR's gate sends next: a work note naming the Jenkins build, and for a standard

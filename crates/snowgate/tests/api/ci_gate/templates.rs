@@ -373,29 +373,9 @@ async fn the_action_with_wait_holds_the_job_until_the_change_reaches_implement()
     let output = tmp.path().join("github_output");
     let cmd = action_run(&app, tmp.path(), &[("wait", "true")]);
     let job = tokio::spawn(run_cmd(cmd, &[PIPELINE_TOKEN]));
-    let mut gate = None;
-    for _ in 0..200 {
-        let list: snowgate::api::GateList = app
-            .get("/api/v1/gates", Some(PIPELINE_TOKEN))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if let Some(g) = list.gates.into_iter().next() {
-            if g.change_request
-                .as_ref()
-                .and_then(|c| c.number.clone())
-                .is_some()
-            {
-                gate = Some(g);
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let g = gate.expect("the action opened the job's gate and its CR");
+    let g = super::the_gate(&app.address).await;
+    let number = super::pending_cr(&app, g.id).await;
     assert!(!job.is_finished(), "the job waits for the decision");
-    let number = cr_number(&g).unwrap().to_string();
     app.sim
         .chg_set_state(&number, "Implement", None, None)
         .unwrap();
